@@ -1,0 +1,188 @@
+"""Embeddings shared by the DiT family: patches, timesteps, class labels, 2-D positions.
+
+Papers: DiT (Peebles & Xie, arXiv:2212.09748) §3.1-3.2; ViT (arXiv:2010.11929) for patches;
+MAE (arXiv:2111.06377) for the fixed 2-D sin-cos table; PixArt-α (arXiv:2310.00426) for its
+`base_size` / `pe_interpolation` stretching. Official code: facebookresearch/DiT `models.py`,
+PixArt-alpha/PixArt-sigma `diffusion/model/nets/PixArt.py`.
+
+Two conventions that look arbitrary but are fixed by the released weights (each has a test):
+  * the timestep embedding is [cos, sin] (cos first),
+  * the 2-D position table is [sin, cos] per axis (sin first) with the w axis in the first half.
+
+Glossary (paper symbol | code name | checkpoint key)
+  p            | patch_size                    | x_embedder.proj.weight.shape[-1]
+  D            | hidden_size                   | x_embedder.proj.weight.shape[0]
+  t_freq (256) | frequency_embedding_size      | t_embedder.mlp.0.weight.shape[1]
+  null class ∅ | num_classes (the last row)    | y_embedder.embedding_table.weight[num_classes]
+
+Shape legend: B batch, C channels, H W latent size, p patch, h w = H/p W/p, T = h*w tokens, D width.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+# --------------------------------------------------------------------------------------------
+# Patches
+# --------------------------------------------------------------------------------------------
+
+
+def patchify(x, p: int):
+    """Cut (B, C, H, W) into non-overlapping p x p patches -> (B, T, C*p*p), tokens row-major.
+
+    Each token is ordered (c, row, col), the order of a Conv2d weight's (C, p, p) dims, so
+    `patchify(x, p) @ conv.weight.flatten(1).T + conv.bias` equals the strided convolution
+    `PatchEmbed` uses.
+    """
+    B, C, H, W = x.shape
+    if H % p or W % p:
+        raise ValueError(f"image size {H}x{W} is not divisible by the patch size {p}")
+    x = x.reshape(B, C, H // p, p, W // p, p)                     # (B, C, h, p, w, p)
+    x = x.permute(0, 2, 4, 1, 3, 5)                               # (B, h, w, C, p, p)
+    return x.reshape(B, (H // p) * (W // p), C * p * p)           # (B, T, C*p*p)
+
+
+def unpatchify(x, p: int, h: int, w: int):
+    """Inverse of the final layer's token layout: (B, T, p*p*C) -> (B, C, h*p, w*p).
+
+    The final Linear's output channel index is (row*p + col)*C + c — note this differs from
+    `patchify`'s (c, row, col) order; it is what the official `unpatchify` einsum 'nhwpqc->nchpwq'
+    fixes, so the released final-layer weights need exactly this order.
+    """
+    B, T, K = x.shape
+    if T != h * w or K % (p * p):
+        raise ValueError(f"cannot unpatchify {tuple(x.shape)} into a {h}x{w} grid of {p}x{p} patches")
+    C = K // (p * p)
+    x = x.reshape(B, h, w, p, p, C)                               # (B, h, w, p, p, C)
+    x = x.permute(0, 5, 1, 3, 2, 4)                               # (B, C, h, p, w, p)
+    return x.reshape(B, C, h * p, w * p)                          # (B, C, H, W)
+
+
+class PatchEmbed(nn.Module):
+    """Linear patch embedding as a strided convolution (timm `PatchEmbed`, key `proj`)."""
+
+    def __init__(self, patch_size: int, in_chans: int, embed_dim: int, bias: bool = True):
+        super().__init__()
+        self.patch_size = patch_size
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size, bias=bias)
+
+    def forward(self, x):
+        p = self.patch_size
+        if x.shape[-2] % p or x.shape[-1] % p:
+            raise ValueError(f"latent size {tuple(x.shape[-2:])} is not divisible by the patch size {p}")
+        return self.proj(x).flatten(2).transpose(1, 2)            # (B, T, D)
+
+
+# --------------------------------------------------------------------------------------------
+# Timesteps and labels
+# --------------------------------------------------------------------------------------------
+
+
+def timestep_embedding(t, dim: int, max_period: float = 10000.0, freq_shift: float = 0.0):
+    """Sinusoidal embedding of (possibly fractional) timesteps: (B,) -> (B, dim), [cos | sin].
+
+        freq_k = max_period ** (-k / (half - freq_shift)),  k = 0 .. half-1
+        emb    = [cos(t * freq), sin(t * freq)]
+
+    `freq_shift=0` is the official DiT/PixArt/SD3 code. diffusers' DiT uses `freq_shift=1`
+    (`downscale_freq_shift=1`), which changes the frequencies; see `DiTConfig.timestep_freq_shift`.
+    """
+    half = dim // 2
+    k = torch.arange(half, dtype=torch.float32, device=t.device)
+    freqs = torch.exp(-math.log(max_period) * k / (half - freq_shift))    # (half,)
+    args = t[:, None].float() * freqs[None]                                # (B, half)
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)            # (B, 2*half)
+    if dim % 2:
+        emb = torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=-1)
+    return emb
+
+
+class TimestepEmbedder(nn.Module):
+    """t -> sinusoid (256) -> Linear -> SiLU -> Linear -> (B, D). Keys `mlp.0`, `mlp.2`."""
+
+    def __init__(self, hidden_size: int, frequency_embedding_size: int = 256, freq_shift: float = 0.0):
+        super().__init__()
+        self.frequency_embedding_size = frequency_embedding_size
+        self.freq_shift = freq_shift
+        self.mlp = nn.Sequential(
+            nn.Linear(frequency_embedding_size, hidden_size),
+            nn.SiLU(),
+            nn.Linear(hidden_size, hidden_size),
+        )
+
+    def forward(self, t):
+        t_freq = timestep_embedding(t, self.frequency_embedding_size, freq_shift=self.freq_shift)
+        return self.mlp(t_freq.to(self.mlp[0].weight.dtype))                # (B, D)
+
+
+class LabelEmbedder(nn.Module):
+    """Class label -> (B, D), with label dropout for classifier-free guidance.
+
+    With `dropout_prob > 0` the table has one extra row, index `num_classes`: the "null" class that
+    stands for "no label". Training replaces a random `dropout_prob` fraction of labels by it; at
+    sampling time the unconditional half of CFG uses it (DiT's null class = 1000).
+    """
+
+    def __init__(self, num_classes: int, hidden_size: int, dropout_prob: float):
+        super().__init__()
+        use_cfg_embedding = dropout_prob > 0
+        self.embedding_table = nn.Embedding(num_classes + use_cfg_embedding, hidden_size)
+        self.num_classes = num_classes
+        self.dropout_prob = dropout_prob
+
+    def token_drop(self, labels, force_drop_ids=None, generator=None):
+        """Replace labels by the null class: randomly (training) or where `force_drop_ids == 1`."""
+        if force_drop_ids is None:
+            u = torch.rand(labels.shape[0], device=labels.device, generator=generator)
+            drop = u < self.dropout_prob
+        else:
+            drop = force_drop_ids == 1
+        return torch.where(drop, torch.full_like(labels, self.num_classes), labels)
+
+    def forward(self, labels, train: bool = False, force_drop_ids=None, generator=None):
+        if (train and self.dropout_prob > 0) or force_drop_ids is not None:
+            labels = self.token_drop(labels, force_drop_ids, generator)
+        return self.embedding_table(labels)                                  # (B, D)
+
+
+# --------------------------------------------------------------------------------------------
+# Fixed sin-cos position embeddings
+# --------------------------------------------------------------------------------------------
+
+
+def get_1d_sincos_pos_embed(embed_dim: int, pos):
+    """Positions (M,) -> (M, embed_dim) = [sin(pos * omega), cos(pos * omega)], float64.
+
+    omega_k = 1 / 10000^(k / (embed_dim/2)),  k = 0 .. embed_dim/2 - 1   (SIN FIRST)
+    """
+    if embed_dim % 2:
+        raise ValueError(f"embed_dim must be even, got {embed_dim}")
+    omega = torch.arange(embed_dim // 2, dtype=torch.float64) / (embed_dim / 2.0)
+    omega = 1.0 / 10000**omega                                              # (D/2,)
+    out = pos.to(torch.float64).reshape(-1)[:, None] * omega[None]          # (M, D/2)
+    return torch.cat([torch.sin(out), torch.cos(out)], dim=1)               # (M, D)
+
+
+def get_2d_sincos_pos_embed(embed_dim: int, grid_size, base_size=None, interpolation_scale: float = 1.0):
+    """The fixed 2-D table for an h x w token grid -> (h*w, embed_dim) float32, tokens row-major.
+
+    Positions along each axis are  arange(n) / (n / base_size) / interpolation_scale, so a grid
+    of any size is stretched to span [0, base_size / interpolation_scale). DiT: base_size = n,
+    scale 1 (positions 0..n-1). PixArt: base_size = training tokens per side and
+    `pe_interpolation` = resolution/512, so every PixArt model sees positions in [0, 32).
+    The first half of the channels encodes the w (column) coordinate, the second half h.
+    """
+    if embed_dim % 4:
+        raise ValueError(f"embed_dim must be divisible by 4 for a 2-D sin-cos table, got {embed_dim}")
+    h, w = (grid_size, grid_size) if isinstance(grid_size, int) else grid_size
+    # The official code computes the grid in float32 (np.arange(..., dtype=np.float32)), then float64.
+    base_h = h if base_size is None else base_size
+    base_w = w if base_size is None else base_size
+    grid_h = (torch.arange(h, dtype=torch.float32) / (h / base_h) / interpolation_scale)
+    grid_w = (torch.arange(w, dtype=torch.float32) / (w / base_w) / interpolation_scale)
+    gw, gh = torch.meshgrid(grid_w, grid_h, indexing="xy")                  # (h, w) each
+    emb_w = get_1d_sincos_pos_embed(embed_dim // 2, gw)                     # (T, D/2)  w first
+    emb_h = get_1d_sincos_pos_embed(embed_dim // 2, gh)                     # (T, D/2)
+    return torch.cat([emb_w, emb_h], dim=1).float()                         # (T, D)

@@ -1,0 +1,163 @@
+"""Load DiT checkpoints into `minidit.dit.DiT`.
+
+Layouts (facts: shared/reference/checkpoints.md §1.2-1.3):
+  * original  `DiT-XL-2-256x256.pt`, `DiT-XL-2-512x512.pt`: a plain state dict whose keys are
+    minidit's own, plus the fixed `pos_embed` table; `train.py` checkpoints wrap it as
+    {"model", "ema", "opt", "args"} (the EMA weights are used, as DiT's `find_model` does).
+  * diffusers `DiTTransformer2DModel` folder (`transformer/` of `facebook/DiT-XL-2-256`): split
+    q/k/v, renamed layers, and the timestep/label embedders copied into every block.
+
+Config detection from an original file: width, patch and channels from `x_embedder.proj.weight`,
+depth from the number of blocks, latent size from `pos_embed` (T = (input_size/p)^2), classes from
+the label table (the last row is the null class), learned sigma from the final layer, and the head
+count from the paper's table (depth, width) -> heads. Pass `config=` for anything else.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from minidit.dit import DiT, DiTConfig, _sincos_table
+from .io import (CheckpointError, build_on_meta, component_folder, load_into, read_config, read_state_dict,
+                 strip_prefix)
+
+# (depth, hidden_size) -> num_heads for the paper's model sizes (S, B, L, XL).
+HEADS_BY_SIZE = {(12, 384): 6, (12, 768): 12, (24, 1024): 16, (28, 1152): 16}
+
+
+def load_dit(source, config: DiTConfig | None = None, *, dtype=torch.float32, device="cpu") -> DiT:
+    """Load an original DiT `.pt`, a diffusers DiT folder (pipeline root or `transformer/`) or a
+    state dict into `minidit.dit.DiT` (eval mode).
+
+    The timestep embedding follows the official code (`timestep_freq_shift=0`) also for diffusers
+    folders, because the weights were trained that way; pass a config with
+    `timestep_freq_shift=1` to reproduce diffusers' DiTTransformer2DModel exactly.
+    """
+    folder = component_folder(source, "transformer")
+    if folder is not None:
+        sd = read_state_dict(folder)
+        config = config or dit_config_from_diffusers(read_config(folder))
+        sd = dit_from_diffusers(sd, config.depth)
+        what = f"diffusers DiT folder {folder}"
+    else:
+        sd = strip_prefix(read_state_dict(source), ("module.", "model."))
+        if "transformer_blocks.0.norm1.linear.weight" in sd:     # a diffusers state dict passed directly
+            config = config or detect_dit_config(dit_from_diffusers(sd, _count_blocks(sd, "transformer_blocks.")))
+            sd = dit_from_diffusers(sd, config.depth)
+        else:
+            config = config or detect_dit_config(sd)
+        what = "DiT checkpoint" if isinstance(source, dict) else f"DiT checkpoint {source}"
+    sd = _check_and_drop_pos_embed(sd, config)
+    model = build_on_meta(DiT, config)
+    return load_into(model, sd, dtype=dtype, device=device, what=what)
+
+
+def _count_blocks(sd, prefix: str) -> int:
+    return len({k[len(prefix):].split(".")[0] for k in sd if k.startswith(prefix)})
+
+
+def detect_dit_config(sd) -> DiTConfig:
+    """A `DiTConfig` read off an original-layout state dict (rules in the module docstring)."""
+    try:
+        w = sd["x_embedder.proj.weight"]                          # (D, C, p, p)
+        table = sd["y_embedder.embedding_table.weight"]           # (num_classes + 1, D)
+        fc1 = sd["blocks.0.mlp.fc1.weight"]                       # (mlp_ratio * D, D)
+        final = sd["final_layer.linear.weight"]                   # (p*p*C_out, D)
+    except KeyError as e:
+        raise CheckpointError(f"this does not look like a DiT checkpoint: no {e.args[0]!r} "
+                              f"(first keys: {sorted(sd)[:6]})") from None
+    hidden, in_channels, p = w.shape[0], w.shape[1], w.shape[-1]
+    depth = _count_blocks(sd, "blocks.")
+    if (depth, hidden) not in HEADS_BY_SIZE:
+        raise CheckpointError(f"depth {depth} / width {hidden} is not one of the paper's DiT sizes, so the "
+                              "number of heads cannot be read off the weights: pass config=DiTConfig(...)")
+    if "pos_embed" not in sd:
+        raise CheckpointError("the checkpoint has no pos_embed, so its latent size is unknown: pass "
+                              "config=DiTConfig(input_size=...) (e.g. minidit.dit.CHECKPOINTS['DiT-XL-2-256x256'])")
+    side = math.isqrt(sd["pos_embed"].shape[1])
+    out_channels = final.shape[0] // (p * p)
+    return DiTConfig(input_size=side * p, patch_size=p, in_channels=in_channels, hidden_size=hidden,
+                     depth=depth, num_heads=HEADS_BY_SIZE[(depth, hidden)], mlp_ratio=fc1.shape[0] / hidden,
+                     class_dropout_prob=0.1, num_classes=table.shape[0] - 1,
+                     learn_sigma=out_channels == 2 * in_channels)
+
+
+def _check_and_drop_pos_embed(sd, config: DiTConfig):
+    """`pos_embed` is the fixed sin-cos table, recomputed by `DiT.forward`: drop it from the
+    checkpoint (the one allowed key), after checking it is the table minidit computes."""
+    if "pos_embed" not in sd:
+        return sd
+    sd = dict(sd)
+    stored = sd.pop("pos_embed").float()
+    side = config.input_size // config.patch_size
+    ours = _sincos_table(config.hidden_size, side, side)[None]
+    if stored.shape != ours.shape or not torch.allclose(stored, ours, atol=1e-4):
+        raise CheckpointError(
+            f"the checkpoint's pos_embed {tuple(stored.shape)} is not the 2-D sin-cos table of a "
+            f"{side}x{side} grid {tuple(ours.shape)}: wrong input_size in the config, or not a DiT checkpoint")
+    return sd
+
+
+def dit_config_from_diffusers(cfg: dict) -> DiTConfig:
+    """Translate a diffusers `DiTTransformer2DModel` config.json into a `DiTConfig`."""
+    if cfg.get("norm_type", "ada_norm_zero") != "ada_norm_zero":
+        raise CheckpointError(f"norm_type={cfg['norm_type']!r}: this is not a DiT (adaLN-Zero) transformer")
+    if cfg.get("activation_fn", "gelu-approximate") != "gelu-approximate":
+        raise CheckpointError(f"activation_fn={cfg['activation_fn']!r} is not supported (DiT uses gelu-approximate)")
+    in_channels = cfg.get("in_channels", 4)
+    out_channels = cfg.get("out_channels") or in_channels
+    if out_channels not in (in_channels, 2 * in_channels):
+        raise CheckpointError(f"out_channels={out_channels} must equal in_channels ({in_channels}) or twice it")
+    return DiTConfig(
+        input_size=cfg.get("sample_size", 32), patch_size=cfg.get("patch_size", 2), in_channels=in_channels,
+        hidden_size=cfg["num_attention_heads"] * cfg["attention_head_dim"], depth=cfg["num_layers"],
+        num_heads=cfg["num_attention_heads"], mlp_ratio=4.0, class_dropout_prob=0.1,
+        num_classes=cfg.get("num_embeds_ada_norm") or 1000, learn_sigma=out_channels == 2 * in_channels)
+
+
+def dit_from_diffusers(sd, depth: int):
+    """Rename a diffusers DiT state dict to the official (= minidit) keys. Every key must be used."""
+    sd = dict(sd)
+    out = {}
+
+    def move(src, dst):
+        try:
+            out[dst] = sd.pop(src)
+        except KeyError:
+            raise CheckpointError(f"diffusers DiT checkpoint is missing {src!r}") from None
+
+    for kind in ("weight", "bias"):
+        move(f"pos_embed.proj.{kind}", f"x_embedder.proj.{kind}")
+        move(f"proj_out_1.{kind}", f"final_layer.adaLN_modulation.1.{kind}")
+        move(f"proj_out_2.{kind}", f"final_layer.linear.{kind}")
+    # The shared embedders are stored once per block; diffusers' final layer uses block 0's copy.
+    emb = "transformer_blocks.{}.norm1.emb."
+    for src, dst in [("timestep_embedder.linear_1.weight", "t_embedder.mlp.0.weight"),
+                     ("timestep_embedder.linear_1.bias", "t_embedder.mlp.0.bias"),
+                     ("timestep_embedder.linear_2.weight", "t_embedder.mlp.2.weight"),
+                     ("timestep_embedder.linear_2.bias", "t_embedder.mlp.2.bias"),
+                     ("class_embedder.embedding_table.weight", "y_embedder.embedding_table.weight")]:
+        move(emb.format(0) + src, dst)
+        for i in range(1, depth):
+            copy = sd.pop(emb.format(i) + src, None)
+            if copy is not None and not torch.equal(copy, out[dst]):
+                raise CheckpointError(
+                    f"block {i}'s copy of {src} differs from block 0's; minidit (like the official DiT) "
+                    "has one shared embedder, so this fine-tuned diffusers checkpoint cannot be represented")
+    for i in range(depth):
+        a, b = f"transformer_blocks.{i}.", f"blocks.{i}."
+        for kind in ("weight", "bias"):
+            for n in "qkv":
+                move(a + f"attn1.to_{n}.{kind}", f"{n}.{kind}")
+            out[b + f"attn.qkv.{kind}"] = torch.cat([out.pop(f"{n}.{kind}") for n in "qkv"], dim=0)
+            move(a + f"attn1.to_out.0.{kind}", b + f"attn.proj.{kind}")
+            move(a + f"ff.net.0.proj.{kind}", b + f"mlp.fc1.{kind}")
+            move(a + f"ff.net.2.{kind}", b + f"mlp.fc2.{kind}")
+            move(a + f"norm1.linear.{kind}", b + f"adaLN_modulation.1.{kind}")
+    sd.pop("pos_embed.pos_embed", None)      # the fixed table, if a converter stored it
+    if sd:
+        raise CheckpointError(f"{len(sd)} keys of the diffusers DiT checkpoint have no place in DiT: "
+                              f"{sorted(sd)[:12]}")
+    return out
+

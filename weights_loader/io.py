@@ -1,0 +1,258 @@
+"""Reading checkpoint files and loading them strictly into minidit modules.
+
+Nothing here defines a network. Every family loader (`weights_loader/dit.py`, ...) uses the same
+four steps:
+
+1. `read_state_dict(source)`   a file, a folder or a dict  ->  {key: tensor}
+   (safetensors, `.pt`/`.pth`/`.bin` pickles read with `weights_only=True` only, sharded
+   `*.index.json` folders; wrappers such as `{"state_dict": ...}` or `{"ema": ...}` are unwrapped)
+2. `strip_prefix(...)`          e.g. `model.diffusion_model.`, `first_stage_model.`
+3. a family-specific key map    official or diffusers names  ->  minidit names (= official names)
+4. `load_into(model, sd)`       strict: missing / unexpected / mis-shaped keys raise
+                                `CheckpointError` listing them; nothing is half-loaded.
+
+Models are built on the `meta` device (no memory, no random init) and the checkpoint tensors are
+assigned in place, so loading a 2.7 GB model costs ~2.7 GB, not twice that.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import torch
+from torch import nn
+
+StateDict = dict[str, torch.Tensor]
+
+# File names written by `save_pretrained` (diffusers and transformers), in order of preference.
+WEIGHT_FILE_NAMES = (
+    "diffusion_pytorch_model.safetensors",
+    "diffusion_pytorch_model.safetensors.index.json",
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "diffusion_pytorch_model.bin",
+    "diffusion_pytorch_model.bin.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+# Wrappers that training scripts put around the weights (DiT train.py, PixArt, DeepSpeed).
+WRAPPER_KEYS = ("ema", "state_dict", "module", "model")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint could not be read or does not fit the model. The message says what to do."""
+
+
+# --------------------------------------------------------------------------------------------
+# 1. Reading files
+# --------------------------------------------------------------------------------------------
+
+def read_state_dict(source, *, unwrap: bool = True) -> StateDict:
+    """Read `source` into a flat `{key: tensor}` dict.
+
+    `source` may be a dict of tensors, a weight file (`.safetensors`, `.pt`, `.pth`, `.bin`,
+    `.ckpt`), a sharded `*.index.json`, or a folder holding one of `WEIGHT_FILE_NAMES`.
+    """
+    if isinstance(source, Mapping):
+        sd = dict(source)
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise CheckpointError(f"{path} does not exist. Check the path (download it first if needed).")
+        if path.is_dir():
+            path = find_weight_file(path)
+        if path.name.endswith(".index.json"):
+            sd = _read_sharded(path)
+        elif path.suffix == ".safetensors":
+            sd = _read_safetensors(path)
+        elif path.suffix in (".pt", ".pth", ".bin", ".ckpt"):
+            sd = _read_pickle(path)
+        else:
+            raise CheckpointError(
+                f"{path}: unknown weight file type {path.suffix!r}; expected .safetensors, .pt, .pth, "
+                ".bin, .ckpt or a sharded *.index.json")
+    if unwrap:
+        sd = unwrap_state_dict(sd)
+    bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(f"these entries are not tensors, so this is not a plain weight file: {bad[:10]}")
+    return sd
+
+
+def find_weight_file(folder: Path) -> Path:
+    """The weight file `save_pretrained` wrote into `folder`."""
+    for name in WEIGHT_FILE_NAMES:
+        if (folder / name).is_file():
+            return folder / name
+    found = sorted(p.name for p in folder.iterdir())
+    raise CheckpointError(
+        f"no weight file in {folder}. Expected one of {', '.join(WEIGHT_FILE_NAMES)}; the folder holds "
+        f"{found[:20]}. If this is a pipeline folder, pass its component sub-folder (e.g. transformer/).")
+
+
+def _read_safetensors(path: Path) -> StateDict:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({e}). "
+                              "The download may be incomplete: delete it and download it again.") from e
+
+
+def _read_pickle(path: Path) -> StateDict:
+    try:
+        # DiT's train.py stores its argparse.Namespace next to the weights; allow that one class.
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"refused to load {path}: it is a pickle that contains more than tensors and plain containers, "
+            f"and unpickling it could run arbitrary code. minidit only reads pickles with "
+            f"torch.load(weights_only=True). If you trust the file, convert it to safetensors yourself. "
+            f"(torch said: {str(e).splitlines()[0]})") from e
+    except (RuntimeError, EOFError, OSError) as e:
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({str(e).splitlines()[0]}). "
+                              "The download may be incomplete: delete it and download it again.") from e
+
+
+def _read_sharded(index_path: Path) -> StateDict:
+    try:
+        weight_map = json.loads(index_path.read_text())["weight_map"]
+    except (json.JSONDecodeError, KeyError) as e:
+        raise CheckpointError(f"{index_path} is not a valid shard index (need a 'weight_map')") from e
+    sd: StateDict = {}
+    for shard in sorted(set(weight_map.values())):
+        shard_path = index_path.parent / shard
+        if not shard_path.is_file():
+            raise CheckpointError(f"{index_path} lists shard {shard}, which is missing from {index_path.parent}. "
+                                  "Download all shards.")
+        part = _read_safetensors(shard_path) if shard.endswith(".safetensors") else _read_pickle(shard_path)
+        sd.update(part)
+    missing = sorted(set(weight_map) - set(sd))
+    if missing:
+        raise CheckpointError(f"{len(missing)} keys listed in {index_path.name} are in no shard: {missing[:10]}")
+    return sd
+
+
+def unwrap_state_dict(sd: dict) -> dict:
+    """Unwrap `{"ema": sd}` (preferred, as DiT's `find_model`), `{"state_dict": sd}`, `{"module": sd}`."""
+    while True:
+        if any(isinstance(v, torch.Tensor) for v in sd.values()):
+            return sd
+        for key in WRAPPER_KEYS:
+            if isinstance(sd.get(key), Mapping):
+                sd = dict(sd[key])
+                break
+        else:
+            return sd
+
+
+def read_config(folder) -> dict:
+    """The `config.json` that `save_pretrained` wrote into `folder`."""
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"{folder} has no config.json; pass config= explicitly or point at a "
+                              "diffusers/transformers component folder")
+    return json.loads(path.read_text())
+
+
+def component_folder(source, component: str) -> Path | None:
+    """If `source` is a pipeline root (it has `model_index.json` and `component/`), return that
+    component's folder; if `source` is itself a folder with `config.json`, return it; else None."""
+    if isinstance(source, Mapping):
+        return None
+    path = Path(source)
+    if not path.is_dir():
+        return None
+    if (path / component / "config.json").is_file():
+        return path / component
+    if (path / "config.json").is_file():
+        return path
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# 2. Key manipulation
+# --------------------------------------------------------------------------------------------
+
+def strip_prefix(sd: StateDict, prefixes: Iterable[str]) -> StateDict:
+    """Remove the first of `prefixes` that starts *every* key, if any (e.g. `model.diffusion_model.`)."""
+    for prefix in prefixes:
+        if sd and all(k.startswith(prefix) for k in sd):
+            return {k[len(prefix):]: v for k, v in sd.items()}
+    return sd
+
+
+def select_prefix(sd: StateDict, prefix: str) -> StateDict:
+    """The entries under `prefix` (e.g. `first_stage_model.` inside a full SD single file), prefix removed."""
+    return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+
+
+def _preview(keys, n=12) -> str:
+    keys = sorted(keys)
+    more = f" ... and {len(keys) - n} more" if len(keys) > n else ""
+    return ", ".join(keys[:n]) + more
+
+
+# --------------------------------------------------------------------------------------------
+# 3. Strict loading
+# --------------------------------------------------------------------------------------------
+
+def check_state_dict(model: nn.Module, sd: StateDict, what: str = "checkpoint") -> None:
+    """Raise `CheckpointError` listing missing, unexpected and mis-shaped keys (all of them at once)."""
+    expected = model.state_dict()
+    missing = set(expected) - set(sd)
+    unexpected = set(sd) - set(expected)
+    shapes = [f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(expected[k].shape)}"
+              for k in sorted(set(sd) & set(expected)) if sd[k].shape != expected[k].shape]
+    if missing or unexpected or shapes:
+        lines = [f"the {what} does not fit {type(model).__name__}"
+                 f" (config: {getattr(model, 'config', '?')}):"]
+        if missing:
+            lines.append(f"  {len(missing)} missing keys: {_preview(missing)}")
+        if unexpected:
+            lines.append(f"  {len(unexpected)} unexpected keys: {_preview(unexpected)}")
+        if shapes:
+            lines.append(f"  {len(shapes)} keys with a different shape: " + "; ".join(shapes[:8])
+                         + (" ..." if len(shapes) > 8 else ""))
+        lines.append("  Is this the right checkpoint for this model/preset? If the config was guessed "
+                     "from the file, pass config= explicitly.")
+        raise CheckpointError("\n".join(lines))
+
+
+def load_into(model: nn.Module, sd: StateDict, *, dtype: torch.dtype | None = torch.float32,
+              device="cpu", what: str = "checkpoint") -> nn.Module:
+    """Check `sd` against `model` strictly, then assign its tensors (cast to `dtype` if floating).
+
+    `model` is usually built on the meta device; after loading every parameter and buffer lives on
+    `device` and the model is in eval mode.
+    """
+    check_state_dict(model, sd, what)
+    cast = {}
+    for k, v in sd.items():
+        if dtype is not None and v.is_floating_point():
+            v = v.to(dtype)
+        cast[k] = v.to(device)
+    model.load_state_dict(cast, strict=True, assign=True)
+    still_meta = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if still_meta:  # a minidit module registered a tensor that is neither loaded nor recomputed
+        raise CheckpointError(f"internal error: tensors left uninitialised after loading: {still_meta[:10]}")
+    return model.eval()
+
+
+def build_on_meta(cls, config):
+    """Instantiate `cls(config)` without allocating or initialising weights."""
+    with torch.device("meta"):
+        return cls(config)
+
+
+def save_safetensors(sd: StateDict, path, metadata: dict | None = None) -> None:
+    """Write `sd` as safetensors (contiguous copies; shared storage is not allowed there)."""
+    from safetensors.torch import save_file
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    save_file({k: v.detach().contiguous() for k, v in sd.items()}, str(path), metadata=metadata)
