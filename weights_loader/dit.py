@@ -141,7 +141,7 @@ def dit_from_diffusers(sd, depth: int):
         move(emb.format(0) + src, dst)
         for i in range(1, depth):
             copy = sd.pop(emb.format(i) + src, None)
-            if copy is not None and not torch.equal(copy, out[dst]):
+            if copy is not None and not copy.is_meta and not torch.equal(copy, out[dst]):
                 raise CheckpointError(
                     f"block {i}'s copy of {src} differs from block 0's; minidit (like the official DiT) "
                     "has one shared embedder, so this fine-tuned diffusers checkpoint cannot be represented")
