@@ -1,0 +1,117 @@
+"""DiT-XL/2 forward pass: minidit vs diffusers' DiTTransformer2DModel on identical weights.
+
+    python benchmarks/dit_forward.py                 # 256² and 512², batch 2, fp32, CPU
+    python benchmarks/dit_forward.py --tiny          # a 2-layer model, for a quick smoke test
+
+Random weights are written once in the diffusers layout (`save_pretrained`); minidit reads the same
+file through `weights_loader.load_dit` (with diffusers' timestep convention, so the outputs must
+agree — the script checks it). Each (implementation, resolution) runs in a fresh process: median
+wall time of the forward pass and the peak resident-memory increase during it (weights and inputs
+excluded), see `benchmarks/common.py`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks.common import (child_case, machine, markdown_table, median, peak_since, report,  # noqa: E402
+                               reset_peak, run_child, time_calls)
+
+XL2 = dict(num_attention_heads=16, attention_head_dim=72, num_layers=28)
+TINY = dict(num_attention_heads=2, attention_head_dim=32, num_layers=2)
+
+
+def child(case):
+    import dataclasses
+
+    import torch
+    torch.manual_seed(0)
+    side = case["latent"]
+    x = torch.randn(case["batch"], 4, side, side)
+    t = torch.tensor([999, 500][: case["batch"]] * (case["batch"] // 2 or 1))[: case["batch"]]
+    y = torch.tensor([207, 1000] * case["batch"])[: case["batch"]]
+    if case["impl"] == "diffusers":
+        from diffusers import DiTTransformer2DModel
+        model = DiTTransformer2DModel.from_pretrained(case["folder"]).eval()
+        run = lambda: model(x, t, y).sample                                          # noqa: E731
+    else:
+        from weights_loader import load_dit
+        from weights_loader.dit import dit_config_from_diffusers
+        from weights_loader.io import read_config
+        config = dataclasses.replace(dit_config_from_diffusers(read_config(case["folder"])), timestep_freq_shift=1)
+        model = load_dit(case["folder"], config)
+        run = lambda: model(x, t, y)                                                 # noqa: E731
+    with torch.no_grad():
+        base = reset_peak()          # before the warm-up: memory the allocator keeps after it counts too
+        out = run()                                                                  # warm-up, kept for the check
+        times = time_calls(run, repeats=case["repeats"], warmup=0)
+        peak = peak_since(base)
+    torch.save(out, case["out"])
+    report({"median_s": round(median(times), 3), "times": [round(s, 3) for s in times], "peak_mib": peak})
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tiny", action="store_true", help="2-layer width-64 model (smoke test)")
+    parser.add_argument("--latents", type=str, default="32,64", help="latent sides (32 = 256², 64 = 512²)")
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    import torch
+    from diffusers import DiTTransformer2DModel
+    work = tempfile.mkdtemp(prefix="dit_bench_")
+    torch.manual_seed(0)
+    shape = TINY if args.tiny else XL2
+    folders = {}
+    for side in (int(s) for s in args.latents.split(",")):
+        folder = os.path.join(work, f"latent{side}")
+        if not folders:
+            model = DiTTransformer2DModel(in_channels=4, out_channels=8, sample_size=side, patch_size=2,
+                                          num_embeds_ada_norm=1000, **shape)
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.normal_(0, 0.02)
+                shared = model.transformer_blocks[0].norm1.emb.state_dict()
+                for block in model.transformer_blocks[1:]:   # diffusers stores one copy per block
+                    block.norm1.emb.load_state_dict(shared)
+            model.save_pretrained(folder)
+            del model
+            first = folder
+        else:      # same weights, another latent size: only config.json differs
+            os.makedirs(folder)
+            cfg = json.load(open(os.path.join(first, "config.json")))
+            json.dump(dict(cfg, sample_size=side), open(os.path.join(folder, "config.json"), "w"))
+            os.symlink(os.path.join(first, "diffusion_pytorch_model.safetensors"),
+                       os.path.join(folder, "diffusion_pytorch_model.safetensors"))
+        folders[side] = folder
+
+    rows = []
+    for side, folder in folders.items():
+        res = {}
+        for impl in ("diffusers", "minidit"):
+            out = os.path.join(work, f"{impl}{side}.pt")
+            res[impl] = run_child(__file__, dict(impl=impl, folder=folder, latent=side, batch=args.batch,
+                                                 repeats=args.repeats, out=out))
+            res[impl]["out"] = torch.load(out, weights_only=True)
+        err = (res["minidit"]["out"] - res["diffusers"]["out"]).abs().max().item()
+        for impl in ("diffusers", "minidit"):
+            rows.append({"image": f"{side * 8}²", "impl": impl, "median forward (s)": res[impl]["median_s"],
+                         "peak extra memory (MiB)": res[impl]["peak_mib"],
+                         "time ratio": "" if impl == "diffusers" else
+                         f"{res['minidit']['median_s'] / res['diffusers']['median_s']:.2f}",
+                         "memory ratio": "" if impl == "diffusers" else
+                         f"{res['minidit']['peak_mib'] / max(res['diffusers']['peak_mib'], 0.1):.2f}",
+                         "max |diff|": "" if impl == "diffusers" else f"{err:.1e}"})
+    print(f"\nDiT{'(tiny)' if args.tiny else '-XL/2'}, batch {args.batch}, fp32, {machine()}\n")
+    print(markdown_table(rows, ["image", "impl", "median forward (s)", "peak extra memory (MiB)",
+                                "time ratio", "memory ratio", "max |diff|"]))
+
+
+if __name__ == "__main__":
+    case = child_case()
+    child(case) if case else main()
