@@ -90,7 +90,8 @@ class T5Tokenizer:
         self.vocab_size = self.sp.get_piece_size()
 
     def tokenize(self, text: str) -> list[str]:
-        return self.sp.encode(text, out_type=str)
+        """The pieces of `text` (characters the model does not know show as "<unk>")."""
+        return [self.sp.id_to_piece(i) for i in self.sp.encode(text)]
 
     def encode(self, text: str) -> list[int]:
         """Piece ids of `text`, without EOS."""
