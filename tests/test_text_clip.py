@@ -99,6 +99,25 @@ def test_clip_with_projection_from_a_pipeline_root(clip_folders):
     _compare(ours, ids, ref.last_hidden_state, ref.hidden_states, pooled, ref.text_embeds)
 
 
+def test_full_clip_model_folder_with_legacy_eos(tmp_path):
+    """openai/clip-vit-large-patch14 is a whole CLIPModel (text + vision) whose config says
+    eos_token_id=2: the text half is loaded, pooling stays at the real EOS (argmax of the ids)."""
+    torch.manual_seed(0)
+    text = {**TINY, "eos_token_id": 2, "bos_token_id": 0, "pad_token_id": 1, "projection_dim": 24}
+    vision = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=32,
+                  patch_size=16)
+    full = transformers.CLIPModel(transformers.CLIPConfig(text_config=text, vision_config=vision,
+                                                          projection_dim=24)).eval()
+    full.save_pretrained(tmp_path / "clip")
+    ours = load_clip(tmp_path / "clip")
+    assert ours.config.eos_token_id == VOCAB - 1 and ours.config.projection_dim == 24
+    ids = _ids()
+    with torch.no_grad():
+        ref = full.text_model(input_ids=ids, output_hidden_states=True)
+        embeds = full.text_projection(ref.pooler_output)
+    _compare(ours, ids, ref.last_hidden_state, ref.hidden_states, ref.pooler_output, embeds)
+
+
 def test_sd3_single_files(clip_folders, tmp_path):
     """clip_l / clip_g single files (text_model.* keys, no config), alone and inside a whole SD3 file."""
     plain, proj, _ = clip_folders

@@ -2,6 +2,7 @@
 file layout the loader reads, the relative-position buckets, the fp16 policy, and the full-size
 key/shape contract of every preset."""
 import json
+import shutil
 
 import pytest
 import torch
@@ -121,9 +122,17 @@ def test_sharded_folder_and_pipeline_root(t5_folders, tmp_path):
         load_t5(pipe, component="text_encoder_2")
 
 
-def test_mt5_folder_parity(t5_folders):
+def test_mt5_folder_parity(t5_folders, tmp_path):
     _, hf_mt5, root = t5_folders
     _compare(hf_mt5, load_t5(root / "mt5"), *_ids(TINY["vocab_size"]))
+    # Hunyuan-DiT's t2i/mt5/config.json was written by transformers 4.10: no dense_act_fn, no
+    # relative_attention_max_distance, architectures MT5ForConditionalGeneration.
+    cfg = json.loads((root / "mt5" / "config.json").read_text())
+    for key in ("dense_act_fn", "relative_attention_max_distance", "is_gated_act"):
+        cfg.pop(key, None)
+    (tmp_path / "config.json").write_text(json.dumps(dict(cfg, architectures=["MT5ForConditionalGeneration"])))
+    shutil.copy(root / "mt5" / "model.safetensors", tmp_path)
+    _compare(hf_mt5, load_t5(tmp_path), *_ids(TINY["vocab_size"]))
 
 
 def test_sd3_single_file_with_and_without_prefix(t5_folders, tmp_path):
