@@ -185,6 +185,8 @@ FULL_SIZE = {
     "clip-vit-large-patch14": dict(projection_dim=768),        # transformers' CLIPTextConfig defaults = CLIP-L
     "openclip-vit-bigG-14": dict(hidden_size=1280, intermediate_size=5120, num_hidden_layers=32,
                                  num_attention_heads=20, hidden_act="gelu", projection_dim=1280),
+    "openclip-vit-h-14": dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
+                              num_attention_heads=16, hidden_act="gelu", projection_dim=1024),
 }
 
 

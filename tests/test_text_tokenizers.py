@@ -28,6 +28,7 @@ CORPUS = [
     "ﬁne ligature ½ ² Ⅻ ①", "ÀÉÎÕÜ àéîõü İstanbul ß ẞ", "quote's \"double\" `back` ~tilde^ [brackets]{braces}|pipe\\",
     "a" * 300, " ".join(["long prompt with many words"] * 40), "mixedCASE WordsWithCaps HTML5 GPT-4o x86_64",
     "ascii control \x01\x02 chars \x7f end", "Ünïcödé ñ ç ø å ł đ", "Ελληνικά και العربية עברית हिन्दी ไทย",
+    "\x1cfile\x1c separator", "tab\x0bvt\x0cff", "\xadsoft\xadhyphen \ufeffbom", "next\x85line",
 ]
 
 
@@ -161,16 +162,16 @@ def test_t5_wrapper_matches_transformers(spiece_folder, tmp_path):
     ours = load_t5_tokenizer(spiece_folder / "spiece.model")
     # transformers (tokenizers backend) treats U+0085 (NEXT LINE) as whitespace; sentencepiece,
     # which T5 was trained with and which minidit wraps, keeps it as a character (-> <unk>).
-    corpus = CORPUS + ["next\x85line"]
-    for text in corpus[:-1]:
+    corpus = [t for t in CORPUS if "\x85" not in t]
+    for text in corpus:
         assert ours.encode(text) + [1] == hf(text).input_ids, text
-    assert ours.encode(corpus[-1]) != hf(corpus[-1]).input_ids[:-1]
+    assert ours.encode("next\x85line") != hf("next\x85line").input_ids[:-1]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        mine = ours(CORPUS, max_length=48)
-    ref = hf(CORPUS, padding="max_length", max_length=48, truncation=True, return_tensors="pt")
+        mine = ours(corpus, max_length=48)
+    ref = hf(corpus, padding="max_length", max_length=48, truncation=True, return_tensors="pt")
     assert torch.equal(mine["input_ids"], ref["input_ids"]) and torch.equal(mine["attention_mask"], ref["attention_mask"])
-    lengths = [len(ours.encode(t)) + 1 for t in CORPUS]
+    lengths = [len(ours.encode(t)) + 1 for t in corpus]
     assert sorted(str(w.message) for w in caught) == sorted(
         f"T5Tokenizer: prompt {i} has {n} tokens; the last {n - 48} were dropped to fit max_length=48"
         for i, n in enumerate(lengths) if n > 48)

@@ -223,7 +223,7 @@ class CLIPTokenizer:
     @staticmethod
     def normalize(text: str) -> str:
         text = unicodedata.normalize("NFC", text)
-        return lowercase(_WHITESPACE_RUN.sub(" ", text).strip())
+        return lowercase(_WHITESPACE_RUN.sub(" ", text).strip(" "))
 
     def bpe(self, word: str) -> list[str]:
         if word in CLIP_SPECIALS:
