@@ -1,0 +1,127 @@
+"""Finding a text encoder or its tokenizer inside the folders and files people download.
+
+Shared by `weights_loader/t5.py`, `clip.py` and `bert.py`. A text encoder arrives as
+  * a transformers model folder (`config.json` + `model.safetensors`, or shards with
+    `model.safetensors.index.json` / `pytorch_model.bin.index.json`),
+  * a diffusers pipeline root, where it is one of `text_encoder/`, `text_encoder_2/`,
+    `text_encoder_3/` (which one depends on the pipeline: SD3 has two CLIPs and a T5, Hunyuan-DiT a
+    BERT and an mT5) and its tokenizer one of `tokenizer/`, `tokenizer_2/`, `tokenizer_3/`,
+  * a single file, possibly a whole SD3 checkpoint whose encoders sit under
+    `text_encoders.{clip_l,clip_g,t5xxl}.transformer.`.
+The functions below pick the right one by reading `config.json` / `tokenizer_config.json` (or the
+key prefixes), and ask for `component=` when several fit.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Mapping
+
+from .io import CheckpointError, select_prefix
+
+
+def read_json(path) -> dict:
+    """The JSON object in `path`, or {} if there is no such file."""
+    path = Path(path)
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def _pick(candidates: list[Path], component: str | None, what: str, root) -> Path | None:
+    if component is not None:
+        for folder in candidates:
+            if folder.name == component:
+                return folder
+        raise CheckpointError(f"{root} has no {what} in {component}/; the {what} folders there are "
+                              f"{[c.name for c in candidates] or 'none'}")
+    if len(candidates) > 1:
+        raise CheckpointError(f"{root} holds several {what}s: {[c.name for c in candidates]}. "
+                              f"Pass component='{candidates[0].name}' (or another) to choose one.")
+    return candidates[0] if candidates else None
+
+
+def model_folder(source, model_types: tuple[str, ...], component: str | None, what: str) -> Path | None:
+    """The transformers model folder for `source`, or None if `source` is not a folder.
+
+    `source` itself if its config.json has one of `model_types`; else, for a pipeline root, the
+    `text_encoder*/` folder whose config.json does (`component` picks one by name)."""
+    if isinstance(source, Mapping) or not Path(source).is_dir():
+        return None
+    root = Path(source)
+    if (root / "config.json").is_file():
+        model_type = read_json(root / "config.json").get("model_type")
+        if model_type not in model_types:
+            raise CheckpointError(f"{root}/config.json describes a {model_type!r} model, not a {what} "
+                                  f"(expected model_type in {model_types})")
+        return root
+    candidates = [f for f in sorted(root.glob("text_encoder*"))
+                  if read_json(f / "config.json").get("model_type") in model_types]
+    found = _pick(candidates, component, what, root)
+    if found is None:
+        raise CheckpointError(f"found no {what} in {root}: no config.json there, and no text_encoder*/ "
+                              f"folder whose config.json has model_type in {model_types}")
+    return found
+
+
+def tokenizer_folder(source, files: tuple[str, ...], classes: tuple[str, ...], component: str | None,
+                     what: str, how_to_get: str) -> Path:
+    """The folder holding the tokenizer `files` (e.g. ("vocab.json", "merges.txt")).
+
+    `source` may be that folder, or a pipeline root whose `tokenizer*/` folders are searched: one
+    fits if it has the files or its tokenizer_config.json names one of `classes`. A folder that
+    fits by class but lacks the files (transformers 5 saves only tokenizer.json) is an error that
+    says which file is missing and how to get it."""
+    root = Path(source)
+    if not root.is_dir():
+        raise CheckpointError(f"{root} does not exist or is not a folder")
+    folders = [root]
+    if not any((root / f).is_file() for f in files) and not (root / "tokenizer_config.json").is_file():
+        folders = [f for f in sorted(root.glob("tokenizer*")) if f.is_dir()
+                   and (any((f / n).is_file() for n in files)
+                        or read_json(f / "tokenizer_config.json").get("tokenizer_class") in classes)]
+        folder = _pick(folders, component, what, root)
+        if folder is None:
+            raise CheckpointError(f"found no {what} in {root}: it has none of {list(files)} and no tokenizer*/ "
+                                  f"folder with them. {how_to_get}")
+        folders = [folder]
+    folder = folders[0]
+    tokenizer_class = read_json(folder / "tokenizer_config.json").get("tokenizer_class")
+    if tokenizer_class and tokenizer_class not in classes:
+        raise CheckpointError(f"{folder} holds a {tokenizer_class}, not a {what} ({', '.join(classes)})")
+    missing = [f for f in files if not (folder / f).is_file()]
+    if missing:
+        present = sorted(p.name for p in folder.iterdir())
+        raise CheckpointError(f"{folder} has no {', '.join(missing)} (it holds {present}). minidit's {what} reads "
+                              f"{' + '.join(files)}; transformers 5 `save_pretrained` writes only tokenizer.json. "
+                              f"{how_to_get}")
+    return folder
+
+
+def select_text_encoder(sd: dict, names: tuple[str, ...], component: str | None, what: str) -> dict:
+    """The weights of one encoder of an SD3 single file: keys `text_encoders.{name}.transformer.*`
+    with the prefix removed. State dicts without such keys are returned unchanged."""
+    present = sorted({k.split(".")[1] for k in sd if k.startswith("text_encoders.")})
+    if not present:
+        return sd
+    fitting = [n for n in present if n in names]
+    if component is not None:
+        if component not in present:
+            raise CheckpointError(f"this file has no text_encoders.{component}.*; it has {present}")
+        fitting = [component]
+    if not fitting:
+        raise CheckpointError(f"this file's text encoders are {present}; none of them is a {what} {names}")
+    if len(fitting) > 1:
+        raise CheckpointError(f"this file holds several {what}s {fitting}: pass component='{fitting[0]}' "
+                              "(or another) to choose one")
+    return select_prefix(sd, f"text_encoders.{fitting[0]}.transformer.")
+
+
+def count_blocks(sd: dict, prefix: str) -> int:
+    """How many numbered blocks `prefix{i}.` the state dict has."""
+    return len({k[len(prefix):].split(".")[0] for k in sd if k.startswith(prefix)})
+
+
+def tokenizer_max_length(folder) -> int | None:
+    """`model_max_length` from tokenizer_config.json; None when absent or the "no limit" sentinel
+    (transformers writes 1e30 for tokenizers without a length)."""
+    n = read_json(Path(folder) / "tokenizer_config.json").get("model_max_length")
+    return int(n) if n is not None and n < 1_000_000 else None
