@@ -19,7 +19,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.common import (child_case, machine, markdown_table, median, peak_since, report,  # noqa: E402
-                               reset_peak, run_child, time_calls)
+                               reset_peak, run_child, time_calls, touch)
 
 XL2 = dict(num_attention_heads=16, attention_head_dim=72, num_layers=28)
 TINY = dict(num_attention_heads=2, attention_head_dim=32, num_layers=2)
@@ -45,6 +45,7 @@ def child(case):
         config = dataclasses.replace(dit_config_from_diffusers(read_config(case["folder"])), timestep_freq_shift=1)
         model = load_dit(case["folder"], config)
         run = lambda: model(x, t, y)                                                 # noqa: E731
+    touch(model)
     with torch.no_grad():
         base = reset_peak()          # before the warm-up: memory the allocator keeps after it counts too
         out = run()                                                                  # warm-up, kept for the check
