@@ -23,7 +23,7 @@ Glossary (paper symbol | code name | checkpoint key)
   d                   | hidden_size         | x_embedder.proj.weight.shape[0]
   S^(i) (per-block)   | scale_shift_table   | blocks.i.scale_shift_table (6, D)
   S̄ = f(t)            | t0 (shared)         | t_block.1 (6D rows)
-  β, γ, α             | shift_*, scale_*, gate_* | rows 0..5 = shift_msa scale_msa gate_msa shift_mlp scale_mlp gate_mlp
+  β, γ, α             | shift_*, scale_*, gate_* | rows 0-5: shift/scale/gate_msa, shift/scale/gate_mlp
   c_size, AR          | img_hw, aspect_ratio | csize_embedder.mlp.*, ar_embedder.mlp.* (α-1024-MS only)
   ∅ caption           | null_caption()      | y_embedder.y_embedding (L, 4096)
   Σ (learned)         | pred_sigma          | final_layer.linear.weight.shape[0] = p*p*2C
@@ -267,8 +267,10 @@ class T2IFinalLayer(nn.Module):
 
 
 @functools.lru_cache(maxsize=16)
-def _pos_table(hidden_size: int, h: int, w: int, base_size: int, pe_interpolation: float):
-    return get_2d_sincos_pos_embed(hidden_size, (h, w), base_size=base_size, interpolation_scale=pe_interpolation)
+def _pos_table(hidden_size: int, h: int, w: int, base_size: int, pe_interpolation: float, device=None, dtype=None):
+    """Cached per grid, device and dtype (a 2048² image's table is 75 MB: not copied to the GPU every step)."""
+    table = get_2d_sincos_pos_embed(hidden_size, (h, w), base_size=base_size, interpolation_scale=pe_interpolation)
+    return table.to(device=device, dtype=dtype)
 
 
 class PixArt(nn.Module):
@@ -302,7 +304,9 @@ class PixArt(nn.Module):
         self.apply(_basic_init)
         w = self.x_embedder.proj.weight
         nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-        embedders = [self.t_embedder] + ([self.csize_embedder, self.ar_embedder] if self.config.micro_condition else [])
+        embedders = [self.t_embedder]
+        if self.config.micro_condition:
+            embedders += [self.csize_embedder, self.ar_embedder]
         linears = [e.mlp[i] for e in embedders for i in (0, 2)]
         for linear in linears + [self.t_block[1], self.y_embedder.y_proj.fc1, self.y_embedder.y_proj.fc2]:
             nn.init.normal_(linear.weight, std=0.02)
@@ -316,7 +320,7 @@ class PixArt(nn.Module):
         """The sin-cos table for an h x w token grid, each axis stretched to span
         [0, base_size / pe_interpolation) (PixArtMS recomputes it every forward): (1, T, D)."""
         c = self.config
-        return _pos_table(c.hidden_size, h, w, c.base_size, float(c.pe_interpolation)).to(device=device, dtype=dtype)[None]
+        return _pos_table(c.hidden_size, h, w, c.base_size, float(c.pe_interpolation), device, dtype)[None]
 
     def forward(self, x, timestep, y, mask=None, *, img_hw=None, aspect_ratio=None):
         """x (B, C, H, W) noisy latents; timestep (B,) 0..999 (may be fractional); y (B, L, C_cap) T5
@@ -378,6 +382,7 @@ PRESETS = {
     "PixArt-Sigma-XL-2-1024-MS": PIXART_SIGMA_1024_MS,
     "PixArt-Sigma-XL-2-2K-MS": PIXART_SIGMA_2K_MS,
 }
-# Not released: the Σ paper's KV-compressed 1024 model (configs/.../PixArt_sigma_xl2_img1024_internalms_kvcompress.py).
+# Not released: the Σ paper's KV-compressed 1024 model
+# (PixArt-sigma configs/pixart_sigma_config/PixArt_sigma_xl2_img1024_internalms_kvcompress.py).
 PIXART_SIGMA_1024_KV_COMPRESS = replace(
     PIXART_SIGMA_1024_MS, kv_compress_config=KVCompressConfig("conv", 2, tuple(range(14, 28))))

@@ -141,7 +141,8 @@ def dpm_solver_pp_2m_step(x_s, x0_s, x0_prev, lambda_prev, lambda_s, lambda_t):
         D = (1 + 1/(2r)) x0_s - 1/(2r) x0_prev
         x_t = (sigma_t / sigma_s) x_s - alpha_t (e^{-h} - 1) D
     """
-    lambda_prev, lambda_s, lambda_t = (torch.as_tensor(v, dtype=torch.float64) for v in (lambda_prev, lambda_s, lambda_t))
+    lambda_prev, lambda_s, lambda_t = (torch.as_tensor(v, dtype=torch.float64)
+                                       for v in (lambda_prev, lambda_s, lambda_t))
     if not torch.isfinite(lambda_t):
         raise ValueError("the second-order step cannot reach sigma = 0 (lambda = inf): use dpm_solver_pp_1_step "
                          "for the last step (lower_order_final)")

@@ -110,7 +110,8 @@ def test_time_uniform_grid_is_the_official_discretisation():
     assert abs(t1 - (999 - 999 / 20)) < 1e-9
     lo, frac = int(t1), t1 - int(t1)
     log_alpha = 0.5 * torch.log(ABAR)
-    assert abs(torch.log(grid.alphas[1]).item() - ((1 - frac) * log_alpha[lo] + frac * log_alpha[lo + 1]).item()) < 1e-12
+    expected = (1 - frac) * log_alpha[lo] + frac * log_alpha[lo + 1]
+    assert abs(torch.log(grid.alphas[1]).item() - expected.item()) < 1e-12
 
 
 def test_learned_sigma_channels_are_dropped_and_timesteps_fractional():

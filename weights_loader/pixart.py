@@ -114,7 +114,8 @@ def _resolution_from_pos_embed(sd, hidden: int, p: int):
     table = sd["pos_embed"].reshape(-1, sd["pos_embed"].shape[-1]).double()
     side = math.isqrt(table.shape[0])
     if side * side != table.shape[0] or table.shape[1] != hidden or side < 2:
-        raise CheckpointError(f"pos_embed {tuple(sd['pos_embed'].shape)} is not a square sin-cos table of width {hidden}")
+        raise CheckpointError(f"pos_embed {tuple(sd['pos_embed'].shape)} is not a square sin-cos table "
+                              f"of width {hidden}")
     quarter = hidden // 4                                     # sin(w) | cos(w) | sin(h) | cos(h)
     k = min(quarter - 1, math.ceil(quarter / 4))              # omega_k = 10000^(-k/quarter) <= 0.1
     omega = 10000.0 ** (-k / quarter)
@@ -164,7 +165,8 @@ def pixart_config_from_diffusers(cfg: dict, model_max_length: int = 120) -> PixA
         raise CheckpointError("config.json has no caption_channels: PixArt projects T5 states (4096 for T5-XXL)")
     heads, head_dim = cfg.get("num_attention_heads", 16), cfg.get("attention_head_dim", 72)
     if cfg.get("cross_attention_dim", 1152) != heads * head_dim:
-        raise CheckpointError(f"cross_attention_dim {cfg['cross_attention_dim']} != heads x head_dim {heads * head_dim}")
+        raise CheckpointError(f"cross_attention_dim {cfg['cross_attention_dim']} != heads x head_dim "
+                              f"{heads * head_dim}")
     in_channels = cfg.get("in_channels", 4)
     out_channels = cfg.get("out_channels") or in_channels
     if out_channels not in (in_channels, 2 * in_channels):
