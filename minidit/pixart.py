@@ -21,8 +21,8 @@ parameters at XL size); PixArt shares one `t_block` and gives each block a learn
 Glossary (paper symbol | code name | checkpoint key)
   N blocks            | depth               | blocks.{0..N-1}
   d                   | hidden_size         | x_embedder.proj.weight.shape[0]
-  S^(i) (per-block)   | scale_shift_table   | blocks.i.scale_shift_table (6, D)
-  S̄ = f(t)            | t0 (shared)         | t_block.1 (6D rows)
+  E^(i) (per block)   | scale_shift_table   | blocks.i.scale_shift_table (6, D);  S^(i) = S̄ + E^(i)
+  S̄ = MLP(t) (shared) | t0                  | t_block.1 (6D rows)
   β, γ, α             | shift_*, scale_*, gate_* | rows 0-5: shift/scale/gate_msa, shift/scale/gate_mlp
   c_size, AR          | img_hw, aspect_ratio | csize_embedder.mlp.*, ar_embedder.mlp.* (α-1024-MS only)
   ∅ caption           | null_caption()      | y_embedder.y_embedding (L, 4096)
