@@ -3,7 +3,7 @@
     python benchmarks/pixart_gpu.py                                   # random weights
     python benchmarks/pixart_gpu.py --weights PixArt-Sigma-XL-2-1024-MS.pth --weights-2k PixArt-Sigma-XL-2-2K-MS.pth
     python benchmarks/pixart_gpu.py --sizes 1024 --backend manual     # the naive attention, for contrast
-    python benchmarks/pixart_gpu.py --smoke                           # 2 tiny blocks on CPU: checks the script
+    python benchmarks/pixart_gpu.py --tiny                           # 2 tiny blocks on CPU: checks the script
 
 Stages, each with its own `torch.cuda.max_memory_allocated` (reset in between), as the pipeline
 will stage them (encode the prompt, free T5, denoise, decode):
@@ -46,12 +46,12 @@ def decode(latents):
     return None
 
 
-def build_transformer(name: str, weights, dtype, device, smoke=False):
+def build_transformer(name: str, weights, dtype, device, tiny=False):
     if weights:
         from weights_loader import load_pixart
         return load_pixart(weights, dtype=dtype, device=device)
     config = PRESETS[name]
-    if smoke:
+    if tiny:
         config = dataclasses.replace(config, depth=2, hidden_size=144, num_heads=2)
     with torch.device(device):
         model = PixArt(config)
@@ -75,9 +75,9 @@ def stage(fn, device):
 
 
 def run_size(side: int, weights, args, device):
-    name = SIZES[side * 4 if args.smoke else side]
+    name = SIZES[side * 4 if args.tiny else side]
     dtype = getattr(torch, args.dtype)
-    model = build_transformer(name, weights, dtype, device, args.smoke)
+    model = build_transformer(name, weights, dtype, device, args.tiny)
     weights_gib = sum(t.numel() * t.element_size() for t in model.state_dict().values()) / GiB
     text = encode_prompt("a photo of an astronaut riding a horse on the moon", device)
     g = torch.Generator(device).manual_seed(0)
@@ -119,18 +119,18 @@ def main(argv=None):
     ap.add_argument("--guidance-scale", type=float, default=4.5)
     ap.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"])
     ap.add_argument("--backend", default="sdpa", choices=["sdpa", "manual"], help="minidit attention path")
-    ap.add_argument("--smoke", action="store_true", help="2 narrow blocks, 2 steps, 256/512 px on the CPU")
+    ap.add_argument("--tiny", action="store_true", help="2 narrow blocks, 2 steps, 256/512 px on the CPU")
     args = ap.parse_args(argv)
-    if args.smoke:
+    if args.tiny:
         device, args.steps, args.dtype, args.weights, args.weights_2k = torch.device("cpu"), 2, "float32", None, None
     elif torch.cuda.is_available():
         device = torch.device("cuda")
     else:
         raise SystemExit("this benchmark needs a CUDA GPU; for CPU see benchmarks/pixart_transformer.py")
-    sizes = [side // 4 for side in args.sizes] if args.smoke else args.sizes
+    sizes = [side // 4 for side in args.sizes] if args.tiny else args.sizes
     rows = [run_size(side, args.weights if side == 1024 else args.weights_2k, args, device) for side in sizes]
     fmt = lambda v, f: "not run" if v is None else f % v  # noqa: E731
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (SMOKE: 2 narrow blocks)"
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (TINY: 2 narrow blocks)"
     print(f"\nPixArt-Σ, {where}, {args.dtype}, {args.steps} steps DPM-Solver++(2M), "
           f"CFG {args.guidance_scale} (batch 2), attention {args.backend}\n")
     print("| image | checkpoint | weights GiB | T5 encode | denoise s (s/step) | denoise peak GiB | VAE decode s "
