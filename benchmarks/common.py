@@ -36,6 +36,15 @@ def reset_peak() -> int:
     return _hwm_kib()
 
 
+def touch(module) -> None:
+    """Read every weight once. Loaders may leave safetensors weights memory-mapped; without this the
+    first forward would page the whole model in and count it as activation memory."""
+    import torch
+    with torch.no_grad():
+        for t in module.state_dict().values():
+            t.sum()
+
+
 def peak_since(baseline_kib: int) -> float:
     """MiB the resident set grew above `baseline_kib` at its peak since `reset_peak()`."""
     return round((_hwm_kib() - baseline_kib) / 1024, 1)
