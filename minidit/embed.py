@@ -182,7 +182,9 @@ def get_2d_sincos_pos_embed(embed_dim: int, grid_size, base_size=None, interpola
     base_w = w if base_size is None else base_size
     grid_h = (torch.arange(h, dtype=torch.float32) / (h / base_h) / interpolation_scale)
     grid_w = (torch.arange(w, dtype=torch.float32) / (w / base_w) / interpolation_scale)
-    gw, gh = torch.meshgrid(grid_w, grid_h, indexing="xy")                  # (h, w) each
-    emb_w = get_1d_sincos_pos_embed(embed_dim // 2, gw)                     # (T, D/2)  w first
-    emb_h = get_1d_sincos_pos_embed(embed_dim // 2, gh)                     # (T, D/2)
-    return torch.cat([emb_w, emb_h], dim=1).float()                         # (T, D)
+    # Token (row i, col j) = [emb(grid_w[j]) | emb(grid_h[i])]: the official meshgrid + concat, built
+    # from the two 1-D tables so no (T, D) float64 table is materialised (~6x less peak memory).
+    emb_w = get_1d_sincos_pos_embed(embed_dim // 2, grid_w).float()         # (w, D/2)  w first
+    emb_h = get_1d_sincos_pos_embed(embed_dim // 2, grid_h).float()         # (h, D/2)
+    table = torch.cat([emb_w[None].expand(h, w, -1), emb_h[:, None].expand(h, w, -1)], dim=-1)  # (h, w, D)
+    return table.reshape(h * w, embed_dim)                                  # (T, D)

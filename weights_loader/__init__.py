@@ -6,9 +6,10 @@
 """
 from .io import CheckpointError, read_state_dict
 from .dit import load_dit
+from .pixart import load_pixart
 from .t5 import load_t5, load_t5_tokenizer
 from .clip import load_clip, load_clip_tokenizer
 from .bert import load_bert, load_bert_tokenizer
 
-__all__ = ["CheckpointError", "read_state_dict", "load_dit", "load_t5", "load_t5_tokenizer", "load_clip",
-           "load_clip_tokenizer", "load_bert", "load_bert_tokenizer"]
+__all__ = ["CheckpointError", "read_state_dict", "load_dit", "load_pixart", "load_t5", "load_t5_tokenizer",
+           "load_clip", "load_clip_tokenizer", "load_bert", "load_bert_tokenizer"]
