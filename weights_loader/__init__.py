@@ -5,5 +5,6 @@
 """
 from .io import CheckpointError, read_state_dict
 from .dit import load_dit
+from .vae import load_vae
 
-__all__ = ["CheckpointError", "read_state_dict", "load_dit"]
+__all__ = ["CheckpointError", "read_state_dict", "load_dit", "load_vae"]
