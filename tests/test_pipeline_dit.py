@@ -192,3 +192,18 @@ def test_cli_generate_writes_an_image(tmp_path, folder, capsys):
     assert cli_main(["generate", "--model", "dit-xl-2-256", "--weights", str(folder), "--class", "1"]) != 0
     assert "huggingface-cli download" in capsys.readouterr().err
     assert cli_main(["generate", "--model", "dit-xl-2-256", "--weights", str(big), "--class", "dogg"]) != 0
+
+
+@pytest.mark.slow
+def test_real_dit_xl_2_256_matches_diffusers():
+    import os
+    weights = Path(os.environ.get("MINIDIT_WEIGHTS", "/nonexistent")) / "DiT-XL-2-256"
+    if not (weights / "model_index.json").is_file():
+        pytest.skip("set MINIDIT_WEIGHTS to a folder holding DiT-XL-2-256/ (huggingface-cli download "
+                    "facebook/DiT-XL-2-256 --local-dir $MINIDIT_WEIGHTS/DiT-XL-2-256)")
+    ref = diffusers.DiTPipeline.from_pretrained(weights)
+    ref.set_progress_bar_config(disable=True)
+    expected = ref(class_labels=[207], num_inference_steps=4, generator=torch.Generator().manual_seed(0)).images
+    got = DiTPipeline.from_pretrained(weights, follow="diffusers")(
+        ["golden retriever"], num_inference_steps=4, generator=torch.Generator().manual_seed(0), progress=False)
+    assert np.abs(pixels(got) - pixels(expected)).max() <= 1
