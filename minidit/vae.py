@@ -24,10 +24,11 @@ Glossary (paper symbol | code name | checkpoint key)
   E, D                    | encoder, decoder             | encoder.*, decoder.*
   1/sigma_z               | scaling_factor               | (not stored: config / preset)
 
-Precision. The released VAEs are fp32 models. In float16 the SDXL VAE's decoder overflows (activations
-in the last up blocks exceed fp16's 65504 and become inf -> NaN -> a black image); the
+Precision. The VAEs were trained in fp32 (some files, e.g. SD3's, store fp16 copies; `load_vae` casts
+to float32 by default). In float16 the SDXL VAE's decoder overflows (some of its
+internal activations exceed fp16's maximum, 65504, and become inf -> NaN -> a black image); the
 `sdxl-vae-fp16-fix` weights are fine-tuned to keep activations small and decode in fp16. bfloat16 has
-fp32's exponent range and never overflows, at ~3 significant digits. minidit therefore loads VAEs in
+fp32's exponent range, so it does not overflow, at ~3 significant digits. minidit therefore loads VAEs in
 float32 by default (bfloat16 is safe too), records the known overflow as `force_upcast` (diffusers'
 flag), and `decode_latents` raises a clear error on any NaN/inf instead of returning a black image.
 
@@ -324,10 +325,11 @@ def check_finite(image, vae: AutoencoderKL | None = None) -> None:
 
 
 def to_pil(image):
-    """(B, 3, H, W) in [-1, 1] -> list of PIL images: clamp((x + 1) / 2, 0, 1), * 255, rounded."""
+    """(B, 3 or 1, H, W) in [-1, 1] -> list of PIL images: clamp((x + 1) / 2, 0, 1), * 255, rounded."""
     from PIL import Image
     pixels = ((image.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
-    return [Image.fromarray(p.permute(1, 2, 0).cpu().numpy()) for p in pixels]
+    pixels = pixels.permute(0, 2, 3, 1).cpu().numpy()                   # (B, H, W, C)
+    return [Image.fromarray(p[..., 0] if p.shape[-1] == 1 else p) for p in pixels]
 
 
 # --------------------------------------------------------------------------------------------

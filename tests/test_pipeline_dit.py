@@ -192,6 +192,8 @@ def test_cli_generate_writes_an_image(tmp_path, folder, capsys):
     assert cli_main(["generate", "--model", "dit-xl-2-256", "--weights", str(folder), "--class", "1"]) != 0
     assert "huggingface-cli download" in capsys.readouterr().err
     assert cli_main(["generate", "--model", "dit-xl-2-256", "--weights", str(big), "--class", "dogg"]) != 0
+    assert cli_main(["generate", "--model", "dit-xl-2-256", "--weights", str(big), "--class", "1",
+                     "--height", "512"]) != 0
 
 
 @pytest.mark.slow

@@ -216,6 +216,8 @@ def test_ldm_file_errors_and_training_keys():
     sd["loss.discriminator.main.0.weight"] = torch.zeros(2)       # the training loss is dropped ...
     vae = load_vae(sd, dataclasses.replace(V.SD_VAE, **SMALL))
     assert vae.config.scaling_factor == 0.18215
+    vae_prefixed = load_vae({f"vae.{k}": v for k, v in sd.items()}, dataclasses.replace(V.SD_VAE, **SMALL))
+    assert torch.equal(vae_prefixed.decoder.conv_out.weight, vae.decoder.conv_out.weight)
     sd["encoder.extra.weight"] = torch.zeros(2)                    # ... anything else is an error
     del sd["decoder.mid.attn_1.q.bias"]
     with pytest.raises(CheckpointError, match="encoder.extra.weight") as e:
@@ -259,6 +261,11 @@ def test_nan_decode_raises_instead_of_a_black_image(tmp_path):
     z[0, 0, 0, 0] = float("nan")
     with pytest.raises(FloatingPointError, match="NaN"):
         V.decode_latents(vae, z)
+    # bfloat16 has float32's range: a safe (if less precise) decode
+    z = torch.randn(1, 4, 4, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(V.decode_latents(load_vae(tmp_path, dtype=torch.bfloat16), z).float(),
+                                   V.decode_latents(vae, z), atol=0.1, rtol=0.05)
     # float16: activations beyond 65504 overflow to inf (what the SDXL VAE does at real scale)
     with pytest.warns(UserWarning, match="float16"):
         half = load_vae(tmp_path, dtype=torch.float16)

@@ -70,7 +70,8 @@ def select_vae_part(sd: dict) -> dict:
     dict without the training loss (`loss.*`)."""
     for prefix in LDM_PREFIXES:
         if any(k.startswith(prefix) for k in sd):
-            return select_prefix(sd, prefix)
+            sd = select_prefix(sd, prefix)
+            break
     return {k: v for k, v in sd.items() if not k.startswith(TRAINING_ONLY_PREFIXES)}
 
 

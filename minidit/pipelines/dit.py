@@ -201,7 +201,10 @@ class DiTPipeline:
     def __call__(self, class_labels, num_inference_steps: int = 250, guidance_scale: float = 4.0,
                  generator: torch.Generator | None = None, output_type: str = "pil", progress: bool = True):
         """Images for `class_labels` (ids or ImageNet names). output_type "pil" -> list of PIL images,
-        "pt" -> (B, 3, H, W) float in [0, 1], "latent" -> the denoised latents (B, C, S, S)."""
+        "pt" -> (B, 3, H, W) float in [0, 1], "latent" -> the denoised latents (B, C, S, S).
+
+        guidance_scale <= 1 runs the conditional model alone, as diffusers and DiT's sample_ddp.py do.
+        """
         model, s = self.transformer, self.sampling
         cfg = model.config
         device = next(model.parameters()).device
@@ -279,6 +282,9 @@ def cli_generate(args) -> int:
         return 2
     if args.weights is None or not Path(args.weights).exists():
         print(f"no weights at {args.weights!r}.\n{how_to_get(args.model)}", file=sys.stderr)
+        return 2
+    if (args.height or side) != side or (args.width or side) != side:
+        print(f"{args.model} makes {side}x{side} images only (drop --height/--width)", file=sys.stderr)
         return 2
     if not args.class_labels:
         print("pass --class, e.g. --class 207 or --class 'golden retriever' (comma-separated for several)",
