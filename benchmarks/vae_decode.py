@@ -5,15 +5,16 @@
                                                          #   stabilityai/sdxl-vae --local-dir sdxl-vae)
     python benchmarks/vae_decode.py --tiny --sizes 128   # smoke test (seconds)
 
-What it measures. Each case runs in a fresh Python process (one decode per process, so no allocator
-state leaks between cases). Inside it the model and the latent are created first; then the peak-RSS
-high-water mark is reset (`/proc/self/clear_refs` = 5) and one decode runs under
-`torch.inference_mode()`; "peak Δ" is VmHWM after the decode minus RSS before it, i.e. the memory the
-decode itself needed (activations, attention workspace, the output) on top of weights and input. "peak
-RSS" is the whole process (torch, weights, ...). Time is wall-clock of that decode (best of
---repeats). Without --weights the VAE has random weights in the full SDXL-VAE shape (83.7 M
-parameters, the compute and memory of the real one), created once by diffusers with a fixed seed and
-saved with `save_pretrained`; minidit loads the same folder through `weights_loader.load_vae`.
+What it measures. Each case runs in a fresh Python process (so no allocator state leaks between
+cases). Inside it the model and the latent are created first; then the peak-RSS high-water mark is
+reset (`/proc/self/clear_refs` = 5), a warm-up decode of an 8x8 latent runs (one-time kernel setup,
+excluded from the time) and then the measured decode, under `torch.inference_mode()`. "peak Δ" is
+VmHWM after the decode minus the RSS before the warm-up: the memory the decode itself needed
+(activations, attention workspace, the output) on top of weights and input. "peak RSS" is the whole
+process (torch, weights, ...). Time is the wall-clock of the decode (best of --repeats). Without
+--weights the VAE has random weights in the full SDXL-VAE shape (83.7 M parameters: the compute and
+memory of the real one), created once by diffusers with a fixed seed and saved with
+`save_pretrained`; minidit loads the same folder through `weights_loader.load_vae`.
 
 Cases: minidit untiled and tiled (tiles of --tile latent pixels = 8x that in the image, --overlap
 latent pixels of overlap) at every size; diffusers' `AutoencoderKL.decode` untiled at --diffusers-sizes
@@ -81,18 +82,18 @@ def child(case: dict) -> dict:
             return vae.decode(z).sample
     channels = vae.config.z_channels if case["impl"] == "minidit" else vae.config.latent_channels
     z = torch.randn(1, channels, side, side, generator=torch.Generator().manual_seed(0))
-    with torch.inference_mode():          # warm-up on a tiny latent: one-time kernel/allocator setup
-        decode(z[..., :8, :8])
+    with open("/proc/self/clear_refs", "w") as f:         # reset the high-water mark to the current RSS
+        f.write("5")
+    before = rss_kib("VmRSS")                              # weights + latent, nothing decoded yet
+    with torch.inference_mode():                           # warm-up on a tiny latent (one-time kernel setup;
+        decode(z[..., :8, :8])                             # counted in the peak, which the real decode exceeds)
     times = []
     for _ in range(case["repeats"]):
-        with open("/proc/self/clear_refs", "w") as f:     # reset the high-water mark to the current RSS
-            f.write("5")
-        before = rss_kib("VmRSS")
         t0 = time.perf_counter()
         with torch.inference_mode():
             image = decode(z)
         times.append(time.perf_counter() - t0)
-        peak = rss_kib("VmHWM")
+    peak = rss_kib("VmHWM")
     if case.get("save"):
         torch.save(image.clone(), case["save"])
     return {"time_s": min(times), "peak_delta_mib": (peak - before) / 1024, "peak_rss_mib": peak / 1024}
