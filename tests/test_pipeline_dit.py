@@ -9,7 +9,7 @@ import torch
 
 from minidit.cli import main as cli_main
 from minidit.pipelines.dit import (OFFICIAL_SAMPLING, DiTPipeline, DiTSampling, class_ids, imagenet_class_names,
-                                   sampling_timesteps)
+                                   sampling_from_scheduler_config, sampling_timesteps)
 from weights_loader import load_dit, load_vae
 from weights_loader.dit import dit_config_from_diffusers, dit_from_diffusers
 from weights_loader.io import read_config
@@ -17,9 +17,10 @@ from weights_loader.io import read_config
 diffusers = pytest.importorskip("diffusers")
 
 
-def make_folder(folder, sample_size=8):
-    """A tiny random diffusers DiT pipeline (transformer + VAE + DDIM scheduler), as the hub's."""
-    from diffusers import AutoencoderKL, DDIMScheduler, DiTTransformer2DModel
+def make_folder(folder, sample_size=8, scheduler="ddim"):
+    """A tiny random diffusers DiT pipeline (transformer + VAE + scheduler), as the hub's: the
+    current converter writes a DDIMScheduler, early converted folders hold a DDPMScheduler."""
+    from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, DiTTransformer2DModel
     from diffusers import DiTPipeline as DiffusersDiT
     torch.manual_seed(0)
     transformer = DiTTransformer2DModel(num_attention_heads=2, attention_head_dim=8, in_channels=4,
@@ -31,7 +32,10 @@ def make_folder(folder, sample_size=8):
     vae = AutoencoderKL(latent_channels=4, layers_per_block=1, block_out_channels=(8, 16, 16, 16),
                         norm_num_groups=8, down_block_types=("DownEncoderBlock2D",) * 4,
                         up_block_types=("UpDecoderBlock2D",) * 4)
-    scheduler = DDIMScheduler(beta_schedule="linear", prediction_type="epsilon", clip_sample=False)
+    if scheduler == "ddim":
+        scheduler = DDIMScheduler(beta_schedule="linear", prediction_type="epsilon", clip_sample=False)
+    else:
+        scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", prediction_type="epsilon")
     DiffusersDiT(transformer=transformer, vae=vae, scheduler=scheduler).save_pretrained(folder)
     return folder
 
@@ -42,7 +46,11 @@ def folder(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def reference(folder):
+def ddpm_folder(tmp_path_factory):
+    return make_folder(tmp_path_factory.mktemp("dit_ddpm"), scheduler="ddpm")
+
+
+def reference_pipeline(folder):
     pipe = diffusers.DiTPipeline.from_pretrained(folder)
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -52,13 +60,17 @@ def pixels(images):
     return np.stack([np.asarray(im, dtype=np.int16) for im in images])
 
 
-@pytest.mark.parametrize("labels,steps,guidance", [([207, 1], 8, 4.0), ([3], 5, 1.0)])
-def test_same_image_as_diffusers_dit_pipeline(folder, reference, labels, steps, guidance):
-    expected = reference(class_labels=labels, num_inference_steps=steps, guidance_scale=guidance,
-                         generator=torch.Generator().manual_seed(7)).images
+@pytest.mark.parametrize("scheduler,labels,steps,guidance", [
+    ("ddim", [207, 1], 8, 4.0), ("ddim", [3], 5, 1.0), ("ddpm", [207, 1], 6, 4.0)])
+def test_same_image_as_diffusers_dit_pipeline(folder, ddpm_folder, scheduler, labels, steps, guidance):
+    folder = folder if scheduler == "ddim" else ddpm_folder
+    torch.manual_seed(3)      # diffusers draws DDPM step noise from the global RNG (not from `generator`)
+    expected = reference_pipeline(folder)(class_labels=labels, num_inference_steps=steps, guidance_scale=guidance,
+                                          generator=torch.Generator().manual_seed(7)).images
     pipe = DiTPipeline.from_pretrained(folder, follow="diffusers")
-    assert pipe.sampling.sampler == "ddim" and pipe.sampling.cfg_channels is None
+    assert pipe.sampling.sampler == scheduler and pipe.sampling.cfg_channels is None
     assert pipe.transformer.config.timestep_freq_shift == 1
+    torch.manual_seed(3)
     got = pipe(labels, num_inference_steps=steps, guidance_scale=guidance,
                generator=torch.Generator().manual_seed(7), progress=False)
     assert len(got) == len(labels) and got[0].size == (64, 64)
@@ -77,7 +89,7 @@ def test_default_is_the_official_sampler(folder):
     respaced timesteps, driven by a hand-written loop with the official forward_with_cfg rule."""
     from diffusers import DDPMScheduler
     torch.manual_seed(0)
-    ref = diffusers.DiTPipeline.from_pretrained(folder)
+    ref = reference_pipeline(folder)
     steps = 10
     # IDDPM space_timesteps(1000, [10]): stride (1000 - 1) / (10 - 1) = 111, both ends kept
     official = list(range(0, 1000, 111))
@@ -152,11 +164,28 @@ def test_class_ids_from_ids_and_names():
         class_ids(["tench"], num_classes=10)
 
 
+@pytest.mark.parametrize("spacing,offset,steps", [("leading", 0, 250), ("leading", 1, 50), ("trailing", 0, 4),
+                                                   ("trailing", 0, 7), ("linspace", 0, 13)])
+def test_timesteps_are_diffusers(spacing, offset, steps):
+    from diffusers import DDPMScheduler
+    sched = DDPMScheduler(timestep_spacing=spacing, steps_offset=offset)
+    sched.set_timesteps(steps)
+    ours = sampling_timesteps(DiTSampling(timestep_spacing=spacing, steps_offset=offset), steps)
+    assert ours == sched.timesteps.flip(0).tolist()
+
+
 def test_unsupported_sampling_is_refused():
-    with pytest.raises(ValueError, match="linspace"):
-        sampling_timesteps(DiTSampling(sampler="ddim", timestep_spacing="linspace"), 10)
-    assert sampling_timesteps(DiTSampling(timestep_spacing="leading", steps_offset=1), 4) == [1, 251, 501, 751]
-    assert sampling_timesteps(DiTSampling(timestep_spacing="trailing"), 4) == [249, 499, 749, 999]
+    # diffusers' DDIM steps by T // n, which skips or repeats timesteps of these spacings
+    for spacing, steps in [("linspace", 10), ("trailing", 7)]:
+        with pytest.raises(ValueError, match="not a consistent"):
+            sampling_timesteps(DiTSampling(sampler="ddim", timestep_spacing=spacing), steps)
+    assert sampling_timesteps(DiTSampling(sampler="ddim", timestep_spacing="trailing"), 4) == [249, 499, 749, 999]
+    with pytest.raises(ValueError, match="clip_sample"):
+        sampling_from_scheduler_config({"_class_name": "DDIMScheduler", "clip_sample": True})
+    with pytest.raises(ValueError, match="variance_type"):
+        sampling_from_scheduler_config({"_class_name": "DDPMScheduler", "variance_type": "learned_range"})
+    with pytest.raises(ValueError, match="EulerDiscreteScheduler"):
+        sampling_from_scheduler_config({"_class_name": "EulerDiscreteScheduler"})
 
 
 # --------------------------------------------------------------------------------------------

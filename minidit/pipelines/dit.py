@@ -7,8 +7,9 @@ embedding (`timestep_freq_shift=0`) and `decode(latents / 0.18215)`. With the gl
 `sample.py` does (`torch.manual_seed(seed)`, generator=None) the random stream is the official one.
 
 `DiTPipeline.from_pretrained(folder, follow="diffusers")` instead reproduces diffusers' DiTPipeline
-on the same folder: the folder's scheduler (DDIMScheduler with "leading" timesteps in the hub
-folders), guidance on all latent channels, the learned-sigma half dropped before the step, and
+on the same folder: the folder's scheduler (a DDIMScheduler with "leading" timesteps from the current
+converter, or the DDPMScheduler of early converted folders, whose step noise diffusers draws from the
+global RNG), guidance on all latent channels, the learned-sigma half dropped before the step, and
 diffusers' timestep embedding (`timestep_freq_shift=1`, see checkpoints.md §13). Every such choice
 is a field of `DiTSampling` or of the model config, so nothing is special-cased.
 
@@ -82,11 +83,14 @@ def class_ids(labels, num_classes: int = 1000) -> list[int]:
 @dataclass(frozen=True)
 class DiTSampling:
     """How DiTPipeline turns noise into latents. The defaults are the official DiT sampler."""
-    sampler: str = "ddpm"             # "ddpm": ancestral, learned-range variance | "ddim": eta = 0
-    timestep_spacing: str = "iddpm"   # "iddpm": space_timesteps (official) | diffusers' "leading"/"trailing"
-    steps_offset: int = 0             # diffusers' DDIM steps_offset ("leading" only)
+    sampler: str = "ddpm"             # "ddpm": ancestral sampling | "ddim": eta = 0
+    variance: str = "learned_range"   # ddpm: the model's learned variance (official) | "fixed_small" | "fixed_large"
+    timestep_spacing: str = "iddpm"   # "iddpm": space_timesteps (official) | diffusers' "leading" / "trailing" / "linspace"
+    steps_offset: int = 0             # diffusers' steps_offset ("leading" only)
     cfg_channels: int | None = 3      # official: guide eps[:, :3]; None: all latent channels (diffusers)
     clip_denoised: bool = False       # clamp the predicted x_0 to [-1, 1]
+    step_noise: str = "generator"     # ddpm noise from the call's generator | "global": the global RNG, as
+                                      # diffusers' DiTPipeline (it does not pass its generator to step())
     num_train_timesteps: int = 1000
     beta_schedule: str = "linear"
     beta_start: float = 1e-4
@@ -97,23 +101,33 @@ OFFICIAL_SAMPLING = DiTSampling()
 
 
 def sampling_from_scheduler_config(cfg: dict) -> DiTSampling:
-    """What diffusers' DiTPipeline does with this `scheduler_config.json` (a DDIMScheduler)."""
+    """What diffusers' DiTPipeline does with this `scheduler_config.json`: a DDIMScheduler (what the
+    current converter writes) or a DDPMScheduler (what early converted folders hold). Either way the
+    pipeline guides all latent channels and drops the learned-sigma half before the step."""
     name = cfg.get("_class_name")
-    if name != "DDIMScheduler":
-        raise ValueError(f"scheduler {name!r}: minidit reproduces diffusers' DDIMScheduler (the scheduler the DiT "
-                         "hub folders ship); use follow='official' for DiT's own DDPM sampler")
+    if name not in ("DDIMScheduler", "DDPMScheduler"):
+        raise ValueError(f"scheduler {name!r}: minidit reproduces diffusers' DDIMScheduler and DDPMScheduler; "
+                         "use follow='official' for DiT's own sampler")
     unsupported = [k for k, bad in {
         "prediction_type": cfg.get("prediction_type", "epsilon") != "epsilon",
         "trained_betas": cfg.get("trained_betas") is not None,
         "thresholding": cfg.get("thresholding", False),
         "rescale_betas_zero_snr": cfg.get("rescale_betas_zero_snr", False),
-        "set_alpha_to_one": not cfg.get("set_alpha_to_one", True),
-        "clip_sample": cfg.get("clip_sample", True),       # diffusers clips x_0 but keeps the raw eps
+        "clip_sample_range": cfg.get("clip_sample_range", 1.0) != 1.0,
+        # DDIM: diffusers clips x_0 but keeps the raw eps, and can end at alphas_cumprod[0]
+        "clip_sample": name == "DDIMScheduler" and cfg.get("clip_sample", True),
+        "set_alpha_to_one": name == "DDIMScheduler" and not cfg.get("set_alpha_to_one", True),
+        # DDPM: the pipeline drops the learned variance, so only the fixed variances can be used
+        "variance_type": name == "DDPMScheduler" and cfg.get("variance_type", "fixed_small") not in
+        ("fixed_small", "fixed_large"),
     }.items() if bad]
     if unsupported:
-        raise ValueError(f"DDIMScheduler options {unsupported} are not supported by minidit's DiT pipeline")
-    return DiTSampling(sampler="ddim", timestep_spacing=cfg.get("timestep_spacing", "leading"),
-                       steps_offset=cfg.get("steps_offset", 0), cfg_channels=None,
+        raise ValueError(f"{name} options {unsupported} are not supported by minidit's DiT pipeline")
+    return DiTSampling(sampler="ddim" if name == "DDIMScheduler" else "ddpm",
+                       variance=cfg.get("variance_type", "fixed_small"),
+                       timestep_spacing=cfg.get("timestep_spacing", "leading"),
+                       steps_offset=cfg.get("steps_offset", 0), cfg_channels=None, step_noise="global",
+                       clip_denoised=name == "DDPMScheduler" and cfg.get("clip_sample", True),
                        num_train_timesteps=cfg.get("num_train_timesteps", 1000),
                        beta_schedule=cfg.get("beta_schedule", "linear"), beta_start=cfg.get("beta_start", 1e-4),
                        beta_end=cfg.get("beta_end", 0.02))
@@ -126,18 +140,25 @@ def sampling_timesteps(s: DiTSampling, num_steps: int) -> list[int]:
         raise ValueError(f"num_inference_steps must be in 1..{T}, got {num_steps}")
     if s.timestep_spacing == "iddpm":
         return space_timesteps(T, [num_steps])
-    if s.timestep_spacing == "leading":       # diffusers: arange(n) * (T // n) + steps_offset
-        steps = [i * (T // num_steps) + s.steps_offset for i in range(num_steps)]
-    elif s.timestep_spacing == "trailing" and T % num_steps == 0:   # T-1, T-1-T/n, ..., T/n-1
-        steps = [T - 1 - i * (T // num_steps) for i in reversed(range(num_steps))]
+    if s.timestep_spacing == "leading":                         # diffusers' set_timesteps, ascending
+        steps = torch.arange(num_steps) * (T // num_steps) + s.steps_offset
+    elif s.timestep_spacing == "trailing":
+        steps = torch.arange(T, 0, -T / num_steps, dtype=torch.float64).round().long().flip(0) - 1
+    elif s.timestep_spacing == "linspace":
+        steps = torch.linspace(0, T - 1, num_steps, dtype=torch.float64).round().long()
     else:
-        # diffusers' DDIM always steps from t to t - T//n, which is the previous visited timestep only
-        # for these spacings; anything else is not a consistent respaced chain.
-        raise ValueError(f"timestep_spacing {s.timestep_spacing!r} with {num_steps} steps is not supported "
-                         "(use 'iddpm', 'leading', or 'trailing' with a step count dividing "
-                         f"{T})")
-    if steps[-1] >= T:
-        raise ValueError(f"steps_offset {s.steps_offset} pushes the last timestep past {T - 1}")
+        raise ValueError(f"unknown timestep_spacing {s.timestep_spacing!r}")
+    steps = steps.tolist()
+    if steps[-1] >= T or len(set(steps)) != len(steps):
+        raise ValueError(f"{s.timestep_spacing!r} spacing with {num_steps} steps and offset {s.steps_offset} "
+                         f"gives invalid timesteps {steps[:3]}...{steps[-3:]}")
+    # diffusers' DDIM always steps from t to t - T//n: that is a respaced chain only if every visited
+    # timestep is T//n after the previous one and the first is below T//n (then it steps to "t < 0").
+    r = T // num_steps
+    if s.sampler == "ddim" and not (steps[0] < r and all(b - a == r for a, b in zip(steps, steps[1:]))):
+        raise ValueError(f"DDIM with {s.timestep_spacing!r} spacing and {num_steps} steps is not a consistent "
+                         f"chain in diffusers (it always steps by {r}); use 'leading', or 'trailing' with a "
+                         f"step count dividing {T}")
     return steps
 
 
@@ -228,8 +249,12 @@ class DiTPipeline:
         betas = get_beta_schedule(s.beta_schedule, s.num_train_timesteps, s.beta_start, s.beta_end)
         schedule = respace(make_schedule(betas), sampling_timesteps(s, num_inference_steps))
         if s.sampler == "ddpm":
-            x = ddpm_sample(model_fn, x, schedule, learn_sigma=cfg.learn_sigma, clip_denoised=s.clip_denoised,
-                            generator=generator, progress=progress)
+            learned = s.variance == "learned_range"
+            # a DiT without learned sigma samples with beta_t, as the official create_diffusion does
+            variance = s.variance if not learned else "fixed_small" if cfg.learn_sigma else "fixed_large"
+            step_generator = generator if s.step_noise == "generator" else None
+            x = ddpm_sample(model_fn, x, schedule, learn_sigma=learned and cfg.learn_sigma, variance=variance,
+                            clip_denoised=s.clip_denoised, generator=step_generator, progress=progress)
         elif s.sampler == "ddim":
             x = ddim_sample(model_fn, x, schedule, clip_denoised=s.clip_denoised, generator=generator,
                             progress=progress)
