@@ -1,0 +1,84 @@
+"""Grader for exercise 6: python -m pytest exercises/test_ex06_vae_resnet_block.py"""
+import torch
+import torch.nn.functional as F
+
+from exercises._grading import check_close, check_shape, copy_weights, load
+from minidit import vae as reference
+
+ex = load("ex06_vae_resnet_block")
+
+
+def _randomise(module, seed):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():       # GroupNorm scales around 1, the rest around 0
+            p.copy_(0.3 * torch.randn(p.shape, generator=g) + (1.0 if "norm" in name and "weight" in name else 0.0))
+    return module
+
+
+def test_resnet_block_shape():
+    block = ex.ResnetBlock(16, 24, groups=8)
+    out = block(torch.randn(2, 16, 9, 7))
+    check_shape(out, (2, 24, 9, 7), "ResnetBlock(16 -> 24)(x of shape (2, 16, 9, 7))")
+
+
+def test_resnet_block_equals_its_formula():
+    """The block written out with torch.nn.functional and your own parameters (no reference code)."""
+    torch.manual_seed(0)
+    block = _randomise(ex.ResnetBlock(16, 24, groups=8), 1)
+    x = torch.randn(2, 16, 6, 10)
+    h = F.conv2d(F.silu(F.group_norm(x, 8, block.norm1.weight, block.norm1.bias, eps=1e-6)),
+                 block.conv1.weight, block.conv1.bias, padding=1)
+    h = F.conv2d(F.silu(F.group_norm(h, 8, block.norm2.weight, block.norm2.bias, eps=1e-6)),
+                 block.conv2.weight, block.conv2.bias, padding=1)
+    expected = F.conv2d(x, block.nin_shortcut.weight, block.nin_shortcut.bias) + h
+    with torch.no_grad():
+        check_close(block(x), expected, "ResnetBlock(16 -> 24) vs its formula", atol=1e-5)
+
+
+def test_zero_residual_leaves_the_shortcut():
+    """With conv2 = 0 the residual branch vanishes: the block is the identity (same width)."""
+    block = _randomise(ex.ResnetBlock(16, 16, groups=8), 2)
+    with torch.no_grad():
+        block.conv2.weight.zero_()
+        block.conv2.bias.zero_()
+        x = torch.randn(1, 16, 5, 5)
+        check_close(block(x), x, "ResnetBlock with conv2 = 0 (should return x unchanged)")
+
+
+def test_resnet_block_matches_minidit():
+    ref = _randomise(reference.ResnetBlock(8, 16, groups=4), 3)
+    student = ex.ResnetBlock(8, 16, groups=4)
+    copy_weights(ref, student)
+    x = torch.randn(3, 8, 7, 5)
+    with torch.no_grad():
+        check_close(student(x), ref(x), "ResnetBlock(8 -> 16) vs minidit.vae.ResnetBlock", atol=1e-5)
+
+
+def test_downsample_shape():
+    down = ex.Downsample(4)
+    check_shape(down(torch.randn(2, 4, 8, 6)), (2, 4, 4, 3), "Downsample(x of shape (2, 4, 8, 6))")
+
+
+def test_downsample_pads_right_and_bottom_only():
+    """Hand-built kernels pick one input pixel: kernel tap (a, b) reads padded[2i + a, 2j + b]."""
+    down = ex.Downsample(1)
+    x = torch.arange(1.0, 37.0).reshape(1, 1, 6, 6)
+    padded = F.pad(x, (0, 1, 0, 1))                                  # zeros on the right and bottom
+    for a, b in [(0, 0), (2, 2), (1, 2)]:
+        with torch.no_grad():
+            down.conv.weight.zero_()
+            down.conv.bias.zero_()
+            down.conv.weight[0, 0, a, b] = 1.0
+            out = down(x)
+        expected = padded[:, :, a::2, b::2][:, :, :3, :3]
+        check_close(out, expected, f"Downsample with a kernel that picks tap ({a}, {b})")
+
+
+def test_downsample_matches_minidit():
+    ref = _randomise(reference.Downsample(3), 4)
+    student = ex.Downsample(3)
+    copy_weights(ref, student)
+    x = torch.randn(2, 3, 10, 12)
+    with torch.no_grad():
+        check_close(student(x), ref(x), "Downsample vs minidit.vae.Downsample", atol=1e-5)
