@@ -11,11 +11,11 @@ import sys
 
 # name -> (what it is, the command that downloads the weights)
 MODELS: dict[str, tuple[str, str]] = {
-    "dit-xl-2-256": ("DiT-XL/2, class-conditional ImageNet 256x256 (675M) + sd-vae-ft-mse",
+    "dit-xl-2-256": ("DiT-XL/2, class-conditional ImageNet 256x256 (675M) + its SD VAE",
                      "huggingface-cli download facebook/DiT-XL-2-256 --local-dir DiT-XL-2-256  "
                      "(or: wget https://dl.fbaipublicfiles.com/DiT/models/DiT-XL-2-256x256.pt and "
                      "huggingface-cli download stabilityai/sd-vae-ft-mse --local-dir sd-vae-ft-mse, in one folder)"),
-    "dit-xl-2-512": ("DiT-XL/2, class-conditional ImageNet 512x512 (675M) + sd-vae-ft-mse",
+    "dit-xl-2-512": ("DiT-XL/2, class-conditional ImageNet 512x512 (675M) + its SD VAE",
                      "huggingface-cli download facebook/DiT-XL-2-512 --local-dir DiT-XL-2-512  "
                      "(or: wget https://dl.fbaipublicfiles.com/DiT/models/DiT-XL-2-512x512.pt and "
                      "huggingface-cli download stabilityai/sd-vae-ft-mse --local-dir sd-vae-ft-mse, in one folder)"),

@@ -154,6 +154,7 @@ def test_class_names_are_imagenet_and_match_open_clip():
 def test_class_ids_from_ids_and_names():
     assert class_ids([207, "golden retriever", "GOLDFISH", " 88 "]) == [207, 207, 1, 88]
     assert class_ids("tench") == [0]
+    assert class_ids(torch.tensor([5, 6])) == class_ids(np.array([5, 6])) == [5, 6]
     with pytest.raises(ValueError, match="golden retriever"):     # a typo gets suggestions
         class_ids(["golden retreiver"])
     with pytest.raises(ValueError, match=r"\[657, 744\]"):        # ambiguous names ask for the id

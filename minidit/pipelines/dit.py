@@ -23,6 +23,7 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import operator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -51,29 +52,35 @@ def class_ids(labels, num_classes: int = 1000) -> list[int]:
     """Class ids from ids, digit strings or ImageNet names (case-insensitive exact match)."""
     if isinstance(labels, (int, str)):
         labels = [labels]
-    names = imagenet_class_names()
     ids = []
     for label in labels:
-        if isinstance(label, str) and label.strip().isdigit():
-            label = int(label)
-        if isinstance(label, int):
-            if not 0 <= label < num_classes:
-                raise ValueError(f"class id {label} is out of range: this model has classes 0..{num_classes - 1}")
-            ids.append(label)
+        if isinstance(label, str) and not label.strip().isdigit():
+            ids.append(_class_id_from_name(label, num_classes))
             continue
-        if num_classes != len(names):
-            raise ValueError(f"class names are ImageNet's 1000; this model has {num_classes} classes: pass ids")
-        wanted = label.strip().lower()
-        found = [i for i, name in enumerate(names) if name.lower() == wanted]
-        if len(found) > 1:
-            raise ValueError(f"{label!r} names {len(found)} ImageNet classes {found}: pass the id instead")
-        if not found:
-            close = difflib.get_close_matches(wanted, [n.lower() for n in names], n=5, cutoff=0.6)
-            hint = f" Did you mean: {', '.join(repr(c) for c in close)}?" if close else ""
-            raise ValueError(f"{label!r} is not an ImageNet class name.{hint} "
-                             f"(All names: {CLASS_NAMES_FILE}; ids 0..999 work too.)")
-        ids.append(found[0])
+        try:
+            label = int(label) if isinstance(label, str) else operator.index(label)   # numpy/torch ints too
+        except TypeError:
+            raise ValueError(f"class labels are ids or ImageNet names, not {label!r}") from None
+        if not 0 <= label < num_classes:
+            raise ValueError(f"class id {label} is out of range: this model has classes 0..{num_classes - 1}")
+        ids.append(label)
     return ids
+
+
+def _class_id_from_name(label: str, num_classes: int) -> int:
+    names = imagenet_class_names()
+    if num_classes != len(names):
+        raise ValueError(f"class names are ImageNet's 1000; this model has {num_classes} classes: pass ids")
+    wanted = label.strip().lower()
+    found = [i for i, name in enumerate(names) if name.lower() == wanted]
+    if len(found) > 1:
+        raise ValueError(f"{label!r} names {len(found)} ImageNet classes {found}: pass the id instead")
+    if not found:
+        close = difflib.get_close_matches(wanted, [n.lower() for n in names], n=5, cutoff=0.6)
+        hint = f" Did you mean: {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ValueError(f"{label!r} is not an ImageNet class name.{hint} "
+                         f"(All names: {CLASS_NAMES_FILE}; ids 0..999 work too.)")
+    return found[0]
 
 
 # --------------------------------------------------------------------------------------------
