@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import gc
 import json
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,7 +98,8 @@ def sampling_from_scheduler_config(cfg: dict) -> PixArtSampling:
             "prediction_type": "epsilon", "beta_schedule": "linear", "timestep_spacing": "linspace",
             "trained_betas": None, "thresholding": False, "use_karras_sigmas": False, "use_lu_lambdas": False,
             "use_exponential_sigmas": False, "use_beta_sigmas": False, "use_flow_sigmas": False,
-            "final_sigmas_type": "zero", "euler_at_final": False, "rescale_betas_zero_snr": False}
+            "final_sigmas_type": "zero", "euler_at_final": False, "rescale_betas_zero_snr": False,
+            "variance_type": None}                      # the pipeline drops the learned-sigma half itself
     bad = {k: cfg[k] for k, v in want.items() if k in cfg and cfg[k] != v}
     if bad:
         raise ValueError(f"DPMSolverMultistepScheduler options {bad} are not supported by minidit's PixArt "
@@ -222,13 +224,14 @@ class PixArtPipeline:
             raise ValueError("the stored null caption replaces the negative prompt, and has exactly "
                              f"{self.transformer.config.model_max_length} tokens: pass negative_prompt='' and "
                              "max_sequence_length=None, or sample with uncond='negative_prompt'")
+        null = self.transformer.y_embedder.null_caption() if null_caption else None   # raises if not stored
         if self.text_encoder is None:
             self.text_encoder = self.text_encoder_loader()
         try:
             cond, cond_mask = self._t5(prompts, L)
             uncond = uncond_mask = None
             if null_caption:
-                uncond = self.transformer.y_embedder.null_caption()[None].expand(len(prompts), -1, -1)
+                uncond = null[None].expand(len(prompts), -1, -1)
                 uncond_mask = cond_mask                      # the official quirk: the prompt's mask
             elif guided:
                 negatives = [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else negative_prompt
@@ -284,7 +287,10 @@ class PixArtPipeline:
             if prompt_embeds is None:
                 if prompt is None:
                     raise ValueError("pass a prompt (or prompt_embeds from encode_prompt)")
-                record["loaded_t5"] = self.text_encoder is None
+                if self.text_encoder is None:                    # staged: T5 lives for this stage only
+                    t0 = time.perf_counter()
+                    self.text_encoder = self.text_encoder_loader()
+                    record["t5_load_s"] = round(time.perf_counter() - t0, 2)
                 prompt_embeds = self.encode_prompt(prompt, negative_prompt, max_sequence_length=max_sequence_length,
                                                    guided=guided, num_images_per_prompt=num_images_per_prompt)
             e = prompt_embeds
