@@ -329,3 +329,20 @@ def test_cli_finds_an_original_checkpoint_with_its_t5_and_vae(folders, tmp_path)
     pipe = _load_for_cli("pixart-alpha-1024", tmp_path, None, "cpu")
     assert pipe.variant == "alpha" and pipe.sampling == OFFICIAL_SAMPLING
     assert pipe.transformer.config.input_size == 128 and pipe.transformer.config.micro_condition
+
+
+@pytest.mark.slow
+def test_real_pixart_sigma_1024_matches_diffusers():
+    """The real checkpoint (float32, CPU: T5-XXL needs ~19 GB of RAM; a few steps at a small bucket)."""
+    import os
+    from pathlib import Path
+    root = Path(os.environ.get("MINIDIT_WEIGHTS", "/nonexistent"))
+    folder = next((f for f in (root / "PixArt-Sigma-XL-2-1024-MS", root) if (f / "model_index.json").is_file()), None)
+    if folder is None:
+        pytest.skip("set MINIDIT_WEIGHTS to a folder holding PixArt-Sigma-XL-2-1024-MS/ (huggingface-cli download "
+                    "PixArt-alpha/PixArt-Sigma-XL-2-1024-MS --local-dir $MINIDIT_WEIGHTS/PixArt-Sigma-XL-2-1024-MS)")
+    kw = dict(height=512, width=2048, num_inference_steps=4)                  # the 1:4 bucket, 1 Mpx
+    expected = reference_pipeline(folder, "sigma")(PROMPT, generator=torch.Generator().manual_seed(0),
+                                                   clean_caption=False, **kw).images
+    got = PixArtPipeline.from_pretrained(folder)(PROMPT, generator=torch.Generator().manual_seed(0), **kw)
+    assert np.abs(pixels(got) - pixels(expected)).max() <= 2 and pixels(expected).std() > 10
