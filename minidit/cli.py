@@ -19,6 +19,23 @@ MODELS: dict[str, tuple[str, str]] = {
                      "huggingface-cli download facebook/DiT-XL-2-512 --local-dir DiT-XL-2-512  "
                      "(or: wget https://dl.fbaipublicfiles.com/DiT/models/DiT-XL-2-512x512.pt and "
                      "huggingface-cli download stabilityai/sd-vae-ft-mse --local-dir sd-vae-ft-mse, in one folder)"),
+    "pixart-alpha-512": ("PixArt-α 512x512 (0.6B) + T5-XXL (120 tokens) + sd-vae-ft-ema, text-to-image",
+                         "huggingface-cli download PixArt-alpha/PixArt-XL-2-512x512 --local-dir PixArt-XL-2-512x512"),
+    "pixart-alpha-1024": ("PixArt-α 1024 multi-aspect (0.6B, size/aspect micro-conditions) + T5-XXL (120) + "
+                          "sd-vae-ft-ema",
+                          "huggingface-cli download PixArt-alpha/PixArt-XL-2-1024-MS --local-dir PixArt-XL-2-1024-MS"),
+    "pixart-sigma-256": ("PixArt-Σ 256x256 (0.6B) + T5-XXL (300 tokens) + SDXL VAE",
+                         "huggingface-cli download PixArt-alpha/PixArt-Sigma-XL-2-256x256 "
+                         "--local-dir PixArt-Sigma-XL-2-256x256"),
+    "pixart-sigma-512": ("PixArt-Σ 512 multi-aspect (0.6B) + T5-XXL (300 tokens) + SDXL VAE",
+                         "huggingface-cli download PixArt-alpha/PixArt-Sigma-XL-2-512-MS "
+                         "--local-dir PixArt-Sigma-XL-2-512-MS"),
+    "pixart-sigma-1024": ("PixArt-Σ 1024 multi-aspect (0.6B) + T5-XXL (300 tokens) + SDXL VAE",
+                          "huggingface-cli download PixArt-alpha/PixArt-Sigma-XL-2-1024-MS "
+                          "--local-dir PixArt-Sigma-XL-2-1024-MS"),
+    "pixart-sigma-2k": ("PixArt-Σ 2048 multi-aspect (0.6B) + T5-XXL (300 tokens) + SDXL VAE (tiled decode)",
+                        "huggingface-cli download PixArt-alpha/PixArt-Sigma-XL-2-2K-MS "
+                        "--local-dir PixArt-Sigma-XL-2-2K-MS"),
 }
 
 

@@ -1,0 +1,431 @@
+"""PixArt-α / PixArt-Σ, prompt -> image: T5-XXL -> PixArt transformer + DPM-Solver++(2M) -> VAE.
+
+    pipe = PixArtPipeline.from_pretrained("PixArt-Sigma-XL-2-1024-MS")   # a diffusers folder, see below
+    images = pipe("a small cactus with a happy face", generator=torch.Generator().manual_seed(0))
+    print(format_stats(pipe.last_run_stats))                             # time + peak memory per stage
+
+The run, in stages (each timed, its peak memory recorded in `pipe.last_run_stats`, see
+`minidit/pipelines/memory.py` for what "peak" means on GPU and CPU):
+  1. text     the prompt, lower-cased and stripped, -> T5 tokens (120 for α, 300 for Σ) -> T5-XXL
+              states (B, L, 4096) + mask; the same for the negative prompt ("" by default). T5 is
+              loaded for this stage and freed after it (`keep_text_encoder=False`, the default of
+              `from_pretrained`), so its 4.7 B parameters never share memory with the denoising.
+  2. denoise  noise (B, 4, H/8, W/8) from `generator` -> 20 DPM-Solver++(2M) steps, each one
+              transformer call on [uncond | cond] (classifier-free guidance 4.5) -> latents.
+  3. decode   VAE decode of latents / scaling_factor, in 512-px tiles (128-px overlap) when the
+              image has more than TILE_ABOVE_PIXELS pixels; resize + centre crop to the asked size.
+
+Resolution binning (`use_resolution_binning=True`): the asked height x width is snapped to the
+model's nearest aspect-ratio bucket (`minidit/pipelines/resolution.py`), generated there and
+resized back, as diffusers does: off-bucket sizes are what makes PixArt's pictures garbled.
+α-1024 also gets the bucket's (height, width) and height/width as micro-conditions.
+
+Two ways to sample, the fields of `PixArtSampling`:
+  diffusers (`from_pretrained`): exactly what diffusers' PixArtAlphaPipeline / PixArtSigmaPipeline
+      compute from the same folder: the scheduler's "linspace" timesteps, uncond = T5(negative_prompt)
+      with its own mask.
+  official (`from_original`, `OFFICIAL_SAMPLING`): PixArt's scripts/inference.py: DPMS on the
+      "time_uniform" grid; uncond = the null caption stored in the .pth (`y_embedding`: α's trained
+      "no caption" input; Σ's file holds T5(""), what its script encodes at run time), used with the
+      prompt's mask (the official forward reuses the conditional mask for the unconditional half).
+
+Precision (`default_dtypes`): on CUDA the transformer runs in float16 (the official inference
+dtype), T5 in bfloat16 (never unguarded float16: `weights_loader.load_t5` keeps the feed-forward
+output `wo` in float32 if float16 is asked for), the VAE in float32 (the SDXL VAE overflows in
+float16); on CPU everything is float32. The sampler itself always runs in float32.
+
+Caption cleaning: diffusers' `clean_caption=True` (URLs, HTML with bs4, ftfy, ~40 regexes) is not
+reproduced; prompts are lower-cased and stripped, which is what diffusers does with
+`clean_caption=False` (the official α script cleans captions, Σ's does not).
+
+Shape legend: B prompts x images per prompt, L caption tokens, C latent channels, h w = H/8 W/8.
+"""
+from __future__ import annotations
+
+import gc
+import json
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from minidit.diffusion import get_beta_schedule, make_schedule
+from minidit.guidance import cfg
+from minidit.pixart import PixArt
+from minidit.samplers import dpm_solver_sample
+from minidit.vae import SD_VAE, SDXL_VAE, AutoencoderKL, decode_latents, to_pil
+from .memory import format_stats, memory_method, stage
+from .resolution import SIDES, classify_height_width_bin, inference_bins, resize_and_crop
+
+PIPELINE_CLASSES = {"PixArtAlphaPipeline": "alpha", "PixArtSigmaPipeline": "sigma"}
+# Decode in tiles above this many pixels. An untiled SDXL-VAE decode needs ~4.5 KiB per output pixel
+# in float32 (benchmarks/vae_decode.py, CPU, fitted on 128² and 256²: ~5 GiB at 1024², ~19 GiB at
+# 2048²). So the 1024 buckets (0.9-1.0 x 1024² px) decode whole, and the 2K model's (4x that) in tiles,
+# whose peak does not grow with the image. Tiles: 64 latent px = 512 px, overlap 16 = 128 px (diffusers'
+# tiling defaults).
+TILE_ABOVE_PIXELS = 2 * 1024 * 1024
+DECODE_TILE, DECODE_OVERLAP = 64, 16
+MISSING_PARTS = ("A transformer-only download needs the rest of the pipeline beside it: for PixArt-Σ "
+                 "`huggingface-cli download PixArt-alpha/pixart_sigma_sdxlvae_T5_diffusers --include model_index.json "
+                 "\"scheduler/*\" \"text_encoder/*\" \"tokenizer/*\" \"vae/*\" --local-dir SAME_FOLDER` (or into another "
+                 "folder, passed as base=); for PixArt-α the same from PixArt-alpha/PixArt-XL-2-1024-MS.")
+
+
+@dataclass(frozen=True)
+class PixArtSampling:
+    spacing: str = "linspace"         # DPM-Solver++ grid: diffusers' "linspace" | official "time_uniform"
+    uncond: str = "negative_prompt"   # T5(negative_prompt), own mask | "null_caption": y_embedding, prompt's mask
+    num_train_timesteps: int = 1000
+    beta_start: float = 1e-4          # linear betas, as PixArt was trained
+    beta_end: float = 0.02
+
+
+DIFFUSERS_SAMPLING = PixArtSampling()
+OFFICIAL_SAMPLING = PixArtSampling(spacing="time_uniform", uncond="null_caption")
+
+
+def sampling_from_scheduler_config(cfg: dict) -> PixArtSampling:
+    """The diffusers `scheduler_config.json` of a PixArt folder -> PixArtSampling. Only what the
+    PixArt folders hold is supported: DPMSolverMultistepScheduler, DPM-Solver++ order 2 (midpoint),
+    epsilon, linear betas, linspace timesteps, first-order final step to sigma = 0."""
+    name = cfg.get("_class_name")
+    if name != "DPMSolverMultistepScheduler":
+        raise ValueError(f"scheduler {name!r}: minidit's PixArt pipeline runs DPM-Solver++(2M) "
+                         "(DPMSolverMultistepScheduler, what every PixArt folder ships)")
+    want = {"algorithm_type": "dpmsolver++", "solver_order": 2, "solver_type": "midpoint",
+            "prediction_type": "epsilon", "beta_schedule": "linear", "timestep_spacing": "linspace",
+            "trained_betas": None, "thresholding": False, "use_karras_sigmas": False, "use_lu_lambdas": False,
+            "use_exponential_sigmas": False, "use_beta_sigmas": False, "use_flow_sigmas": False,
+            "final_sigmas_type": "zero", "euler_at_final": False, "rescale_betas_zero_snr": False,
+            "variance_type": None}                      # the pipeline drops the learned-sigma half itself
+    bad = {k: cfg[k] for k, v in want.items() if k in cfg and cfg[k] != v}
+    if bad:
+        raise ValueError(f"DPMSolverMultistepScheduler options {bad} are not supported by minidit's PixArt "
+                         f"pipeline (supported: {want})")
+    return PixArtSampling(num_train_timesteps=cfg.get("num_train_timesteps", 1000),
+                          beta_start=cfg.get("beta_start", 1e-4), beta_end=cfg.get("beta_end", 0.02))
+
+
+def default_dtypes(device) -> tuple[torch.dtype, torch.dtype, torch.dtype]:
+    """(transformer, T5, VAE) dtypes: see "Precision" in the module docstring."""
+    if torch.device(device).type == "cuda":
+        return torch.float16, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32, torch.float32
+    return torch.float32, torch.float32, torch.float32
+
+
+@dataclass
+class PromptEmbeds:
+    """T5 states and masks, ready for the transformer. uncond is None without guidance."""
+    cond: torch.Tensor                     # (B, L, C_cap)
+    cond_mask: torch.Tensor                # (B, L), 1 = token
+    uncond: torch.Tensor | None = None     # (B, L, C_cap)
+    uncond_mask: torch.Tensor | None = None
+
+
+class PixArtPipeline:
+    """pipe(prompt, negative_prompt="", height, width, num_inference_steps=20, guidance_scale=4.5,
+    generator=None) -> list[PIL.Image]."""
+
+    def __init__(self, transformer: PixArt, vae: AutoencoderKL, tokenizer, text_encoder=None, *,
+                 sampling: PixArtSampling = DIFFUSERS_SAMPLING, text_encoder_loader=None,
+                 keep_text_encoder: bool = True, variant: str | None = None):
+        """`text_encoder`: a loaded T5, or None and `text_encoder_loader()` loads one when needed
+        (and, with keep_text_encoder=False, it is freed after every encoding)."""
+        if text_encoder is None and text_encoder_loader is None:
+            raise ValueError("pass a text_encoder or a text_encoder_loader")
+        self.transformer, self.vae = transformer.eval(), vae.eval()
+        self.tokenizer, self.text_encoder, self.text_encoder_loader = tokenizer, text_encoder, text_encoder_loader
+        self.keep_text_encoder = keep_text_encoder or text_encoder_loader is None
+        self.sampling = sampling
+        self.variant = variant or ("alpha" if transformer.config.model_max_length == 120 else "sigma")
+        self.last_run_stats: dict = {}
+
+    # ---------------------------------------------------------------- loading
+    @classmethod
+    def from_pretrained(cls, folder, *, base=None, dtype=None, text_encoder_dtype=None, vae_dtype=None,
+                        device="cpu", keep_text_encoder: bool = False) -> "PixArtPipeline":
+        """A diffusers PixArt folder: `huggingface-cli download PixArt-alpha/PixArt-Sigma-XL-2-1024-MS
+        --local-dir DIR` (or PixArt-XL-2-1024-MS, PixArt-XL-2-512x512, PixArt-Sigma-XL-2-512-MS / -2K-MS).
+        `base`: another such folder supplying the components `folder` lacks (e.g. a transformer-only
+        download + `PixArt-alpha/pixart_sigma_sdxlvae_T5_diffusers` for T5, tokenizer and VAE).
+        Dtypes default to `default_dtypes(device)`."""
+        from weights_loader import load_pixart, load_t5, load_t5_tokenizer, load_vae
+        folder = Path(folder)
+        roots = [folder] + ([Path(base)] if base is not None else [])
+        index = next((r / "model_index.json" for r in roots if (r / "model_index.json").is_file()), None)
+        if index is None:
+            raise FileNotFoundError(f"{folder} is not a diffusers pipeline folder (no model_index.json). "
+                                    f"{MISSING_PARTS}")
+        pipeline_class = json.loads(index.read_text()).get("_class_name")
+        if pipeline_class not in PIPELINE_CLASSES:
+            raise ValueError(f"{index} names a {pipeline_class}, not a PixArt pipeline ({', '.join(PIPELINE_CLASSES)})")
+
+        def find(component, marker):
+            for root in roots:
+                if (root / component / marker).is_file():
+                    return root / component
+            raise FileNotFoundError(f"no {component}/{marker} in {' or '.join(map(str, roots))}. {MISSING_PARTS}")
+        d, te, v = default_dtypes(device)
+        transformer = load_pixart(find("transformer", "config.json"), dtype=dtype or d, device=device)
+        text_dir = find("text_encoder", "config.json")
+        sched = next((r / "scheduler" / "scheduler_config.json" for r in roots
+                      if (r / "scheduler" / "scheduler_config.json").is_file()), None)
+        if sched is None:
+            warnings.warn(f"no scheduler/scheduler_config.json in {folder}: sampling with the defaults of "
+                          "DPMSolverMultistepScheduler(), the scheduler every PixArt repository ships", stacklevel=2)
+        sampling = sampling_from_scheduler_config(json.loads(sched.read_text()) if sched else
+                                                  {"_class_name": "DPMSolverMultistepScheduler"})
+        return cls(transformer, load_vae(find("vae", "config.json"), dtype=vae_dtype or v, device=device),
+                   load_t5_tokenizer(find("tokenizer", "tokenizer_config.json")),
+                   sampling=sampling, keep_text_encoder=keep_text_encoder,
+                   text_encoder_loader=lambda: load_t5(text_dir, dtype=text_encoder_dtype or te, device=device),
+                   variant=PIPELINE_CLASSES[pipeline_class])
+
+    @classmethod
+    def from_original(cls, checkpoint, text_encoder, vae, *, tokenizer=None, config=None,
+                      sampling: PixArtSampling = OFFICIAL_SAMPLING, dtype=None, text_encoder_dtype=None,
+                      vae_dtype=None, device="cpu", keep_text_encoder: bool = False) -> "PixArtPipeline":
+        """An original `.pth` (`PixArt-Sigma-XL-2-1024-MS.pth`, ...) + a T5 folder (a transformers
+        T5 folder such as PixArt-alpha's `t5-v1_1-xxl/`, or a pipeline root such as
+        `pixart_sigma_sdxlvae_T5_diffusers`) + a VAE (diffusers folder, or an ldm file: read as the
+        SD VAE for α, the SDXL VAE for Σ). The tokenizer's spiece.model is looked up in `tokenizer`,
+        else in `text_encoder`. Samples the official way unless `sampling=DIFFUSERS_SAMPLING`."""
+        from weights_loader import load_pixart, load_t5, load_t5_tokenizer, load_vae
+        d, te, v = default_dtypes(device)
+        transformer = load_pixart(checkpoint, config, dtype=dtype or d, device=device)
+        alpha = transformer.config.model_max_length == 120
+        vae_config = None if Path(vae).is_dir() else SD_VAE if alpha else SDXL_VAE
+        return cls(transformer, load_vae(vae, vae_config, dtype=vae_dtype or v, device=device),
+                   load_t5_tokenizer(tokenizer or text_encoder), sampling=sampling,
+                   text_encoder_loader=lambda: load_t5(text_encoder, dtype=text_encoder_dtype or te, device=device),
+                   keep_text_encoder=keep_text_encoder, variant="alpha" if alpha else "sigma")
+
+    @property
+    def device(self):
+        return next(self.transformer.parameters()).device
+
+    # ---------------------------------------------------------------- stage 1: text
+    def _t5(self, texts, max_length: int):
+        """lower().strip() (diffusers without clean_caption) -> tokens -> T5 states (B, L, C_cap), mask (B, L)."""
+        tokens = self.tokenizer([t.lower().strip() for t in texts], max_length=max_length)
+        ids, mask = tokens["input_ids"].to(self.device), tokens["attention_mask"].to(self.device)
+        return self.text_encoder(ids, attention_mask=mask).last_hidden_state, mask
+
+    @torch.no_grad()
+    def encode_prompt(self, prompt, negative_prompt="", *, max_sequence_length: int | None = None,
+                      guided: bool = True, num_images_per_prompt: int = 1) -> PromptEmbeds:
+        """T5 states of the prompts and of the unconditional branch (see `PixArtSampling.uncond`)."""
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        L = max_sequence_length or self.transformer.config.model_max_length
+        null_caption = guided and self.sampling.uncond == "null_caption"
+        if null_caption and (negative_prompt or L != self.transformer.config.model_max_length):
+            raise ValueError("the stored null caption replaces the negative prompt, and has exactly "
+                             f"{self.transformer.config.model_max_length} tokens: pass negative_prompt='' and "
+                             "max_sequence_length=None, or sample with uncond='negative_prompt'")
+        null = self.transformer.y_embedder.null_caption() if null_caption else None   # raises if not stored
+        if self.text_encoder is None:
+            self.text_encoder = self.text_encoder_loader()
+        try:
+            cond, cond_mask = self._t5(prompts, L)
+            uncond = uncond_mask = None
+            if null_caption:
+                uncond = null[None].expand(len(prompts), -1, -1)
+                uncond_mask = cond_mask                      # the official quirk: the prompt's mask
+            elif guided:
+                negatives = [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else negative_prompt
+                if len(negatives) != len(prompts):
+                    raise ValueError(f"{len(negatives)} negative prompts for {len(prompts)} prompts")
+                uncond, uncond_mask = self._t5(negatives, L)
+        finally:
+            if not self.keep_text_encoder:
+                self.text_encoder = None                     # free T5 before the denoising stage
+                gc.collect()
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+        rep = lambda t: None if t is None else t.repeat_interleave(num_images_per_prompt, dim=0)  # noqa: E731
+        return PromptEmbeds(rep(cond), rep(cond_mask), rep(uncond), rep(uncond_mask))
+
+    # ---------------------------------------------------------------- the call
+    def generation_size(self, height, width, use_resolution_binning: bool = True) -> tuple[int, int]:
+        """The (height, width) the transformer generates at: the nearest bucket, or the asked size."""
+        side = self.transformer.config.input_size * self.vae.config.downsample_factor
+        height, width = height or side, width or side
+        if use_resolution_binning:
+            if side not in SIDES:
+                raise ValueError(f"no aspect-ratio bins for a {side}-px model: use use_resolution_binning=False")
+            return classify_height_width_bin(height, width, inference_bins(side))
+        step = self.vae.config.downsample_factor * self.transformer.config.patch_size
+        if height % step or width % step:
+            raise ValueError(f"height and width must be multiples of {step} (VAE x patch) without resolution "
+                             f"binning, got {height}x{width}")
+        return height, width
+
+    @torch.no_grad()
+    def __call__(self, prompt=None, negative_prompt="", height: int | None = None, width: int | None = None,
+                 num_inference_steps: int = 20, guidance_scale: float = 4.5, generator: torch.Generator | None = None,
+                 max_sequence_length: int | None = None, num_images_per_prompt: int = 1,
+                 use_resolution_binning: bool = True, output_type: str = "pil",
+                 prompt_embeds: PromptEmbeds | None = None, decode_tiling: bool | None = None,
+                 progress: bool = True):
+        """Images for `prompt` (str or list). output_type "pil" -> list of PIL images, "pt" -> (B, 3,
+        height, width) in [0, 1], "latent" -> the denoised latents at the generation size.
+        `prompt_embeds` (from `encode_prompt`) skips stage 1. `decode_tiling` None = automatic
+        (above TILE_ABOVE_PIXELS). guidance_scale <= 1 runs the conditional model alone.
+        Defaults for height/width: the training resolution (input_size x 8)."""
+        if output_type not in ("pil", "pt", "latent"):
+            raise ValueError(f"output_type must be 'pil', 'pt' or 'latent', not {output_type!r}")
+        model, device, guided = self.transformer, self.device, guidance_scale > 1
+        dtype = next(model.parameters()).dtype
+        side = model.config.input_size * self.vae.config.downsample_factor
+        asked = (height or side, width or side)
+        H, W = self.generation_size(height, width, use_resolution_binning)
+        stats = self.last_run_stats = {"device": str(device), "memory": memory_method(device)}
+
+        with stage(stats, "text", device) as record:
+            if prompt_embeds is None:
+                if prompt is None:
+                    raise ValueError("pass a prompt (or prompt_embeds from encode_prompt)")
+                if self.text_encoder is None:                    # staged: T5 lives for this stage only
+                    t0 = time.perf_counter()
+                    self.text_encoder = self.text_encoder_loader()
+                    record["t5_load_s"] = round(time.perf_counter() - t0, 2)
+                prompt_embeds = self.encode_prompt(prompt, negative_prompt, max_sequence_length=max_sequence_length,
+                                                   guided=guided, num_images_per_prompt=num_images_per_prompt)
+            e = prompt_embeds
+            if guided and e.uncond is None:
+                raise ValueError("prompt_embeds has no unconditional half: encode with guided=True")
+
+        with stage(stats, "denoise", device) as record:
+            B, C, f = e.cond.shape[0], model.config.in_channels, self.vae.config.downsample_factor
+            # x_T drawn like diffusers' randn_tensor: on the generator's device, then moved
+            noise_device = generator.device if generator is not None else device
+            x_T = torch.randn(B, C, H // f, W // f, generator=generator, device=noise_device).to(device)
+            if guided:     # one batch [uncond | cond], as diffusers' pipelines and the official DPMS wrapper
+                y = torch.cat([e.uncond.to(dtype), e.cond.to(dtype)])                     # (2B, L, C_cap)
+                mask = torch.cat([e.uncond_mask, e.cond_mask])                              # (2B, L)
+            else:
+                y, mask = e.cond.to(dtype), e.cond_mask
+            micro = {}
+            if model.config.micro_condition:   # α-1024: the generation bucket's size and aspect ratio
+                micro = dict(img_hw=torch.tensor([[float(H), float(W)]], device=device, dtype=dtype),
+                             aspect_ratio=torch.tensor([[H / W]], device=device, dtype=dtype))
+
+            def model_fn(x, t):
+                if not guided:
+                    return model(x.to(dtype), t, y, mask, **micro).float()
+                out = model(torch.cat([x, x]).to(dtype), torch.cat([t, t]), y, mask, **micro).float()
+                uncond, cond = out.chunk(2)
+                return cfg(cond, uncond, guidance_scale)
+
+            s = self.sampling
+            betas = get_beta_schedule("linear", s.num_train_timesteps, s.beta_start, s.beta_end)
+            latents = dpm_solver_sample(model_fn, x_T, make_schedule(betas).alphas_cumprod, num_inference_steps,
+                                        spacing=s.spacing, progress=progress)             # (B, C, h, w)
+            record.update(size=f"{H}x{W}", steps=num_inference_steps)
+        if output_type == "latent":
+            return latents
+
+        with stage(stats, "decode", device) as record:
+            tiled = H * W > TILE_ABOVE_PIXELS if decode_tiling is None else decode_tiling
+            tile = dict(tile=DECODE_TILE, overlap=DECODE_OVERLAP) if tiled else {}
+            image = decode_latents(self.vae, latents, **tile)                              # (B, 3, H, W)
+            if use_resolution_binning:
+                image = resize_and_crop(image.float(), *asked)                             # (B, 3, height, width)
+            image = (image.float() / 2 + 0.5).clamp(0, 1) if output_type == "pt" else to_pil(image)
+            record["tiled"] = tiled
+        return image
+
+
+# --------------------------------------------------------------------------------------------
+# Command line: python -m minidit generate --model pixart-sigma-1024 --weights DIR --prompt "..."
+# --------------------------------------------------------------------------------------------
+
+# CLI name -> (variant, training side, diffusers repository, original .pth)
+CLI_MODELS = {
+    "pixart-alpha-512": ("alpha", 512, "PixArt-alpha/PixArt-XL-2-512x512", "PixArt-XL-2-512x512.pth"),
+    "pixart-alpha-1024": ("alpha", 1024, "PixArt-alpha/PixArt-XL-2-1024-MS", "PixArt-XL-2-1024-MS.pth"),
+    "pixart-sigma-256": ("sigma", 256, "PixArt-alpha/PixArt-Sigma-XL-2-256x256", "PixArt-Sigma-XL-2-256x256.pth"),
+    "pixart-sigma-512": ("sigma", 512, "PixArt-alpha/PixArt-Sigma-XL-2-512-MS", "PixArt-Sigma-XL-2-512-MS.pth"),
+    "pixart-sigma-1024": ("sigma", 1024, "PixArt-alpha/PixArt-Sigma-XL-2-1024-MS", "PixArt-Sigma-XL-2-1024-MS.pth"),
+    "pixart-sigma-2k": ("sigma", 2048, "PixArt-alpha/PixArt-Sigma-XL-2-2K-MS", "PixArt-Sigma-XL-2-2K-MS.pth"),
+}
+# the T5 and VAE folders an original .pth is used with (the layout of the official repositories)
+ORIGINAL_COMPANIONS = {"alpha": ("t5-v1_1-xxl", "sd-vae-ft-ema"), "sigma": ("text_encoder", "vae")}
+
+
+def how_to_get(model: str) -> str:
+    variant, _, repo, pth = CLI_MODELS[model]
+    local = repo.split("/")[1]
+    if variant == "alpha":
+        original = (f"  huggingface-cli download PixArt-alpha/PixArt-alpha --include {pth} \"t5-v1_1-xxl/*\" "
+                    f"\"sd-vae-ft-ema/*\" --local-dir pixart-alpha\n"
+                    f"  python -m minidit generate --model {model} --weights pixart-alpha --prompt \"...\"")
+    else:
+        original = (f"  huggingface-cli download PixArt-alpha/PixArt-Sigma {pth} --local-dir pixart-sigma\n"
+                    f"  huggingface-cli download PixArt-alpha/pixart_sigma_sdxlvae_T5_diffusers --include "
+                    f"\"text_encoder/*\" \"tokenizer/*\" \"vae/*\" --local-dir pixart-sigma\n"
+                    f"  python -m minidit generate --model {model} --weights pixart-sigma --prompt \"...\"")
+    rest = "PixArt-alpha/pixart_sigma_sdxlvae_T5_diffusers" if variant == "sigma" else "PixArt-alpha/PixArt-XL-2-1024-MS"
+    return (f"Get the {model} weights (T5-XXL included: 10-19 GB) with\n"
+            f"  huggingface-cli download {repo} --local-dir {local}\n"
+            + (f"  (if {local}/ then lacks text_encoder/ or vae/: huggingface-cli download {rest} --include "
+               f"model_index.json \"scheduler/*\" \"text_encoder/*\" \"tokenizer/*\" \"vae/*\" --local-dir {local})\n"
+               if rest != repo else "") +
+            f"  python -m minidit generate --model {model} --weights {local} --prompt \"...\"\n"
+            f"or the original checkpoint with the T5 and VAE it was sampled with, in one folder:\n{original}")
+
+
+def _load_for_cli(model: str, weights: Path, dtype, device) -> PixArtPipeline:
+    variant, _, _, pth = CLI_MODELS[model]
+    if (weights / "model_index.json").is_file():
+        return PixArtPipeline.from_pretrained(weights, dtype=dtype, device=device)
+    checkpoint = weights if weights.is_file() else weights / pth
+    t5, vae = (checkpoint.parent / name for name in ORIGINAL_COMPANIONS[variant])
+    missing = [str(p) for p in (checkpoint, t5 / "config.json", vae / "config.json") if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{weights}: neither a diffusers PixArt folder (model_index.json) nor an original "
+                                f"checkpoint with its T5 and VAE folders (missing: {', '.join(missing)})")
+    tokenizer = checkpoint.parent / "tokenizer" if (checkpoint.parent / "tokenizer").is_dir() else None
+    return PixArtPipeline.from_original(checkpoint, t5, vae, tokenizer=tokenizer, dtype=dtype, device=device)
+
+
+def cli_generate(args) -> int:
+    import sys
+    from weights_loader.io import CheckpointError
+    if args.class_labels:
+        print("PixArt is text-conditional: pass --prompt, not --class", file=sys.stderr)
+        return 2
+    if args.weights is None or not Path(args.weights).exists():
+        print(f"no weights at {args.weights!r}.\n{how_to_get(args.model)}", file=sys.stderr)
+        return 2
+    if not args.prompt:
+        print('pass --prompt "..." (and optionally --negative-prompt)', file=sys.stderr)
+        return 2
+    variant, side = CLI_MODELS[args.model][:2]
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = getattr(torch, args.dtype) if args.dtype else None
+    try:
+        pipe = _load_for_cli(args.model, Path(args.weights), dtype, device)
+    except (CheckpointError, FileNotFoundError, ValueError) as e:
+        print(f"{e}\n\n{how_to_get(args.model)}", file=sys.stderr)
+        return 2
+    found = (pipe.variant, pipe.transformer.config.input_size * pipe.vae.config.downsample_factor)
+    if found != (variant, side):
+        print(f"these are PixArt-{found[0]} {found[1]}px weights, not {args.model}.\n{how_to_get(args.model)}",
+              file=sys.stderr)
+        return 2
+    generator = torch.Generator().manual_seed(args.seed)
+    try:
+        images = pipe(args.prompt, negative_prompt=args.negative_prompt, height=args.height, width=args.width,
+                      num_inference_steps=args.steps or 20,
+                      guidance_scale=4.5 if args.guidance is None else args.guidance, generator=generator)
+    except ValueError as e:
+        print(e, file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    images[0].save(out)
+    print(f"wrote {out} ({images[0].size[0]}x{images[0].size[1]}, generated at {pipe.last_run_stats['denoise']['size']})")
+    print(format_stats(pipe.last_run_stats))
+    return 0
