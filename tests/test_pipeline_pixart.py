@@ -13,7 +13,9 @@ from minidit.pipelines.pixart import (DIFFUSERS_SAMPLING, OFFICIAL_SAMPLING, Pix
 from minidit.pipelines.resolution import (ASPECT_RATIO_1024, aspect_ratio_table, classify_height_width_bin,
                                           inference_bins, resize_and_crop)
 
-diffusers = pytest.importorskip("diffusers")
+from oracles import require
+
+diffusers = require("diffusers")
 from pixart_oracles import build_pipeline_folder, reference_pipeline  # noqa: E402
 
 PROMPT = "a red cube on the moon"

@@ -14,7 +14,9 @@ from weights_loader import CheckpointError, load_t5
 from weights_loader.io import build_on_meta
 from weights_loader.t5 import detect_t5_config, t5_config_from_transformers, t5_from_transformers
 
-transformers = pytest.importorskip("transformers")
+from oracles import require
+
+transformers = require("transformers")
 
 # d_kv * heads (64) != d_model (48) and a short max_distance, so a 40-token prompt reaches the
 # logarithmic buckets and the last bucket.

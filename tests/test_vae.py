@@ -14,7 +14,9 @@ from minidit.attention import attention_backend
 from weights_loader import CheckpointError, load_vae
 from weights_loader.vae import vae_config_from_diffusers, vae_from_diffusers
 
-diffusers = pytest.importorskip("diffusers")
+from oracles import require
+
+diffusers = require("diffusers")
 from diffusers import AutoencoderKL as DiffusersVAE  # noqa: E402
 
 
