@@ -167,3 +167,47 @@ def test_samplers_recover_a_point_mass():
     out = ddpm_sample(exact_eps, x_T, sched, learn_sigma=False, generator=torch.Generator().manual_seed(1),
                       progress=False)
     assert_close(out, x_star.expand(4, 2, 1, 1), atol=1e-3, rtol=0)
+
+
+def test_vlb_term_is_the_kl_in_bits_and_the_decoder_nll_at_t0():
+    """training_losses' `vb`, written out independently of minidit.diffusion: for t > 0 the KL between
+    the true posterior (Bayes' rule) and the model's Gaussian (learned-range variance) from
+    torch.distributions, in bits per dimension; at t = 0 the negative log-likelihood of the 8-bit
+    data under the model's Gaussian, integrated over each 1/127.5-wide bin with the exact normal CDF."""
+    g = torch.Generator().manual_seed(3)
+    x0 = torch.randint(0, 256, (4, 2, 3, 3), generator=g).double() / 127.5 - 1       # 8-bit data, incl. +-1
+    x0[0, 0, 0, :2] = torch.tensor([-1.0, 1.0])                                     # both edge bins at t = 0
+    noise = torch.randn(4, 2, 3, 3, generator=g, dtype=torch.float64)
+    eps = noise + 0.3 * torch.randn(4, 2, 3, 3, generator=g, dtype=torch.float64)   # an imperfect network
+    v = torch.rand(4, 2, 3, 3, generator=g, dtype=torch.float64) * 2 - 1
+    t = torch.tensor([0, 1, 250, 999])
+    out = torch.cat([eps, v], dim=1).float()
+    vb = training_losses(lambda x_t, tt: out, LINEAR, x0.float(), t, noise.float())["vb"]
+
+    betas, abar = LINEAR.betas, LINEAR.alphas_cumprod
+    post_var_1 = betas[1] * (1 - abar[0]) / (1 - abar[1])             # beta~_1: the clipped value used at t = 0
+    expected = []
+    for i, s in enumerate(t.tolist()):
+        b, ab = betas[s], abar[s]
+        ab_prev = abar[s - 1] if s > 0 else torch.tensor(1.0, dtype=torch.float64)
+        x_t = ab.sqrt() * x0[i] + (1 - ab).sqrt() * noise[i]
+        x0_pred = (x_t - (1 - ab).sqrt() * eps[i]) / ab.sqrt()
+
+        def posterior_mean(start):                                      # precision-weighted, Bayes' rule
+            return (ab_prev.sqrt() * b * start + (1 - b).sqrt() * (1 - ab_prev) * x_t) / (1 - ab)
+        post_var = b * (1 - ab_prev) / (1 - ab)
+        f = (v[i] + 1) / 2
+        log_var = f * torch.log(b) + (1 - f) * torch.log(post_var if s > 0 else post_var_1)
+        model = torch.distributions.Normal(posterior_mean(x0_pred), (0.5 * log_var).exp())
+        if s > 0:
+            true = torch.distributions.Normal(posterior_mean(x0[i]), post_var.sqrt())
+            expected.append(torch.distributions.kl_divergence(true, model).mean() / math.log(2))
+        else:
+            upper = torch.where(x0[i] > 0.999, torch.ones_like(x0[i]), model.cdf(x0[i] + 1 / 255))
+            lower = torch.where(x0[i] < -0.999, torch.zeros_like(x0[i]), model.cdf(x0[i] - 1 / 255))
+            expected.append(-torch.log(upper - lower).mean() / math.log(2))
+    expected = torch.stack(expected).float()
+    assert expected[0] > 0.1 and expected[1:].min() > 0                 # a non-trivial bound
+    # minidit (like IDDPM) uses a tanh approximation of the normal CDF at t = 0: close, not exact
+    torch.testing.assert_close(vb[0], expected[0], rtol=2e-3, atol=0)
+    torch.testing.assert_close(vb[1:], expected[1:], rtol=1e-4, atol=1e-7)

@@ -7,7 +7,7 @@ import torch
 from torch.testing import assert_close
 
 from minidit.dit import CHECKPOINTS, DIT_XL_2, PRESETS, DiT, DiTConfig
-from weights_loader import load_dit
+from weights_loader import CheckpointError, load_dit
 from weights_loader.dit import dit_config_from_diffusers, dit_from_diffusers
 from weights_loader.io import read_config
 
@@ -127,11 +127,12 @@ def test_the_twelve_presets_and_xl2_parameter_count():
     assert CHECKPOINTS["DiT-XL-2-512x512"].input_size == 64
 
 
-def test_contract_dit_xl2_against_the_original_key_list():
+@pytest.mark.parametrize("name,input_size", [("DiT-XL-2-256x256", 32), ("DiT-XL-2-512x512", 64)])
+def test_contract_dit_xl2_against_the_original_key_list(name, input_size):
     with torch.device("meta"):
-        model = DiT(CHECKPOINTS["DiT-XL-2-256x256"])
+        model = DiT(CHECKPOINTS[name])
     ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    official = official_dit_keys(1152, 28, 2, input_size=32)
+    official = official_dit_keys(1152, 28, 2, input_size=input_size)
     official.pop("pos_embed")                            # the one recomputed key (loader allow-list)
     assert ours == official
 
@@ -145,3 +146,27 @@ def test_contract_dit_xl2_against_diffusers_after_mapping():
     mapped = dit_from_diffusers(ref.state_dict(), depth=28)
     assert {k: tuple(v.shape) for k, v in mapped.items()} == {k: tuple(v.shape) for k, v in model.state_dict().items()}
     assert dit_config_from_diffusers(dict(ref.config)) == CHECKPOINTS["DiT-XL-2-256x256"]
+
+
+def test_diffusers_folder_with_diverging_embedder_copies_is_refused(diffusers_dit, tmp_path):
+    """diffusers stores DiT's one timestep/label embedder once per block. A folder whose copies differ
+    (e.g. fine-tuned per block) cannot be the official model: a clear error, not block 0's copy."""
+    from safetensors.torch import load_file, save_file
+    _, folder = diffusers_dit
+    sd = load_file(folder / "diffusion_pytorch_model.safetensors")
+    sd["transformer_blocks.1.norm1.emb.class_embedder.embedding_table.weight"] += 0.01
+    (tmp_path / "config.json").write_text((folder / "config.json").read_text())
+    save_file(sd, tmp_path / "diffusion_pytorch_model.safetensors")
+    with pytest.raises(CheckpointError, match="block 1's copy of class_embedder.embedding_table.weight differs"):
+        load_dit(tmp_path)
+
+
+def test_config_fields_are_the_official_constructor_arguments():
+    official = ["input_size", "patch_size", "in_channels", "hidden_size", "depth", "num_heads", "mlp_ratio",
+                "class_dropout_prob", "num_classes", "learn_sigma"]            # DiT:models.py DiT.__init__
+    names = [f.name for f in dataclasses.fields(DiTConfig)]
+    assert names[:len(official)] == official and names[len(official):] == ["timestep_freq_shift"]
+    defaults = DiTConfig()       # the official defaults: DiT(input_size=32, patch_size=2, ..., learn_sigma=True)
+    assert (defaults.input_size, defaults.patch_size, defaults.in_channels, defaults.hidden_size, defaults.depth,
+            defaults.num_heads, defaults.mlp_ratio, defaults.class_dropout_prob, defaults.num_classes,
+            defaults.learn_sigma, defaults.timestep_freq_shift) == (32, 2, 4, 1152, 28, 16, 4.0, 0.1, 1000, True, 0)

@@ -14,7 +14,9 @@ from weights_loader import load_dit, load_vae
 from weights_loader.dit import dit_config_from_diffusers, dit_from_diffusers
 from weights_loader.io import read_config
 
-diffusers = pytest.importorskip("diffusers")
+from oracles import require
+
+diffusers = require("diffusers")
 
 
 def make_folder(folder, sample_size=8, scheduler="ddim"):

@@ -13,7 +13,9 @@ from minidit.pipelines.pixart import (DIFFUSERS_SAMPLING, OFFICIAL_SAMPLING, Pix
 from minidit.pipelines.resolution import (ASPECT_RATIO_1024, aspect_ratio_table, classify_height_width_bin,
                                           inference_bins, resize_and_crop)
 
-diffusers = pytest.importorskip("diffusers")
+from oracles import require
+
+diffusers = require("diffusers")
 from pixart_oracles import build_pipeline_folder, reference_pipeline  # noqa: E402
 
 PROMPT = "a red cube on the moon"
@@ -237,6 +239,49 @@ def test_t5_never_runs_in_unguarded_fp16(folders):
     t5 = pipe.text_encoder_loader()
     dtypes = {name.split(".")[-2]: p.dtype for name, p in t5.named_parameters() if "DenseReluDense" in name}
     assert dtypes["wo"] == torch.float32 and dtypes["wi_0"] == torch.float16
+
+
+def test_t5_fp16_overflow_is_guarded_in_the_pipeline(folders, tmp_path):
+    """The guard at work end to end: with a T5 whose residual stream leaves fp16's range (as
+    T5 v1.1-XXL's does), the pipeline asked for an fp16 T5 still encodes finite, fp32-close states."""
+    from transformers import T5EncoderModel
+
+    from weights_loader import load_t5
+    folder = tmp_path / "pixart"
+    shutil.copytree(folders["sigma"], folder)
+    hf = T5EncoderModel.from_pretrained(folder / "text_encoder").eval()
+    with torch.no_grad():
+        hf.encoder.block[0].layer[1].DenseReluDense.wo.weight.mul_(1e6)
+    hf.save_pretrained(folder / "text_encoder")
+    fp32 = PixArtPipeline.from_pretrained(folder)
+    embeds = fp32.encode_prompt(PROMPT, max_sequence_length=32)
+    tokens = fp32.tokenizer([PROMPT], max_length=32)
+    naive = load_t5(folder / "text_encoder")
+    with torch.no_grad():
+        states = naive(tokens["input_ids"], tokens["attention_mask"], output_hidden_states=True).hidden_states
+        assert max(h.abs().max().item() for h in states[1:-1]) > 65504       # the overflow is provoked
+        assert not torch.isfinite(naive.half()(tokens["input_ids"], tokens["attention_mask"]).last_hidden_state).all()
+    guarded = PixArtPipeline.from_pretrained(folder, text_encoder_dtype=torch.float16).encode_prompt(
+        PROMPT, max_sequence_length=32)
+    for half, full in [(guarded.cond, embeds.cond), (guarded.uncond, embeds.uncond)]:
+        assert half.dtype == torch.float16 and torch.isfinite(half).all()
+        torch.testing.assert_close(half.float(), full, atol=3e-2, rtol=3e-2)
+
+
+def test_prompt_encoding_matches_diffusers(folders):
+    """Stage 1 alone: diffusers lower-cases and strips the prompt (clean_caption=False), pads to
+    max_sequence_length, keeps the mask; the negative prompt goes through the same T5."""
+    ref = reference_pipeline(folders["sigma"], "sigma")
+    ours = PixArtPipeline.from_pretrained(folders["sigma"])
+    prompt, negative = "  A Red CUBE on the Moon ", "Blurry, LOW quality"
+    with torch.no_grad():
+        cond, cond_mask, uncond, uncond_mask = ref.encode_prompt(prompt, negative_prompt=negative, clean_caption=False,
+                                                                 max_sequence_length=40)
+    e = ours.encode_prompt(prompt, negative, max_sequence_length=40)
+    assert torch.equal(e.cond_mask, cond_mask) and torch.equal(e.uncond_mask, uncond_mask)
+    assert cond_mask.sum() < 40                                          # padded: the mask matters
+    torch.testing.assert_close(e.cond, cond, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(e.uncond, uncond, atol=1e-5, rtol=1e-5)
 
 
 def test_transformer_only_folder_with_base(folders, tmp_path):

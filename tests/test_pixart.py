@@ -85,8 +85,11 @@ def test_caption_mask_hides_padding_tokens():
     assert not torch.allclose(model(x, t, y2), out)               # without the mask they matter
     with pytest.raises(ValueError, match="all zeros"):
         model(x, t, y, torch.tensor([[1] * 7, [0] * 7]))
-    # a mask of fewer rows is repeated (the official CFG quirk)
+    # a mask of fewer rows is repeated (the official CFG quirk): tiled like `mask.repeat(2, 1)`, so the
+    # batch [uncond_1, uncond_2, cond_1, cond_2] gets [mask_1, mask_2, mask_1, mask_2]
     torch.testing.assert_close(model(x, t, y, mask[1:]), model(x, t, y, mask[[1, 1]]))
+    x2, t2, y2 = torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, y])
+    torch.testing.assert_close(model(x2, t2, y2, mask), model(x2, t2, y2, mask[[0, 1, 0, 1]]))
 
 
 def test_micro_conditions():

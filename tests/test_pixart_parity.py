@@ -9,7 +9,9 @@ from minidit.pixart import PRESETS, PixArt, PixArtConfig
 from weights_loader import CheckpointError, load_pixart
 from weights_loader.pixart import pixart_config_from_diffusers, pixart_from_diffusers
 
-diffusers = pytest.importorskip("diffusers")
+from oracles import require
+
+diffusers = require("diffusers")
 
 # Tiny configs (environment-recipes §2). α-like: sample_size 128 with use_additional_conditions and
 # interpolation_scale left unset (diffusers' defaults -> micro-conditions on, pe 2). Σ-like: explicit.

@@ -18,6 +18,8 @@ import torch
 from weights_loader import load_clip, load_t5
 from weights_loader.io import read_state_dict
 
+from oracles import require
+
 WEIGHTS = os.environ.get("MINIDIT_WEIGHTS")
 pytestmark = pytest.mark.slow
 
@@ -37,7 +39,7 @@ def _prompt_ids(eos):
 
 @pytest.mark.parametrize("name", ["clip_l.safetensors", "clip_g.safetensors"])
 def test_sd3_clip_matches_transformers(name):
-    transformers = pytest.importorskip("transformers")
+    transformers = require("transformers")
     path = _file(name)
     ours = load_clip(path)
     c = ours.config
@@ -62,7 +64,7 @@ def test_sd3_clip_matches_transformers(name):
 
 
 def test_sd3_t5xxl_matches_transformers():
-    transformers = pytest.importorskip("transformers")
+    transformers = require("transformers")
     path = _file("t5xxl_fp16.safetensors")
     ours = load_t5(path, dtype=torch.bfloat16)
     c = ours.config

@@ -11,9 +11,10 @@ from weights_loader import CheckpointError, load_bert, load_bert_tokenizer
 from weights_loader.bert import bert_config_from_transformers, bert_from_transformers, detect_bert_config
 from weights_loader.io import build_on_meta
 
+from oracles import require
 from text_oracles import minilm_dir
 
-transformers = pytest.importorskip("transformers")
+transformers = require("transformers")
 
 TINY = dict(vocab_size=120, hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=48,
             max_position_embeddings=64)

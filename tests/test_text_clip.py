@@ -12,9 +12,10 @@ from weights_loader import CheckpointError, load_clip
 from weights_loader.clip import clip_config_from_transformers, clip_from_transformers, detect_clip_config
 from weights_loader.io import build_on_meta
 
+from oracles import require
 from text_oracles import open_clip_text_transformer
 
-transformers = pytest.importorskip("transformers")
+transformers = require("transformers")
 
 VOCAB, BOS, EOS = 300, 298, 299
 TINY = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=3, num_attention_heads=4,

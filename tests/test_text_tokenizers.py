@@ -12,10 +12,11 @@ import torch
 from minidit.text.tokenizers import CLIPTokenizer, WordPieceTokenizer, bpe, bytes_to_unicode, pre_tokenize
 from weights_loader import CheckpointError, load_bert_tokenizer, load_clip_tokenizer, load_t5_tokenizer
 
+from oracles import require
 from text_oracles import (minilm_dir, open_clip_tokenizer_module, openai_bpe_gz, train_spiece,
                           write_clip_vocab_folder)
 
-transformers = pytest.importorskip("transformers")
+transformers = require("transformers")
 
 CORPUS = [
     "a photo of an astronaut riding a horse on the moon", "A RED cube, 3.5 m wide!!", "", " ",
@@ -157,7 +158,7 @@ def spiece_folder(tmp_path_factory):
 
 
 def test_t5_wrapper_matches_transformers(spiece_folder, tmp_path):
-    pytest.importorskip("google.protobuf", reason="transformers needs protobuf to read a spiece.model")
+    require("google.protobuf")
     hf = transformers.T5Tokenizer.from_pretrained(spiece_folder, extra_ids=0)
     ours = load_t5_tokenizer(spiece_folder / "spiece.model")
     # transformers (tokenizers backend) treats U+0085 (NEXT LINE) as whitespace; sentencepiece,
@@ -180,7 +181,7 @@ def test_t5_wrapper_matches_transformers(spiece_folder, tmp_path):
 
 
 def test_t5_tokenizer_files_and_errors(spiece_folder, tmp_path):
-    pytest.importorskip("google.protobuf", reason="transformers needs protobuf to read a spiece.model")
+    require("google.protobuf")
     # transformers 5 saves only tokenizer.json: minidit says which file is missing and how to get it.
     hf = transformers.T5Tokenizer.from_pretrained(spiece_folder, extra_ids=0)
     hf.save_pretrained(tmp_path / "pipe" / "tokenizer_3")

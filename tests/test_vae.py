@@ -14,7 +14,9 @@ from minidit.attention import attention_backend
 from weights_loader import CheckpointError, load_vae
 from weights_loader.vae import vae_config_from_diffusers, vae_from_diffusers
 
-diffusers = pytest.importorskip("diffusers")
+from oracles import require
+
+diffusers = require("diffusers")
 from diffusers import AutoencoderKL as DiffusersVAE  # noqa: E402
 
 
@@ -98,6 +100,28 @@ def test_posterior_sample_uses_the_generator_like_diffusers(tmp_path):
         b = ours.encode(x).sample(generator=torch.Generator().manual_seed(5))
     torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
     assert not torch.allclose(a, ours.encode(x).mode())
+    with torch.no_grad():                               # the KL regulariser of VAE training, too
+        torch.testing.assert_close(ours.encode(x).kl(), ref.encode(x).latent_dist.kl(), atol=1e-4, rtol=1e-5)
+
+
+def test_posterior_logvar_is_clamped_like_ldm(tmp_path):
+    """ldm's DiagonalGaussianDistribution clamps the log-variance to [-30, 20] (so std = exp(logvar / 2)
+    stays finite); diffusers does the same. Push the encoder's logvar channels far outside that range."""
+    ref = diffusers_vae()
+    with torch.no_grad():                              # quant_conv's second half of the outputs is the logvar
+        ref.quant_conv.bias[4:6] = 1e4
+        ref.quant_conv.bias[6:] = -1e4
+    ref.save_pretrained(tmp_path)
+    ours = load_vae(tmp_path)
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        post, post_ref = ours.encode(x), ref.encode(x).latent_dist
+        assert torch.all(post.logvar[:, :2] == 20.0) and torch.all(post.logvar[:, 2:] == -30.0)
+        torch.testing.assert_close(post.logvar, post_ref.logvar, atol=0, rtol=0)
+        torch.testing.assert_close(post.std, torch.exp(0.5 * post.logvar))
+        z = post.sample(generator=torch.Generator().manual_seed(0))
+        assert torch.isfinite(z).all()
+        torch.testing.assert_close(z, post_ref.sample(generator=torch.Generator().manual_seed(0)), atol=1e-5, rtol=1e-4)
 
 
 # --------------------------------------------------------------------------------------------

@@ -6,7 +6,9 @@ import torch.nn.functional as F
 from minidit.tiling import blend_ramp, tile_starts, tiled_apply
 from weights_loader import load_vae
 
-diffusers = pytest.importorskip("diffusers")
+from oracles import require
+
+diffusers = require("diffusers")
 
 
 def test_tile_starts_and_ramps_by_hand():

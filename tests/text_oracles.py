@@ -1,7 +1,7 @@
 """Reference implementations and real vocabularies/weights for the text-encoder tests.
 
 Everything here comes from pip packages that requirements-dev.txt / .ci/run install; nothing is
-downloaded. `pytest.importorskip` only guards users who installed minidit without the dev extras.
+downloaded. A missing package is a test failure with the install command, not a skip.
 """
 import gzip
 import importlib
@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-INSTALL_HINT = ("install the dev extras: pip install -r requirements-dev.txt && "
-                "pip install --no-deps open_clip_torch==3.3.0")
+from oracles import INSTALL_HINT, require
 
 
 def package_dir(name: str) -> Path:
@@ -60,7 +59,7 @@ def open_clip_text_transformer():
 def open_clip_tokenizer_module():
     """open_clip's `tokenizer.py` (OpenAI's simple_tokenizer: ftfy + regex + the BPE), loaded alone."""
     path = package_dir("open_clip") / "tokenizer.py"
-    pytest.importorskip("ftfy", reason=INSTALL_HINT)
+    require("ftfy")
     spec = importlib.util.spec_from_file_location("open_clip_tokenizer", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
