@@ -193,6 +193,11 @@ def select_prefix(sd: StateDict, prefix: str) -> StateDict:
     return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
 
 
+def count_blocks(sd: StateDict, prefix: str) -> int:
+    """How many numbered blocks `prefix{i}.` the state dict has (e.g. `blocks.` -> depth)."""
+    return len({k[len(prefix):].split(".")[0] for k in sd if k.startswith(prefix)})
+
+
 def _preview(keys, n=12) -> str:
     keys = sorted(keys)
     more = f" ... and {len(keys) - n} more" if len(keys) > n else ""

@@ -29,8 +29,8 @@ from pathlib import Path
 import torch
 
 from minidit.pixart import PixArt, PixArtConfig, KVCompressConfig, _pos_table
-from .io import (CheckpointError, build_on_meta, component_folder, load_into, read_config, read_state_dict,
-                 strip_prefix)
+from .io import (CheckpointError, build_on_meta, component_folder, count_blocks, load_into, read_config,
+                 read_state_dict, strip_prefix)
 
 # Every PixArt model (XL/2: 1152 = 16 heads x 72) uses 72-d heads; the head count is read off the width.
 HEAD_DIM = 72
@@ -73,9 +73,6 @@ def load_pixart(source, config: PixArtConfig | None = None, *, dtype=torch.float
     return model
 
 
-def _count_blocks(sd, prefix: str) -> int:
-    return len({k[len(prefix):].split(".")[0] for k in sd if k.startswith(prefix)})
-
 
 def detect_pixart_config(sd) -> PixArtConfig:
     """A `PixArtConfig` read off an original-layout state dict (rules in the module docstring)."""
@@ -88,7 +85,7 @@ def detect_pixart_config(sd) -> PixArtConfig:
         raise CheckpointError(f"this does not look like an original PixArt checkpoint: no {e.args[0]!r} "
                               f"(first keys: {sorted(sd)[:6]})") from None
     hidden, in_channels, p = w.shape[0], w.shape[1], w.shape[-1]
-    depth = _count_blocks(sd, "blocks.")
+    depth = count_blocks(sd, "blocks.")
     if hidden % HEAD_DIM:
         raise CheckpointError(f"width {hidden} is not a multiple of PixArt's head size {HEAD_DIM}, so the number of "
                               "heads cannot be read off the weights: pass config=PixArtConfig(...)")

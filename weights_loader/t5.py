@@ -27,8 +27,8 @@ import torch
 
 from minidit.text.t5 import T5Config, T5EncoderModel, t5_weight_dtype
 from minidit.text.tokenizers import T5Tokenizer
-from .io import CheckpointError, build_on_meta, load_into, read_config, read_state_dict
-from .text_io import count_blocks, model_folder, select_text_encoder, tokenizer_folder, tokenizer_max_length
+from .io import CheckpointError, build_on_meta, count_blocks, load_into, read_config, read_state_dict
+from .text_io import model_folder, select_text_encoder, tokenizer_folder, tokenizer_max_length
 
 MODEL_TYPES = ("t5", "mt5")
 TANH_GELU = ("gelu_new", "gelu_pytorch_tanh")
