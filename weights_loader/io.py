@@ -238,11 +238,10 @@ def load_into(model: nn.Module, sd: StateDict, *, dtype: torch.dtype | None = to
     `device` and the model is in eval mode.
     """
     check_state_dict(model, sd, what)
-    cast = {}
-    for k, v in sd.items():
-        if dtype is not None and v.is_floating_point():
-            v = v.to(dtype)
-        cast[k] = v.to(device)
+    # One `.to(device=, dtype=)` per tensor: a float32 file loaded as bfloat16 onto a GPU is copied
+    # once and converted there, with no second, converted copy of the whole model in CPU memory.
+    cast = {k: v.to(device=device, dtype=dtype if dtype is not None and v.is_floating_point() else None)
+            for k, v in sd.items()}
     model.load_state_dict(cast, strict=True, assign=True)
     still_meta = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if still_meta:  # a minidit module registered a tensor that is neither loaded nor recomputed
