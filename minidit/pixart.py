@@ -34,7 +34,6 @@ L caption tokens, D width, C_cap caption channels (4096 for T5-XXL). The officia
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, replace
 
 import torch
@@ -42,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import Attention, MultiHeadCrossAttention, Mlp, attention, merge_heads
-from .embed import PatchEmbed, TimestepEmbedder, get_2d_sincos_pos_embed, unpatchify
+from .embed import PatchEmbed, TimestepEmbedder, cached_2d_sincos_pos_embed, unpatchify
 
 KV_SAMPLINGS = ("conv", "ave", "uniform")
 
@@ -267,13 +266,6 @@ class T2IFinalLayer(nn.Module):
         return self.linear(t2i_modulate(self.norm_final(x), shift, scale))     # (B, T, p*p*C_out)
 
 
-@functools.lru_cache(maxsize=16)
-def _pos_table(hidden_size: int, h: int, w: int, base_size: int, pe_interpolation: float, device=None, dtype=None):
-    """Cached per grid, device and dtype (a 2048² image's table is 75 MB: not copied to the GPU every step)."""
-    table = get_2d_sincos_pos_embed(hidden_size, (h, w), base_size=base_size, interpolation_scale=pe_interpolation)
-    return table.to(device=device, dtype=dtype)
-
-
 class PixArt(nn.Module):
     """PixArt-α/Σ transformer: forward(x_t, timestep, y, mask) -> [eps | v]."""
 
@@ -321,7 +313,8 @@ class PixArt(nn.Module):
         """The sin-cos table for an h x w token grid, each axis stretched to span
         [0, base_size / pe_interpolation) (PixArtMS recomputes it every forward): (1, T, D)."""
         c = self.config
-        return _pos_table(c.hidden_size, h, w, c.base_size, float(c.pe_interpolation), device, dtype)[None]
+        return cached_2d_sincos_pos_embed(c.hidden_size, h, w, c.base_size, float(c.pe_interpolation),
+                                          device, dtype)[None]
 
     def forward(self, x, timestep, y, mask=None, *, img_hw=None, aspect_ratio=None):
         """x (B, C, H, W) noisy latents; timestep (B,) 0..999 (may be fractional); y (B, L, C_cap) T5

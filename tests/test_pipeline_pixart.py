@@ -315,13 +315,14 @@ def test_cli_missing_weights_give_the_download_command(tmp_path, capsys):
 
 def test_cli_finds_an_original_checkpoint_with_its_t5_and_vae(folders, tmp_path):
     """The layout of PixArt-alpha/PixArt-alpha: the .pth beside t5-v1_1-xxl/ (with spiece.model) and sd-vae-ft-ema/."""
-    from minidit.pixart import PixArt, PixArtConfig, _pos_table
+    from minidit.embed import get_2d_sincos_pos_embed
+    from minidit.pixart import PixArt, PixArtConfig
     folder = folders["alpha"]
     # 72-wide heads (as every PixArt): the loader reads the head count off the width
     config = PixArtConfig(input_size=128, hidden_size=144, depth=1, num_heads=2, caption_channels=32,
                           pe_interpolation=2.0, model_max_length=120, micro_condition=True)
     sd = PixArt(config).state_dict()
-    sd["pos_embed"] = _pos_table(144, 64, 64, 64, 2.0)[None]                 # the stored fixed table
+    sd["pos_embed"] = get_2d_sincos_pos_embed(144, 64, 64, 2.0)[None]        # the stored fixed table
     torch.save({"state_dict": sd}, tmp_path / "PixArt-XL-2-1024-MS.pth")
     shutil.copytree(folder / "text_encoder", tmp_path / "t5-v1_1-xxl")
     shutil.copy(folder / "tokenizer" / "spiece.model", tmp_path / "t5-v1_1-xxl" / "spiece.model")

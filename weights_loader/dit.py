@@ -18,7 +18,8 @@ import math
 
 import torch
 
-from minidit.dit import DiT, DiTConfig, _sincos_table
+from minidit.dit import DiT, DiTConfig
+from minidit.embed import get_2d_sincos_pos_embed
 from .io import (CheckpointError, build_on_meta, component_folder, count_blocks, load_into, read_config,
                  read_state_dict, strip_prefix)
 
@@ -88,7 +89,7 @@ def _check_and_drop_pos_embed(sd, config: DiTConfig):
     sd = dict(sd)
     stored = sd.pop("pos_embed").float()
     side = config.input_size // config.patch_size
-    ours = _sincos_table(config.hidden_size, side, side)[None]
+    ours = get_2d_sincos_pos_embed(config.hidden_size, side)[None]
     if stored.shape != ours.shape or not torch.allclose(stored, ours, atol=1e-4):
         raise CheckpointError(
             f"the checkpoint's pos_embed {tuple(stored.shape)} is not the 2-D sin-cos table of a "

@@ -28,7 +28,8 @@ from pathlib import Path
 
 import torch
 
-from minidit.pixart import PixArt, PixArtConfig, KVCompressConfig, _pos_table
+from minidit.embed import get_2d_sincos_pos_embed
+from minidit.pixart import KVCompressConfig, PixArt, PixArtConfig
 from .io import (CheckpointError, build_on_meta, component_folder, count_blocks, load_into, read_config,
                  read_state_dict, strip_prefix)
 
@@ -128,7 +129,7 @@ def _check_resolution(sd, config: PixArtConfig) -> PixArtConfig:
         return config
     stored = sd["pos_embed"].float().reshape(1, -1, config.hidden_size)
     side = config.base_size
-    ours = _pos_table(config.hidden_size, side, side, config.base_size, float(config.pe_interpolation))[None]
+    ours = get_2d_sincos_pos_embed(config.hidden_size, side, config.base_size, config.pe_interpolation)[None]
     if stored.shape != ours.shape or not torch.allclose(stored, ours, atol=1e-3):
         found = "?"
         try:
