@@ -245,6 +245,7 @@ def test_transformer_only_folder_with_base(folders, tmp_path):
     with pytest.raises(FileNotFoundError, match="pixart_sigma_sdxlvae_T5_diffusers"):
         PixArtPipeline.from_pretrained(only)
     pipe = PixArtPipeline.from_pretrained(only, base=folders["sigma"])
+    assert pipe.transformer.config.model_max_length == 300          # Σ's captions, from base's model_index.json
     full = PixArtPipeline.from_pretrained(folders["sigma"])
     kw = dict(num_inference_steps=2, progress=False, output_type="latent")
     assert torch.equal(pipe(PROMPT, generator=torch.Generator().manual_seed(0), **kw),

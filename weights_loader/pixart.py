@@ -145,7 +145,9 @@ def _check_resolution(sd, config: PixArtConfig) -> PixArtConfig:
 
 
 def _caption_length(folder: Path) -> int:
-    """120 / 300 from the pipeline class in model_index.json (the folder or its parent); else the default."""
+    """120 / 300 from the pipeline class in model_index.json (the folder or its parent); else α's 120.
+    (Only the pipeline's default prompt length and training's null caption depend on it; a bare
+    transformer/ of a Σ model needs config= with model_max_length=300, as PixArtPipeline passes.)"""
     for root in (folder, folder.parent):
         index = root / "model_index.json"
         if index.is_file():

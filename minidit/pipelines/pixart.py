@@ -152,6 +152,8 @@ class PixArtPipeline:
         download + `PixArt-alpha/pixart_sigma_sdxlvae_T5_diffusers` for T5, tokenizer and VAE).
         Dtypes default to `default_dtypes(device)`."""
         from weights_loader import load_pixart, load_t5, load_t5_tokenizer, load_vae
+        from weights_loader.io import read_config
+        from weights_loader.pixart import CAPTION_LENGTH, pixart_config_from_diffusers
         folder = Path(folder)
         roots = [folder] + ([Path(base)] if base is not None else [])
         index = next((r / "model_index.json" for r in roots if (r / "model_index.json").is_file()), None)
@@ -168,7 +170,11 @@ class PixArtPipeline:
                     return root / component
             raise FileNotFoundError(f"no {component}/{marker} in {' or '.join(map(str, roots))}. {MISSING_PARTS}")
         d, te, v = default_dtypes(device)
-        transformer = load_pixart(find("transformer", "config.json"), dtype=dtype or d, device=device)
+        # The caption length (α 120, Σ 300 tokens) comes from the pipeline class: its model_index.json
+        # may be in `base`, where load_pixart, given only transformer/, would not look.
+        transformer_dir = find("transformer", "config.json")
+        config = pixart_config_from_diffusers(read_config(transformer_dir), CAPTION_LENGTH[pipeline_class])
+        transformer = load_pixart(transformer_dir, config, dtype=dtype or d, device=device)
         text_dir = find("text_encoder", "config.json")
         sched = next((r / "scheduler" / "scheduler_config.json" for r in roots
                       if (r / "scheduler" / "scheduler_config.json").is_file()), None)
