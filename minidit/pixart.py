@@ -334,7 +334,12 @@ class PixArt(nn.Module):
                                  "(height, width) and aspect_ratio=(B,) height/width")
             t = t + torch.cat([self.csize_embedder(img_hw, B), self.ar_embedder(aspect_ratio, B)], dim=1)
         t0 = self.t_block(t)                                                   # (B, 6D)
-        y = self.y_embedder(y.reshape(B, -1, y.shape[-1]), self.training)      # (B, L, D)
+        if y.ndim == 4 and y.shape[1] == 1:                                    # the official (B, 1, L, C_cap)
+            y = y[:, 0]
+        if y.ndim != 3 or y.shape[0] != B:
+            raise ValueError(f"caption states y must be (B, L, C_cap) with B = {B} (the latents' batch), "
+                             f"got {tuple(y.shape)}")
+        y = self.y_embedder(y, self.training)                                  # (B, L, D)
         mask = self._key_padding_mask(mask, B, y.shape[1])                     # (B, L) bool
         for block in self.blocks:
             x = block(x, y, t0, mask, (h, w))                                  # (B, T, D)
@@ -352,7 +357,7 @@ class PixArt(nn.Module):
         if mask.shape[1] != L or B % mask.shape[0]:
             raise ValueError(f"caption mask {tuple(mask.shape)} does not fit a batch of {B} captions of {L} tokens")
         mask = mask.repeat(B // mask.shape[0], 1)
-        if not mask.any(dim=1).all():
+        if not mask.is_meta and not mask.any(dim=1).all():                     # (no values on meta: shape runs)
             raise ValueError("a caption mask row is all zeros: every caption needs at least one real token "
                              "(T5 always emits </s>)")
         return mask
