@@ -9,7 +9,8 @@ import torch
 
 from minidit.cli import main as cli_main
 from minidit.pipelines.pixart import (DIFFUSERS_SAMPLING, OFFICIAL_SAMPLING, PixArtPipeline, PixArtSampling,
-                                      _load_for_cli, sampling_from_scheduler_config)
+                                      sampling_from_scheduler_config)
+from minidit.pipelines.pixart_cli import _load_for_cli
 from minidit.pipelines.resolution import (ASPECT_RATIO_1024, aspect_ratio_table, classify_height_width_bin,
                                           inference_bins, resize_and_crop)
 

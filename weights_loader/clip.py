@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import gzip
 import json
-from pathlib import Path
 
 import torch
 
