@@ -24,10 +24,13 @@ Two ways to sample, the fields of `PixArtSampling`:
   diffusers (`from_pretrained`): exactly what diffusers' PixArtAlphaPipeline / PixArtSigmaPipeline
       compute from the same folder: the scheduler's "linspace" timesteps, uncond = T5(negative_prompt)
       with its own mask.
-  official (`from_original`, `OFFICIAL_SAMPLING`): PixArt's scripts/inference.py: DPMS on the
-      "time_uniform" grid; uncond = the null caption stored in the .pth (`y_embedding`: α's trained
-      "no caption" input; Σ's file holds T5(""), what its script encodes at run time), used with the
-      prompt's mask (the official forward reuses the conditional mask for the unconditional half).
+  official (`from_original`, `OFFICIAL_SAMPLING` for Σ, `OFFICIAL_ALPHA_SAMPLING` for α): PixArt's
+      scripts/inference.py: DPMS on the "time_uniform" grid; uncond = the null caption stored in the
+      .pth (`y_embedding`: α's trained "no caption" input; Σ's file holds T5(""), what its script
+      encodes at run time), used with the prompt's mask (the official forward reuses the conditional
+      mask for the unconditional half). The two repositories' copies of DPM-Solver differ in one
+      line: Σ's takes a first-order last step always, α's only below 10 steps
+      (`lower_order_final and steps < 10`), so α's official 20-step run ends with a 2M step.
 
 Precision (`default_dtypes`): on CUDA the transformer runs in float16 (the official inference
 dtype), T5 in bfloat16 (never unguarded float16: `weights_loader.load_t5` keeps the feed-forward
@@ -46,7 +49,7 @@ import gc
 import json
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -81,10 +84,13 @@ class PixArtSampling:
     num_train_timesteps: int = 1000
     beta_start: float = 1e-4          # linear betas, as PixArt was trained
     beta_end: float = 0.02
+    lower_order_final_below: int | None = None   # first-order last step only below this many steps
+                                                 # (None: always, as diffusers and Σ; official α: 10)
 
 
 DIFFUSERS_SAMPLING = PixArtSampling()
-OFFICIAL_SAMPLING = PixArtSampling(spacing="time_uniform", uncond="null_caption")
+OFFICIAL_SAMPLING = PixArtSampling(spacing="time_uniform", uncond="null_caption")       # PixArt-Σ's script
+OFFICIAL_ALPHA_SAMPLING = replace(OFFICIAL_SAMPLING, lower_order_final_below=10)       # PixArt-α's script
 
 
 def sampling_from_scheduler_config(cfg: dict) -> PixArtSampling:
@@ -192,20 +198,22 @@ class PixArtPipeline:
 
     @classmethod
     def from_original(cls, checkpoint, text_encoder, vae, *, tokenizer=None, config=None,
-                      sampling: PixArtSampling = OFFICIAL_SAMPLING, dtype=None, text_encoder_dtype=None,
+                      sampling: PixArtSampling | None = None, dtype=None, text_encoder_dtype=None,
                       vae_dtype=None, device="cpu", keep_text_encoder: bool = False) -> "PixArtPipeline":
         """An original `.pth` (`PixArt-Sigma-XL-2-1024-MS.pth`, ...) + a T5 folder (a transformers
         T5 folder such as PixArt-alpha's `t5-v1_1-xxl/`, or a pipeline root such as
         `pixart_sigma_sdxlvae_T5_diffusers`) + a VAE (diffusers folder, or an ldm file: read as the
         SD VAE for α, the SDXL VAE for Σ). The tokenizer's spiece.model is looked up in `tokenizer`,
-        else in `text_encoder`. Samples the official way unless `sampling=DIFFUSERS_SAMPLING`."""
+        else in `text_encoder`. Samples the official way (`OFFICIAL_ALPHA_SAMPLING` /
+        `OFFICIAL_SAMPLING`) unless `sampling=` says otherwise (e.g. `DIFFUSERS_SAMPLING`)."""
         from weights_loader import load_pixart, load_t5, load_t5_tokenizer, load_vae
         d, te, v = default_dtypes(device)
         transformer = load_pixart(checkpoint, config, dtype=dtype or d, device=device)
         alpha = transformer.config.model_max_length == 120
         vae_config = None if Path(vae).is_dir() else SD_VAE if alpha else SDXL_VAE
         return cls(transformer, load_vae(vae, vae_config, dtype=vae_dtype or v, device=device),
-                   load_t5_tokenizer(tokenizer or text_encoder), sampling=sampling,
+                   load_t5_tokenizer(tokenizer or text_encoder),
+                   sampling=sampling or (OFFICIAL_ALPHA_SAMPLING if alpha else OFFICIAL_SAMPLING),
                    text_encoder_loader=lambda: load_t5(text_encoder, dtype=text_encoder_dtype or te, device=device),
                    keep_text_encoder=keep_text_encoder, variant="alpha" if alpha else "sigma")
 
@@ -328,8 +336,10 @@ class PixArtPipeline:
 
             s = self.sampling
             betas = get_beta_schedule("linear", s.num_train_timesteps, s.beta_start, s.beta_end)
+            lower_final = s.lower_order_final_below is None or num_inference_steps < s.lower_order_final_below
             latents = dpm_solver_sample(model_fn, x_T, make_schedule(betas).alphas_cumprod, num_inference_steps,
-                                        spacing=s.spacing, progress=progress)             # (B, C, h, w)
+                                        spacing=s.spacing, lower_order_final=lower_final,
+                                        progress=progress)                                 # (B, C, h, w)
             record.update(size=f"{H}x{W}", steps=num_inference_steps)
         if output_type == "latent":
             return latents
