@@ -2,6 +2,7 @@
 
     python benchmarks/dit_forward.py                 # 256² and 512², batch 2, fp32, CPU
     python benchmarks/dit_forward.py --tiny          # a 2-layer model, for a quick smoke test
+    python benchmarks/dit_forward.py --depth 4       # full width, fewer blocks
 
 Random weights are written once in the diffusers layout (`save_pretrained`); minidit reads the same
 file through `weights_loader.load_dit` (with diffusers' timestep convention, so the outputs must
@@ -54,6 +55,7 @@ def child(case):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="2-layer width-64 model (smoke test)")
+    parser.add_argument("--depth", type=int, help="override the number of blocks (28)")
     parser.add_argument("--latents", type=str, default="32,64", help="latent sides (32 = 256², 64 = 512²)")
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3, help="timed forwards per process (median)")
@@ -64,7 +66,9 @@ def main():
     from diffusers import DiTTransformer2DModel
     work = tempfile.mkdtemp(prefix="dit_bench_")
     torch.manual_seed(0)
-    shape = TINY if args.tiny else XL2
+    shape = dict(TINY if args.tiny else XL2)
+    if args.depth:
+        shape["num_layers"] = args.depth
     folders = {}
     for side in (int(s) for s in args.latents.split(",")):
         folder = os.path.join(work, f"latent{side}")
@@ -93,7 +97,8 @@ def main():
         err = max_abs_diff(outs["minidit"], outs["diffusers"])
         rows += comparison_rows(res, "diffusers", image=f"{side * 8}²")
         rows[-1]["max abs diff"] = f"{err:.1e}"
-    print(f"\nDiT{'(tiny)' if args.tiny else '-XL/2'}, batch {args.batch}, fp32, {machine()}\n")
+    name = f"DiT{' (tiny)' if args.tiny else '-XL/2'}, {shape['num_layers']} blocks"
+    print(f"\n{name}, batch {args.batch}, fp32, {machine()}\n")
     print(markdown_table(rows, ["image", "impl", "median forward (s)", "peak extra memory (MiB)",
                                 "time ratio", "memory ratio", "max abs diff"]))
 
