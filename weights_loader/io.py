@@ -39,6 +39,9 @@ WEIGHT_FILE_NAMES = (
     "pytorch_model.bin",
     "pytorch_model.bin.index.json",
 )
+# Precision variants (`huggingface-cli download ... --include "*.fp16.*"`): diffusers puts the variant
+# before the last suffix, `diffusion_pytorch_model.fp16.safetensors`, `model.safetensors.index.fp16.json`.
+VARIANTS = ("fp16", "bf16")
 # Wrappers that training scripts put around the weights (DiT train.py, PixArt, DeepSpeed).
 WRAPPER_KEYS = ("ema", "state_dict", "module", "model")
 
@@ -84,14 +87,22 @@ def read_state_dict(source, *, unwrap: bool = True) -> StateDict:
 
 
 def find_weight_file(folder: Path) -> Path:
-    """The weight file `save_pretrained` wrote into `folder`."""
-    for name in WEIGHT_FILE_NAMES:
+    """The weight file `save_pretrained` wrote into `folder`: the full-precision one, else an fp16 /
+    bf16 variant (loaded and cast to the `dtype` the loader is given, like any other file)."""
+    candidates = [*WEIGHT_FILE_NAMES, *(_with_variant(name, v) for v in VARIANTS for name in WEIGHT_FILE_NAMES)]
+    for name in candidates:
         if (folder / name).is_file():
             return folder / name
     found = sorted(p.name for p in folder.iterdir())
     raise CheckpointError(
-        f"no weight file in {folder}. Expected one of {', '.join(WEIGHT_FILE_NAMES)}; the folder holds "
-        f"{found[:20]}. If this is a pipeline folder, pass its component sub-folder (e.g. transformer/).")
+        f"no weight file in {folder}. Expected one of {', '.join(WEIGHT_FILE_NAMES)} (or their .fp16 / .bf16 "
+        f"variants); the folder holds {found[:20]}. If this is a pipeline folder, pass its component sub-folder "
+        "(e.g. transformer/).")
+
+
+def _with_variant(name: str, variant: str) -> str:
+    stem, suffix = name.rsplit(".", 1)
+    return f"{stem}.{variant}.{suffix}"
 
 
 def _read_safetensors(path: Path) -> StateDict:
