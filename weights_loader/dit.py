@@ -18,13 +18,13 @@ import math
 
 import torch
 
-from minidit.dit import DiT, DiTConfig
+from minidit.dit import PRESETS, DiT, DiTConfig
 from minidit.embed import get_2d_sincos_pos_embed
 from .io import (CheckpointError, build_on_meta, component_folder, count_blocks, load_into, read_config,
                  read_state_dict, strip_prefix)
 
-# (depth, hidden_size) -> num_heads for the paper's model sizes (S, B, L, XL).
-HEADS_BY_SIZE = {(12, 384): 6, (12, 768): 12, (24, 1024): 16, (28, 1152): 16}
+# (depth, hidden_size) -> num_heads for the paper's model sizes (S, B, L, XL), from the presets.
+HEADS_BY_SIZE = {(c.depth, c.hidden_size): c.num_heads for c in PRESETS.values()}
 
 
 def load_dit(source, config: DiTConfig | None = None, *, dtype=torch.float32, device="cpu") -> DiT:
