@@ -43,7 +43,8 @@ def cli_generate(args) -> int:
         print("DiT is class-conditional: pass --class (ImageNet ids or names), not --prompt", file=sys.stderr)
         return 2
     if args.weights is None or not Path(args.weights).exists():
-        print(f"no weights at {args.weights!r}.\n{how_to_get(args.model)}", file=sys.stderr)
+        missing = "no --weights given" if args.weights is None else f"{args.weights} does not exist"
+        print(f"{missing}.\n{how_to_get(args.model)}", file=sys.stderr)
         return 2
     if (args.height or side) != side or (args.width or side) != side:
         print(f"{args.model} makes {side}x{side} images only (drop --height/--width)", file=sys.stderr)

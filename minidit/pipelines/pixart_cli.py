@@ -69,7 +69,8 @@ def cli_generate(args) -> int:
         print("PixArt is text-conditional: pass --prompt, not --class", file=sys.stderr)
         return 2
     if args.weights is None or not Path(args.weights).exists():
-        print(f"no weights at {args.weights!r}.\n{how_to_get(args.model)}", file=sys.stderr)
+        missing = "no --weights given" if args.weights is None else f"{args.weights} does not exist"
+        print(f"{missing}.\n{how_to_get(args.model)}", file=sys.stderr)
         return 2
     if not args.prompt:
         print('pass --prompt "..." (and optionally --negative-prompt)', file=sys.stderr)
