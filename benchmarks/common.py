@@ -62,6 +62,53 @@ def time_calls(fn, repeats: int = 3, warmup: int = 1) -> list[float]:
     return times
 
 
+def measure(run, repeats: int) -> tuple[object, dict]:
+    """The standard measurement of a forward pass `run()`, weights already paged in (`touch`): one
+    warm-up call, then `repeats` timed calls, all under no_grad. Returns the warm-up's output (to
+    compare implementations) and {"median_s", "times", "peak_mib"}; the peak is the resident-set
+    increase over the warm-up and the timed calls (memory the allocator keeps after the warm-up counts)."""
+    import torch
+    with torch.no_grad():
+        base = reset_peak()
+        out = run()
+        times = time_calls(run, repeats=repeats, warmup=0)
+        peak = peak_since(base)
+    return out, {"median_s": round(median(times), 4), "times": [round(s, 4) for s in times], "peak_mib": peak}
+
+
+def comparison_rows(results: dict[str, dict], reference: str, **label) -> list[dict]:
+    """One table row per implementation (`label` columns first): median time, peak memory and, for
+    all but `reference`, their ratios to it (below 1.0 = faster / smaller than the reference)."""
+    ref = results[reference]
+    return [{**label, "impl": impl, "median forward (s)": r["median_s"], "peak extra memory (MiB)": r["peak_mib"],
+             "time ratio": "" if impl == reference else f"{r['median_s'] / ref['median_s']:.2f}",
+             "memory ratio": "" if impl == reference else f"{r['peak_mib'] / max(ref['peak_mib'], 0.1):.2f}"}
+            for impl, r in results.items()]
+
+
+def same_weights_folder(first: str, folder: str, **config) -> None:
+    """A model folder sharing `first`'s safetensors file (a symlink) whose config.json differs by
+    `config` (e.g. another latent size): one set of random weights for every case."""
+    os.makedirs(folder)
+    with open(os.path.join(first, "config.json")) as f:
+        cfg = json.load(f)
+    with open(os.path.join(folder, "config.json"), "w") as f:
+        json.dump(dict(cfg, **config), f)
+    name = "diffusion_pytorch_model.safetensors"
+    os.symlink(os.path.join(first, name), os.path.join(folder, name))
+
+
+def max_abs_diff(path_a: str, path_b: str) -> float:
+    """The largest elementwise difference between two outputs the children saved with torch.save."""
+    import torch
+    return (torch.load(path_a, weights_only=True) - torch.load(path_b, weights_only=True)).abs().max().item()
+
+
+def peak_rss_mib() -> float:
+    """The whole process's resident-set high-water mark (weights, libraries, everything)."""
+    return round(_hwm_kib() / 1024, 1)
+
+
 def child_case() -> dict | None:
     """The case this process should measure, if it was started by `run_child`."""
     if len(sys.argv) == 3 and sys.argv[1] == "--child":
@@ -83,6 +130,19 @@ def run_child(script: str, case: dict, threads: int | None = None) -> dict:
     if proc.returncode or not lines:
         raise RuntimeError(f"benchmark child failed for {case}:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
     return json.loads(lines[-1][len("RESULT "):])
+
+
+def run_rounds(script: str, cases: dict[str, dict], rounds: int = 2, threads: int | None = None) -> dict[str, dict]:
+    """Run each implementation's case (`{impl: case}`, reference first) in a fresh process, `rounds`
+    times, alternating which implementation goes first, and keep each one's fastest round: on a
+    shared machine the load drifts, and a fixed order would charge the drift to one side."""
+    best: dict[str, dict] = {}
+    for r in range(rounds):
+        for impl in list(cases)[:: 1 if r % 2 == 0 else -1]:
+            got = run_child(script, cases[impl], threads)
+            if impl not in best or got["median_s"] < best[impl]["median_s"]:
+                best[impl] = got
+    return {impl: best[impl] for impl in cases}
 
 
 def median(xs):

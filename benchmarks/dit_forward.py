@@ -2,24 +2,25 @@
 
     python benchmarks/dit_forward.py                 # 256² and 512², batch 2, fp32, CPU
     python benchmarks/dit_forward.py --tiny          # a 2-layer model, for a quick smoke test
+    python benchmarks/dit_forward.py --depth 4       # full width, fewer blocks
 
 Random weights are written once in the diffusers layout (`save_pretrained`); minidit reads the same
 file through `weights_loader.load_dit` (with diffusers' timestep convention, so the outputs must
-agree — the script checks it). Each (implementation, resolution) runs in a fresh process: median
-wall time of the forward pass and the peak resident-memory increase during it (weights and inputs
-excluded), see `benchmarks/common.py`.
+agree — the script checks it). Each (implementation, resolution) runs in a fresh process (`--rounds`
+of them, alternating which implementation goes first; the fastest is kept): median wall time of the
+forward pass and the peak resident-memory increase during it (weights and inputs excluded), see
+`benchmarks/common.py`.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.common import (child_case, machine, markdown_table, median, peak_since, report,  # noqa: E402
-                               reset_peak, run_child, time_calls, touch)
+from benchmarks.common import (child_case, comparison_rows, machine, markdown_table, max_abs_diff,  # noqa: E402
+                               measure, report, run_rounds, same_weights_folder, touch)
 
 XL2 = dict(num_attention_heads=16, attention_head_dim=72, num_layers=28)
 TINY = dict(num_attention_heads=2, attention_head_dim=32, num_layers=2)
@@ -45,29 +46,29 @@ def child(case):
         config = dataclasses.replace(dit_config_from_diffusers(read_config(case["folder"])), timestep_freq_shift=1)
         model = load_dit(case["folder"], config)
         run = lambda: model(x, t, y)                                                 # noqa: E731
-    touch(model)
-    with torch.no_grad():
-        base = reset_peak()          # before the warm-up: memory the allocator keeps after it counts too
-        out = run()                                                                  # warm-up, kept for the check
-        times = time_calls(run, repeats=case["repeats"], warmup=0)
-        peak = peak_since(base)
+    touch(model)                     # page in memory-mapped weights: they are not activation memory
+    out, result = measure(run, case["repeats"])
     torch.save(out, case["out"])
-    report({"median_s": round(median(times), 3), "times": [round(s, 3) for s in times], "peak_mib": peak})
+    report(result)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="2-layer width-64 model (smoke test)")
+    parser.add_argument("--depth", type=int, help="override the number of blocks (28)")
     parser.add_argument("--latents", type=str, default="32,64", help="latent sides (32 = 256², 64 = 512²)")
     parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="timed forwards per process (median)")
+    parser.add_argument("--rounds", type=int, default=2, help="processes per implementation, alternating order")
     args = parser.parse_args()
 
     import torch
     from diffusers import DiTTransformer2DModel
     work = tempfile.mkdtemp(prefix="dit_bench_")
     torch.manual_seed(0)
-    shape = TINY if args.tiny else XL2
+    shape = dict(TINY if args.tiny else XL2)
+    if args.depth:
+        shape["num_layers"] = args.depth
     folders = {}
     for side in (int(s) for s in args.latents.split(",")):
         folder = os.path.join(work, f"latent{side}")
@@ -84,33 +85,22 @@ def main():
             del model
             first = folder
         else:      # same weights, another latent size: only config.json differs
-            os.makedirs(folder)
-            cfg = json.load(open(os.path.join(first, "config.json")))
-            json.dump(dict(cfg, sample_size=side), open(os.path.join(folder, "config.json"), "w"))
-            os.symlink(os.path.join(first, "diffusion_pytorch_model.safetensors"),
-                       os.path.join(folder, "diffusion_pytorch_model.safetensors"))
+            same_weights_folder(first, folder, sample_size=side)
         folders[side] = folder
 
     rows = []
     for side, folder in folders.items():
-        res = {}
-        for impl in ("diffusers", "minidit"):
-            out = os.path.join(work, f"{impl}{side}.pt")
-            res[impl] = run_child(__file__, dict(impl=impl, folder=folder, latent=side, batch=args.batch,
-                                                 repeats=args.repeats, out=out))
-            res[impl]["out"] = torch.load(out, weights_only=True)
-        err = (res["minidit"]["out"] - res["diffusers"]["out"]).abs().max().item()
-        for impl in ("diffusers", "minidit"):
-            rows.append({"image": f"{side * 8}²", "impl": impl, "median forward (s)": res[impl]["median_s"],
-                         "peak extra memory (MiB)": res[impl]["peak_mib"],
-                         "time ratio": "" if impl == "diffusers" else
-                         f"{res['minidit']['median_s'] / res['diffusers']['median_s']:.2f}",
-                         "memory ratio": "" if impl == "diffusers" else
-                         f"{res['minidit']['peak_mib'] / max(res['diffusers']['peak_mib'], 0.1):.2f}",
-                         "max |diff|": "" if impl == "diffusers" else f"{err:.1e}"})
-    print(f"\nDiT{'(tiny)' if args.tiny else '-XL/2'}, batch {args.batch}, fp32, {machine()}\n")
+        outs = {impl: os.path.join(work, f"{impl}{side}.pt") for impl in ("diffusers", "minidit")}
+        res = run_rounds(__file__, {impl: dict(impl=impl, folder=folder, latent=side, batch=args.batch,
+                                               repeats=args.repeats, out=out) for impl, out in outs.items()},
+                         args.rounds)
+        err = max_abs_diff(outs["minidit"], outs["diffusers"])
+        rows += comparison_rows(res, "diffusers", image=f"{side * 8}²")
+        rows[-1]["max abs diff"] = f"{err:.1e}"
+    name = f"DiT{' (tiny)' if args.tiny else '-XL/2'}, {shape['num_layers']} blocks"
+    print(f"\n{name}, batch {args.batch}, fp32, {machine()}\n")
     print(markdown_table(rows, ["image", "impl", "median forward (s)", "peak extra memory (MiB)",
-                                "time ratio", "memory ratio", "max |diff|"]))
+                                "time ratio", "memory ratio", "max abs diff"]))
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks.common import markdown_table  # noqa: E402
 from minidit.attention import attention_backend  # noqa: E402
 from minidit.pipelines.pixart import PixArtPipeline  # noqa: E402
 from minidit.pixart import PRESETS, PixArt  # noqa: E402
@@ -135,18 +136,19 @@ def main(argv=None):
     print(f"\nPixArt-Σ, {where}, transformer {args.dtype}, T5 {args.t5_dtype}, VAE float32, {args.steps} steps "
           f"DPM-Solver++(2M), CFG {args.guidance_scale} (batch 2), attention {args.backend}, "
           f"T5 {'kept' if args.keep_t5 else 'loaded per run, freed after encoding'}\n")
-    print("| image | weights | transformer GiB | T5 load s | T5 encode s | text peak GiB | denoise s (s/step) "
-          "| denoise peak GiB | decode s | decode peak GiB | tiled | total s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    columns = ["image", "weights", "transformer GiB", "T5 load s", "T5 encode s", "text peak GiB",
+               "denoise s (s/step)", "denoise peak GiB", "decode s", "decode peak GiB", "tiled", "total s"]
+    peak = lambda rec: "-" if rec["peak_gib"] is None else f"{rec['peak_gib']:.2f}"  # noqa: E731
+    table = []
     for r in rows:
-        s = r["stats"]
-        text, den, dec = s["text"], s["denoise"], s["decode"]
+        text, den, dec = r["stats"]["text"], r["stats"]["denoise"], r["stats"]["decode"]
         load = text.get("t5_load_s")
-        peak = lambda rec: "-" if rec["peak_gib"] is None else f"{rec['peak_gib']:.2f}"  # noqa: E731
-        print(f"| {r['side']}² | {'real' if r['real'] else 'random'} | {r['weights_gib']:.2f} | "
-              f"{'-' if load is None else f'{load:.2f}'} | {text['seconds'] - (load or 0):.2f} | {peak(text)} | "
-              f"{den['seconds']:.2f} ({den['seconds'] / args.steps:.3f}) | {peak(den)} | {dec['seconds']:.2f} | "
-              f"{peak(dec)} | {dec['tiled']} | {r['total']:.2f} |")
+        table.append(dict(zip(columns, (
+            f"{r['side']}²", "real" if r["real"] else "random", f"{r['weights_gib']:.2f}",
+            "-" if load is None else f"{load:.2f}", f"{text['seconds'] - (load or 0):.2f}", peak(text),
+            f"{den['seconds']:.2f} ({den['seconds'] / args.steps:.3f})", peak(den), f"{dec['seconds']:.2f}",
+            peak(dec), dec["tiled"], f"{r['total']:.2f}"))))
+    print(markdown_table(table, columns))
     print(f"\nmemory: {rows[0]['stats']['memory']}, reset at every stage; resident weights included.")
 
 

@@ -17,14 +17,13 @@ time of the forward and the peak resident-memory increase over the warm-up and t
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.common import (child_case, machine, markdown_table, median, peak_since, report,  # noqa: E402
-                               reset_peak, run_child, time_calls, touch)
+from benchmarks.common import (child_case, comparison_rows, machine, markdown_table, max_abs_diff,  # noqa: E402
+                               measure, report, run_rounds, same_weights_folder, touch)
 
 SIZES = {32: 0.5, 64: 1.0}                     # latent side -> pe_interpolation (Σ-256, Σ-512-MS presets)
 XL2 = dict(num_attention_heads=16, attention_head_dim=72, num_layers=28, caption_channels=4096,
@@ -50,13 +49,9 @@ def child(case):
         model = load_pixart(case["folder"])
         run = lambda: model(x, t, y, mask)                                           # noqa: E731
     touch(model)                     # page in memory-mapped weights: they are not activation memory
-    with torch.no_grad():
-        base = reset_peak()          # before the warm-up: memory the allocator keeps after it counts too
-        out = run()                                                                  # warm-up, kept for the check
-        times = time_calls(run, repeats=case["repeats"], warmup=0)
-        peak = peak_since(base)
+    out, result = measure(run, case["repeats"])
     torch.save(out, case["out"])
-    report({"median_s": round(median(times), 3), "times": [round(s, 3) for s in times], "peak_mib": peak})
+    report(result)
 
 
 def main():
@@ -90,40 +85,22 @@ def main():
             del model
             first = folder
         else:      # same weights, another latent size: only config.json differs
-            os.makedirs(folder)
-            cfg = json.load(open(os.path.join(first, "config.json")))
-            json.dump(dict(cfg, sample_size=side, interpolation_scale=SIZES[side]),
-                      open(os.path.join(folder, "config.json"), "w"))
-            os.symlink(os.path.join(first, "diffusion_pytorch_model.safetensors"),
-                       os.path.join(folder, "diffusion_pytorch_model.safetensors"))
+            same_weights_folder(first, folder, sample_size=side, interpolation_scale=SIZES[side])
         folders[side] = folder
 
     rows = []
     for side, folder in folders.items():
-        res = {}
-        # Alternate the order over rounds and keep each side's fastest round: on a shared machine the
-        # load drifts, and a fixed order would charge the drift to one implementation.
-        for r in range(args.rounds):
-            for impl in ("diffusers", "minidit")[:: 1 if r % 2 == 0 else -1]:
-                out = os.path.join(work, f"{impl}{side}.pt")
-                got = run_child(__file__, dict(impl=impl, folder=folder, latent=side, repeats=args.repeats,
-                                               caption_channels=shape["caption_channels"], out=out))
-                if impl not in res or got["median_s"] < res[impl]["median_s"]:
-                    res[impl] = got
-                res[impl]["out"] = torch.load(out, weights_only=True)
-        err = (res["minidit"]["out"] - res["diffusers"]["out"]).abs().max().item()
-        for impl in ("diffusers", "minidit"):
-            rows.append({"image": f"{side * 8}²", "impl": impl, "median forward (s)": res[impl]["median_s"],
-                         "peak extra memory (MiB)": res[impl]["peak_mib"],
-                         "time ratio": "" if impl == "diffusers" else
-                         f"{res['minidit']['median_s'] / res['diffusers']['median_s']:.2f}",
-                         "memory ratio": "" if impl == "diffusers" else
-                         f"{res['minidit']['peak_mib'] / max(res['diffusers']['peak_mib'], 0.1):.2f}",
-                         "max |diff|": "" if impl == "diffusers" else f"{err:.1e}"})
+        outs = {impl: os.path.join(work, f"{impl}{side}.pt") for impl in ("diffusers", "minidit")}
+        res = run_rounds(__file__, {impl: dict(impl=impl, folder=folder, latent=side, repeats=args.repeats,
+                                               caption_channels=shape["caption_channels"], out=out)
+                                    for impl, out in outs.items()}, args.rounds)
+        err = max_abs_diff(outs["minidit"], outs["diffusers"])
+        rows += comparison_rows(res, "diffusers", image=f"{side * 8}²")
+        rows[-1]["max abs diff"] = f"{err:.1e}"
     name = f"PixArt-Σ{' (tiny)' if args.tiny else '-XL/2'} transformer, {shape['num_layers']} blocks"
     print(f"\n{name}, batch 2 (CFG), 300 caption tokens, fp32, {machine()}\n")
     print(markdown_table(rows, ["image", "impl", "median forward (s)", "peak extra memory (MiB)",
-                                "time ratio", "memory ratio", "max |diff|"]))
+                                "time ratio", "memory ratio", "max abs diff"]))
 
 
 if __name__ == "__main__":

@@ -7,9 +7,10 @@ t5-v1_1-base shape: d_model 768, 12 layers, 12 heads, d_ff 2048, gated-GELU — 
 PixArt's T5-XXL at 1/60 of the size. Random weights are written once with `save_pretrained`;
 transformers reads them with `from_pretrained`, minidit through `weights_loader.load_t5`. The
 prompt has PixArt-Σ's shape: 300 tokens, of which the first 40 are real and the rest padding,
-with the attention mask. Each implementation runs in a fresh process: median wall time of the
-forward pass and the peak resident-memory increase during it (weights — paged in first — and
-inputs excluded), see `benchmarks/common.py`; the outputs must agree (the script checks it).
+with the attention mask. Each implementation runs in a fresh process (`--rounds` of them,
+alternating the order; the fastest is kept): median wall time of the forward pass and the peak
+resident-memory increase during it (weights — paged in first — and inputs excluded), see
+`benchmarks/common.py`; the outputs must agree (the script checks it).
 """
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.common import (child_case, machine, markdown_table, median, peak_since, report,  # noqa: E402
-                               reset_peak, run_child, time_calls)
+from benchmarks.common import (child_case, comparison_rows, machine, markdown_table, max_abs_diff,  # noqa: E402
+                               measure, report, run_rounds, touch)
 
 BASE = dict(d_model=768, d_kv=64, d_ff=2048, num_layers=12, num_heads=12)
 TINY = dict(d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4)
@@ -43,16 +44,10 @@ def child(case):
         model = load_t5(case["folder"])
         run = lambda: model(ids, mask).last_hidden_state                                # noqa: E731
         extra = {"attention": "minidit.attention (sdpa)"}
-    with torch.inference_mode():
-        # Both loaders leave the weights memory-mapped from the safetensors file: read every
-        # page now, or the first forward's page-ins (the whole model) count as its memory.
-        sum(float(p.sum()) for p in model.parameters())
-        base = reset_peak()
-        out = run()                                                     # warm-up, kept for the check
-        times = time_calls(run, repeats=case["repeats"], warmup=0)
-        peak = peak_since(base)
-    torch.save(out.clone(), case["out"])
-    report({"median_s": round(median(times), 4), "times": [round(s, 4) for s in times], "peak_mib": peak, **extra})
+    touch(model)                     # page in memory-mapped weights: they are not activation memory
+    out, result = measure(run, case["repeats"])
+    torch.save(out, case["out"])
+    report({**result, **extra})
 
 
 def main():
@@ -61,15 +56,16 @@ def main():
     parser.add_argument("--tokens", type=int, default=300)
     parser.add_argument("--real-tokens", type=int, default=40, help="tokens before the padding")
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5, help="timed forwards per process (median)")
+    parser.add_argument("--rounds", type=int, default=2, help="processes per implementation, alternating order")
     parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS for the children")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="t5_bench_") as work:
-        measure(args, work)
+        run_benchmark(args, work)
 
 
-def measure(args, work):
+def run_benchmark(args, work):
     import torch
     from transformers import T5Config, T5EncoderModel
     if args.threads:
@@ -80,23 +76,15 @@ def measure(args, work):
     model.save_pretrained(work)
     del model
 
-    res = {}
-    for impl in ("transformers", "minidit"):
-        out = os.path.join(work, f"{impl}.pt")
-        res[impl] = run_child(__file__, dict(impl=impl, folder=work, tokens=args.tokens, real_tokens=args.real_tokens,
-                                             batch=args.batch, repeats=args.repeats, out=out), args.threads)
-        res[impl]["out"] = torch.load(out, weights_only=True)
-    err = (res["minidit"]["out"] - res["transformers"]["out"]).abs().max().item()
-    rows = []
-    for impl in ("transformers", "minidit"):
-        ref = res["transformers"]
-        rows.append({"impl": impl, "attention": res[impl]["attention"],
-                     "median forward (s)": res[impl]["median_s"],
-                     "peak extra memory (MiB)": res[impl]["peak_mib"],
-                     "time ratio": "" if impl == "transformers" else f"{res[impl]['median_s'] / ref['median_s']:.2f}",
-                     "memory ratio": "" if impl == "transformers" else
-                     f"{res[impl]['peak_mib'] / max(ref['peak_mib'], 0.1):.2f}",
-                     "max abs diff": "" if impl == "transformers" else f"{err:.1e}"})
+    outs = {impl: os.path.join(work, f"{impl}.pt") for impl in ("transformers", "minidit")}
+    res = run_rounds(__file__, {impl: dict(impl=impl, folder=work, tokens=args.tokens, real_tokens=args.real_tokens,
+                                           batch=args.batch, repeats=args.repeats, out=out)
+                                for impl, out in outs.items()}, args.rounds, args.threads)
+    err = max_abs_diff(outs["minidit"], outs["transformers"])
+    rows = comparison_rows(res, "transformers")
+    for row in rows:
+        row["attention"] = res[row["impl"]]["attention"]
+    rows[-1]["max abs diff"] = f"{err:.1e}"
     name = "tiny T5" if args.tiny else "t5-v1_1-base"
     print(f"\n{name} encoder, {args.tokens} tokens ({args.real_tokens} real + padding, with mask), batch "
           f"{args.batch}, fp32, {machine()}\n")

@@ -32,15 +32,16 @@ fitted coefficients, so the extrapolation can be checked against the measured po
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks.common import (child_case, machine, markdown_table, max_abs_diff, peak_rss_mib,  # noqa: E402
+                               peak_since, report, reset_peak, run_child, touch)
+
 FULL = dict(block_out_channels=(128, 256, 512, 512), layers_per_block=2, norm_num_groups=32)
 TINY = dict(block_out_channels=(32, 64, 64, 64), layers_per_block=1, norm_num_groups=32)
 
@@ -55,14 +56,8 @@ def make_random_vae(folder: Path, tiny: bool) -> None:
     vae.save_pretrained(folder)
 
 
-def rss_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        return int(next(line for line in f if line.startswith(field)).split()[1])
-
-
-def child(case: dict) -> dict:
+def child(case: dict) -> None:
     """One decode in this (fresh) process."""
-    sys.path.insert(0, str(ROOT))
     import torch
     torch.set_num_threads(case["threads"])
     side = case["size"] // 8
@@ -82,30 +77,22 @@ def child(case: dict) -> dict:
             return vae.decode(z).sample
     channels = vae.config.z_channels if case["impl"] == "minidit" else vae.config.latent_channels
     z = torch.randn(1, channels, side, side, generator=torch.Generator().manual_seed(0))
-    with open("/proc/self/clear_refs", "w") as f:         # reset the high-water mark to the current RSS
-        f.write("5")
-    before = rss_kib("VmRSS")                              # weights + latent, nothing decoded yet
-    with torch.inference_mode():                           # warm-up on a tiny latent (one-time kernel setup;
-        decode(z[..., :8, :8])                             # counted in the peak, which the real decode exceeds)
-    times = []
-    for _ in range(case["repeats"]):
-        t0 = time.perf_counter()
-        with torch.inference_mode():
+    touch(vae)                     # page in memory-mapped weights: they are not activation memory
+    with torch.inference_mode():
+        base = reset_peak()                                # weights + latent, nothing decoded yet
+        decode(z[..., :8, :8])                             # warm-up on a tiny latent (one-time kernel setup;
+        times = []                                         # counted in the peak, which the real decode exceeds)
+        for _ in range(case["repeats"]):
+            t0 = time.perf_counter()
             image = decode(z)
-        times.append(time.perf_counter() - t0)
-    peak = rss_kib("VmHWM")
+            times.append(time.perf_counter() - t0)
     if case.get("save"):
         torch.save(image.clone(), case["save"])
-    return {"time_s": min(times), "peak_delta_mib": (peak - before) / 1024, "peak_rss_mib": peak / 1024}
+    report({"time_s": min(times), "peak_delta_mib": peak_since(base), "peak_rss_mib": peak_rss_mib()})
 
 
 def run_case(case: dict) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS=str(case["threads"]))
-    proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(case)], capture_output=True,
-                          text=True, env=env)
-    if proc.returncode:
-        raise RuntimeError(f"case {case} failed:\n{proc.stderr[-3000:]}")
-    return {**case, **json.loads(proc.stdout.strip().splitlines()[-1])}
+    return {**case, **run_child(__file__, case, threads=case["threads"])}
 
 
 def fit_line(points):
@@ -128,11 +115,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--weights", type=str, default=None, help="a diffusers AutoencoderKL folder (default: random)")
     p.add_argument("--tiny", action="store_true", help="a small random VAE, for smoke tests")
-    p.add_argument("--child", type=str, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.child:
-        print(json.dumps(child(json.loads(args.child))))
-        return 0
 
     tmp = Path(tempfile.mkdtemp(prefix="vae_bench_"))
     weights = args.weights
@@ -152,20 +135,20 @@ def main(argv=None) -> int:
         print(f"done: diffusers {size}", file=sys.stderr)
 
     import torch
-    print(f"\nVAE decode, {'random ' + ('tiny' if args.tiny else 'SDXL-VAE-shape') if args.weights is None else args.weights}"
-          f" weights, float32, CPU, {args.threads} threads, torch {torch.__version__}; tiles {args.tile} latent px "
-          f"({args.tile * 8} px), overlap {args.overlap} ({args.overlap * 8} px)\n")
-    print("| implementation | output | tiled | time (s) | peak Δ (MiB) | peak RSS (MiB) |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['impl']} | {r['size']}² | {'yes' if r['tiled'] else 'no'} | {r['time_s']:.2f} | "
-              f"{r['peak_delta_mib']:.0f} | {r['peak_rss_mib']:.0f} |")
+    torch.set_num_threads(args.threads)              # so that machine() reports the children's setting
+    which = args.weights or f"random {'tiny' if args.tiny else 'SDXL-VAE-shape'}"
+    print(f"\nVAE decode, {which} weights, float32, {machine()}; tiles {args.tile} latent px ({args.tile * 8} px), "
+          f"overlap {args.overlap} ({args.overlap * 8} px)\n")
+    columns = ["implementation", "output", "tiled", "time (s)", "peak Δ (MiB)", "peak RSS (MiB)"]
+    print(markdown_table([dict(zip(columns, (r["impl"], f"{r['size']}²", "yes" if r["tiled"] else "no",
+                                             f"{r['time_s']:.2f}", f"{r['peak_delta_mib']:.0f}",
+                                             f"{r['peak_rss_mib']:.0f}"))) for r in rows], columns))
     for size in args.diffusers_sizes:
         ours = next((r for r in rows if r["impl"] == "minidit" and r["size"] == size and not r["tiled"]), None)
         ref = next(r for r in rows if r["impl"] == "diffusers" and r["size"] == size)
         if ours is None:
             continue
-        diff = (torch.load(ours["save"]) - torch.load(ref["save"])).abs().max().item()
+        diff = max_abs_diff(ours["save"], ref["save"])
         print(f"\n{size}²: minidit / diffusers time {ours['time_s'] / ref['time_s']:.2f}, "
               f"peak Δ {ours['peak_delta_mib'] / max(ref['peak_delta_mib'], 1e-9):.2f}; "
               f"max |minidit - diffusers| = {diff:.2e}")
@@ -187,4 +170,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    case = child_case()
+    child(case) if case else main()

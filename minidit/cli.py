@@ -49,9 +49,11 @@ def _generate(args) -> int:
         print(f"unknown model {args.model!r}. Choose one of: {', '.join(sorted(MODELS)) or '(none yet)'}",
               file=sys.stderr)
         return 2
-    family = args.model.split("-")[0]
-    module = __import__(f"minidit.pipelines.{family}", fromlist=["cli_generate"])
-    return module.cli_generate(args)
+    if args.model.startswith("dit-"):
+        from .pipelines.dit_cli import cli_generate
+    else:
+        from .pipelines.pixart_cli import cli_generate
+    return cli_generate(args)
 
 
 def _models(args) -> int:
@@ -88,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--guidance", type=float, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", type=str, default=None, help="cuda / cpu (default: cuda if available)")
-    p.add_argument("--dtype", type=str, default=None, help="float32 / bfloat16 / float16")
+    p.add_argument("--dtype", type=str, default=None, choices=["float32", "bfloat16", "float16"],
+                   help="the transformer's dtype (default: float16 on CUDA for PixArt, else float32)")
     p.add_argument("--out", type=str, default="out.png")
     p.set_defaults(func=_generate)
 

@@ -150,8 +150,11 @@ def respace(schedule: Schedule, use_timesteps) -> Schedule:
 
 
 def extract(arr: torch.Tensor, t: torch.Tensor, shape) -> torch.Tensor:
-    """arr[t] as float32, shaped (B, 1, 1, ...) to broadcast against a tensor of `shape`."""
-    out = arr.to(t.device)[t].float()
+    """arr[t] as float32, shaped (B, 1, 1, ...) to broadcast against a tensor of `shape`.
+
+    The float64 table is cast to float32 before it moves to `t`'s device (the same numbers as
+    casting after the gather, as the official code does; and MPS has no float64)."""
+    out = arr.to(dtype=torch.float32).to(t.device)[t]
     return out.reshape(-1, *([1] * (len(shape) - 1)))
 
 

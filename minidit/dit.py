@@ -24,14 +24,13 @@ The official code writes N for the batch.
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 
 from .attention import Attention, Mlp
-from .embed import LabelEmbedder, PatchEmbed, TimestepEmbedder, get_2d_sincos_pos_embed, unpatchify
+from .embed import LabelEmbedder, PatchEmbed, TimestepEmbedder, cached_2d_sincos_pos_embed, unpatchify
 from .guidance import cfg
 
 
@@ -94,11 +93,6 @@ class FinalLayer(nn.Module):
         return self.linear(modulate(self.norm_final(x), shift, scale))      # (B, T, p*p*C_out)
 
 
-@functools.lru_cache(maxsize=16)
-def _sincos_table(hidden_size: int, h: int, w: int):
-    return get_2d_sincos_pos_embed(hidden_size, (h, w))
-
-
 class DiT(nn.Module):
     """Class-conditional Diffusion Transformer: forward(x_t, t, y) -> [eps | v]."""
 
@@ -139,8 +133,8 @@ class DiT(nn.Module):
         nn.init.zeros_(self.final_layer.linear.bias)
 
     def pos_embed(self, h: int, w: int, device=None, dtype=None):
-        """The fixed 2-D sin-cos table for an h x w token grid: (1, T, D)."""
-        return _sincos_table(self.config.hidden_size, h, w).to(device=device, dtype=dtype)[None]
+        """The fixed 2-D sin-cos table for an h x w token grid: (1, T, D) (cached per device and dtype)."""
+        return cached_2d_sincos_pos_embed(self.config.hidden_size, h, w, device=device, dtype=dtype)[None]
 
     def forward(self, x, t, y):
         """x: (B, C, H, W) noisy latents, t: (B,) timesteps 0..999, y: (B,) class ids -> (B, C_out, H, W)."""

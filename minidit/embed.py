@@ -19,6 +19,7 @@ Shape legend: B batch, C channels, H W latent size, p patch, h w = H/p W/p, T = 
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -72,7 +73,9 @@ class PatchEmbed(nn.Module):
         p = self.patch_size
         if x.shape[-2] % p or x.shape[-1] % p:
             raise ValueError(f"latent size {tuple(x.shape[-2:])} is not divisible by the patch size {p}")
-        return self.proj(x).flatten(2).transpose(1, 2)            # (B, T, D)
+        # The conv output is D-major; make the token stream row-major once, or every residual add
+        # keeps the strided layout and each LayerNorm / Linear of every block copies it (~10% slower).
+        return self.proj(x).flatten(2).transpose(1, 2).contiguous()   # (B, T, D)
 
 
 # --------------------------------------------------------------------------------------------
@@ -159,7 +162,7 @@ def get_1d_sincos_pos_embed(embed_dim: int, pos):
     """
     if embed_dim % 2:
         raise ValueError(f"embed_dim must be even, got {embed_dim}")
-    omega = torch.arange(embed_dim // 2, dtype=torch.float64) / (embed_dim / 2.0)
+    omega = torch.arange(embed_dim // 2, dtype=torch.float64, device=pos.device) / (embed_dim / 2.0)
     omega = 1.0 / 10000**omega                                              # (D/2,)
     out = pos.to(torch.float64).reshape(-1)[:, None] * omega[None]          # (M, D/2)
     return torch.cat([torch.sin(out), torch.cos(out)], dim=1)               # (M, D)
@@ -180,11 +183,27 @@ def get_2d_sincos_pos_embed(embed_dim: int, grid_size, base_size=None, interpola
     # The official code computes the grid in float32 (np.arange(..., dtype=np.float32)), then float64.
     base_h = h if base_size is None else base_size
     base_w = w if base_size is None else base_size
-    grid_h = (torch.arange(h, dtype=torch.float32) / (h / base_h) / interpolation_scale)
-    grid_w = (torch.arange(w, dtype=torch.float32) / (w / base_w) / interpolation_scale)
+    # Built on the CPU whatever the default device (float64 does not exist on every accelerator).
+    grid_h = torch.arange(h, dtype=torch.float32, device="cpu") / (h / base_h) / interpolation_scale
+    grid_w = torch.arange(w, dtype=torch.float32, device="cpu") / (w / base_w) / interpolation_scale
     # Token (row i, col j) = [emb(grid_w[j]) | emb(grid_h[i])]: the official meshgrid + concat, built
     # from the two 1-D tables so no (T, D) float64 table is materialised (~6x less peak memory).
     emb_w = get_1d_sincos_pos_embed(embed_dim // 2, grid_w).float()         # (w, D/2)  w first
     emb_h = get_1d_sincos_pos_embed(embed_dim // 2, grid_h).float()         # (h, D/2)
     table = torch.cat([emb_w[None].expand(h, w, -1), emb_h[:, None].expand(h, w, -1)], dim=-1)  # (h, w, D)
     return table.reshape(h * w, embed_dim)                                  # (T, D)
+
+
+@functools.lru_cache(maxsize=8)
+def cached_2d_sincos_pos_embed(embed_dim: int, h: int, w: int, base_size=None, interpolation_scale: float = 1.0,
+                               device=None, dtype=None):
+    """`get_2d_sincos_pos_embed` of an h x w grid, cast and moved to `device` once: (T, embed_dim).
+
+    Models call this in every forward. The table is not a buffer (the loader could not fill it, and
+    its size follows the input), and rebuilding it or copying a CPU copy to the GPU at every
+    denoising step would cost time; so it is cached per (grid, device, dtype). At most 8 tables are
+    kept (a 2048^2 PixArt table is 75 MB in float32); `cached_2d_sincos_pos_embed.cache_clear()`
+    frees them.
+    """
+    table = get_2d_sincos_pos_embed(embed_dim, (h, w), base_size=base_size, interpolation_scale=interpolation_scale)
+    return table.to(device=device, dtype=dtype)

@@ -34,7 +34,6 @@ L caption tokens, D width, C_cap caption channels (4096 for T5-XXL). The officia
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, replace
 
 import torch
@@ -42,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import Attention, MultiHeadCrossAttention, Mlp, attention, merge_heads
-from .embed import PatchEmbed, TimestepEmbedder, get_2d_sincos_pos_embed, unpatchify
+from .embed import PatchEmbed, TimestepEmbedder, cached_2d_sincos_pos_embed, unpatchify
 
 KV_SAMPLINGS = ("conv", "ave", "uniform")
 
@@ -267,13 +266,6 @@ class T2IFinalLayer(nn.Module):
         return self.linear(t2i_modulate(self.norm_final(x), shift, scale))     # (B, T, p*p*C_out)
 
 
-@functools.lru_cache(maxsize=16)
-def _pos_table(hidden_size: int, h: int, w: int, base_size: int, pe_interpolation: float, device=None, dtype=None):
-    """Cached per grid, device and dtype (a 2048² image's table is 75 MB: not copied to the GPU every step)."""
-    table = get_2d_sincos_pos_embed(hidden_size, (h, w), base_size=base_size, interpolation_scale=pe_interpolation)
-    return table.to(device=device, dtype=dtype)
-
-
 class PixArt(nn.Module):
     """PixArt-α/Σ transformer: forward(x_t, timestep, y, mask) -> [eps | v]."""
 
@@ -321,7 +313,8 @@ class PixArt(nn.Module):
         """The sin-cos table for an h x w token grid, each axis stretched to span
         [0, base_size / pe_interpolation) (PixArtMS recomputes it every forward): (1, T, D)."""
         c = self.config
-        return _pos_table(c.hidden_size, h, w, c.base_size, float(c.pe_interpolation), device, dtype)[None]
+        return cached_2d_sincos_pos_embed(c.hidden_size, h, w, c.base_size, float(c.pe_interpolation),
+                                          device, dtype)[None]
 
     def forward(self, x, timestep, y, mask=None, *, img_hw=None, aspect_ratio=None):
         """x (B, C, H, W) noisy latents; timestep (B,) 0..999 (may be fractional); y (B, L, C_cap) T5
@@ -331,9 +324,7 @@ class PixArt(nn.Module):
         `added_cond_kwargs={"resolution", "aspect_ratio"}`. Returns (B, C_out, H, W)."""
         c, B = self.config, x.shape[0]
         h, w = x.shape[-2] // c.patch_size, x.shape[-1] // c.patch_size
-        # The patch embedding is a transposed view (D-major); make the token stream row-major once,
-        # else every residual add and the cross-attention's q_linear run on strided memory (~10% slower).
-        x = self.x_embedder(x).contiguous() + self.pos_embed(h, w, x.device, x.dtype)   # (B, T, D)
+        x = self.x_embedder(x) + self.pos_embed(h, w, x.device, x.dtype)      # (B, T, D)
         t = self.t_embedder(timestep)                                          # (B, D)
         if c.micro_condition:
             if img_hw is None or aspect_ratio is None:
@@ -341,7 +332,12 @@ class PixArt(nn.Module):
                                  "(height, width) and aspect_ratio=(B,) height/width")
             t = t + torch.cat([self.csize_embedder(img_hw, B), self.ar_embedder(aspect_ratio, B)], dim=1)
         t0 = self.t_block(t)                                                   # (B, 6D)
-        y = self.y_embedder(y.reshape(B, -1, y.shape[-1]), self.training)      # (B, L, D)
+        if y.ndim == 4 and y.shape[1] == 1:                                    # the official (B, 1, L, C_cap)
+            y = y[:, 0]
+        if y.ndim != 3 or y.shape[0] != B:
+            raise ValueError(f"caption states y must be (B, L, C_cap) with B = {B} (the latents' batch), "
+                             f"got {tuple(y.shape)}")
+        y = self.y_embedder(y, self.training)                                  # (B, L, D)
         mask = self._key_padding_mask(mask, B, y.shape[1])                     # (B, L) bool
         for block in self.blocks:
             x = block(x, y, t0, mask, (h, w))                                  # (B, T, D)
@@ -359,7 +355,7 @@ class PixArt(nn.Module):
         if mask.shape[1] != L or B % mask.shape[0]:
             raise ValueError(f"caption mask {tuple(mask.shape)} does not fit a batch of {B} captions of {L} tokens")
         mask = mask.repeat(B // mask.shape[0], 1)
-        if not mask.any(dim=1).all():
+        if not mask.is_meta and not mask.any(dim=1).all():                     # (no values on meta: shape runs)
             raise ValueError("a caption mask row is all zeros: every caption needs at least one real token "
                              "(T5 always emits </s>)")
         return mask

@@ -151,3 +151,13 @@ def test_sharded_safetensors_folder(original_sd, tmp_path):
     (tmp_path / "model-00002-of-00002.safetensors").unlink()
     with pytest.raises(CheckpointError, match="missing"):
         read_state_dict(tmp_path)
+
+
+def test_fp16_variant_files_are_found(original_sd, tmp_path):
+    """A download of the fp16 variant only (diffusers' naming: the variant before the last suffix)."""
+    half = {k: v.half() for k, v in original_sd.items()}
+    save_safetensors(half, tmp_path / "diffusion_pytorch_model.fp16.safetensors")
+    sd = read_state_dict(tmp_path)
+    assert sd.keys() == original_sd.keys() and sd["blocks.0.attn.qkv.weight"].dtype == torch.float16
+    save_safetensors(original_sd, tmp_path / "diffusion_pytorch_model.safetensors")
+    assert read_state_dict(tmp_path)["blocks.0.attn.qkv.weight"].dtype == torch.float32   # full precision first

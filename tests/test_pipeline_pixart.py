@@ -2,14 +2,16 @@
 random folders written by diffusers (tests/pixart_oracles.py), resolution binning against diffusers'
 own tables and functions, the staged memory report, the original-checkpoint constructor, the CLI."""
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
 from minidit.cli import main as cli_main
-from minidit.pipelines.pixart import (DIFFUSERS_SAMPLING, OFFICIAL_SAMPLING, PixArtPipeline, PixArtSampling,
-                                      _load_for_cli, sampling_from_scheduler_config)
+from minidit.pipelines.pixart import (DIFFUSERS_SAMPLING, OFFICIAL_ALPHA_SAMPLING, OFFICIAL_SAMPLING, PixArtPipeline,
+                                      PixArtSampling, sampling_from_scheduler_config)
+from minidit.pipelines.pixart_cli import _load_for_cli
 from minidit.pipelines.resolution import (ASPECT_RATIO_1024, aspect_ratio_table, classify_height_width_bin,
                                           inference_bins, resize_and_crop)
 
@@ -129,7 +131,7 @@ def test_null_caption_is_the_official_unconditional_input(folders, tmp_path):
     # default of from_original: the official sampler (time_uniform grid + null caption)
     official = PixArtPipeline.from_original(tmp_path / "PixArt-tiny.pth", folder / "text_encoder", folder / "vae",
                                             tokenizer=folder / "tokenizer", config=config)
-    assert official.sampling == OFFICIAL_SAMPLING
+    assert official.sampling == OFFICIAL_ALPHA_SAMPLING
     a = official(PROMPT, output_type="latent", generator=torch.Generator().manual_seed(0), progress=False, **kw)
     assert a.shape == got.shape and torch.isfinite(a).all() and (a - got).abs().max() > 1e-3
 
@@ -137,6 +139,23 @@ def test_null_caption_is_the_official_unconditional_input(folders, tmp_path):
 # --------------------------------------------------------------------------------------------
 # Resolution binning, against diffusers' own tables and functions
 # --------------------------------------------------------------------------------------------
+
+def test_last_step_order_of_each_sampler(folders, monkeypatch):
+    """PixArt-α's copy of DPM-Solver lowers the last step to first order only below 10 steps
+    (`lower_order_final and steps < 10`); PixArt-Σ's always does; diffusers' too (its last step
+    reaches sigma = 0)."""
+    import minidit.pipelines.pixart as pixart_pipeline
+    seen, real = [], pixart_pipeline.dpm_solver_sample
+    monkeypatch.setattr(pixart_pipeline, "dpm_solver_sample",
+                        lambda *a, **kw: seen.append(kw["lower_order_final"]) or real(*a, **kw))
+    pipe = PixArtPipeline.from_pretrained(folders["sigma"], keep_text_encoder=True)
+    kw = dict(height=64, width=64, use_resolution_binning=False, output_type="latent", progress=False)
+    for sampling, steps in [(OFFICIAL_ALPHA_SAMPLING, 10), (OFFICIAL_ALPHA_SAMPLING, 9), (OFFICIAL_SAMPLING, 10),
+                            (DIFFUSERS_SAMPLING, 10)]:
+        pipe.sampling = replace(sampling, uncond="negative_prompt")      # this folder stores no null caption
+        pipe(PROMPT, num_inference_steps=steps, **kw)
+    assert seen == [False, True, True, True]
+
 
 def test_bins_are_diffusers_tables():
     from diffusers.pipelines.pixart_alpha.pipeline_pixart_alpha import (ASPECT_RATIO_256_BIN, ASPECT_RATIO_512_BIN,
@@ -290,6 +309,7 @@ def test_transformer_only_folder_with_base(folders, tmp_path):
     with pytest.raises(FileNotFoundError, match="pixart_sigma_sdxlvae_T5_diffusers"):
         PixArtPipeline.from_pretrained(only)
     pipe = PixArtPipeline.from_pretrained(only, base=folders["sigma"])
+    assert pipe.transformer.config.model_max_length == 300          # Σ's captions, from base's model_index.json
     full = PixArtPipeline.from_pretrained(folders["sigma"])
     kw = dict(num_inference_steps=2, progress=False, output_type="latent")
     assert torch.equal(pipe(PROMPT, generator=torch.Generator().manual_seed(0), **kw),
@@ -360,19 +380,20 @@ def test_cli_missing_weights_give_the_download_command(tmp_path, capsys):
 
 def test_cli_finds_an_original_checkpoint_with_its_t5_and_vae(folders, tmp_path):
     """The layout of PixArt-alpha/PixArt-alpha: the .pth beside t5-v1_1-xxl/ (with spiece.model) and sd-vae-ft-ema/."""
-    from minidit.pixart import PixArt, PixArtConfig, _pos_table
+    from minidit.embed import get_2d_sincos_pos_embed
+    from minidit.pixart import PixArt, PixArtConfig
     folder = folders["alpha"]
     # 72-wide heads (as every PixArt): the loader reads the head count off the width
     config = PixArtConfig(input_size=128, hidden_size=144, depth=1, num_heads=2, caption_channels=32,
                           pe_interpolation=2.0, model_max_length=120, micro_condition=True)
     sd = PixArt(config).state_dict()
-    sd["pos_embed"] = _pos_table(144, 64, 64, 64, 2.0)[None]                 # the stored fixed table
+    sd["pos_embed"] = get_2d_sincos_pos_embed(144, 64, 64, 2.0)[None]        # the stored fixed table
     torch.save({"state_dict": sd}, tmp_path / "PixArt-XL-2-1024-MS.pth")
     shutil.copytree(folder / "text_encoder", tmp_path / "t5-v1_1-xxl")
     shutil.copy(folder / "tokenizer" / "spiece.model", tmp_path / "t5-v1_1-xxl" / "spiece.model")
     shutil.copytree(folder / "vae", tmp_path / "sd-vae-ft-ema")
     pipe = _load_for_cli("pixart-alpha-1024", tmp_path, None, "cpu")
-    assert pipe.variant == "alpha" and pipe.sampling == OFFICIAL_SAMPLING
+    assert pipe.variant == "alpha" and pipe.sampling == OFFICIAL_ALPHA_SAMPLING
     assert pipe.transformer.config.input_size == 128 and pipe.transformer.config.micro_condition
 
 

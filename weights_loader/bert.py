@@ -19,8 +19,8 @@ import torch
 
 from minidit.text.bert import BertConfig, BertModel
 from minidit.text.tokenizers import WordPieceTokenizer
-from .io import CheckpointError, build_on_meta, load_into, read_config, read_state_dict
-from .text_io import count_blocks, model_folder, read_json, tokenizer_folder, tokenizer_max_length
+from .io import CheckpointError, build_on_meta, count_blocks, load_into, read_config, read_state_dict
+from .text_io import model_folder, read_json, tokenizer_folder, tokenizer_max_length
 
 MODEL_TYPES = ("bert",)
 HEADS_BY_SIZE = {(24, 1024): 16, (12, 768): 12, (6, 384): 12, (12, 384): 12}

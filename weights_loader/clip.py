@@ -23,15 +23,14 @@ from __future__ import annotations
 
 import gzip
 import json
-from pathlib import Path
 
 import torch
 
 from minidit.text.clip import CLIPTextConfig, CLIPTextModel
 from minidit.text.tokenizers import CLIP_SPECIALS, CLIPTokenizer, bytes_to_unicode
-from .io import CheckpointError, build_on_meta, load_into, read_config, read_state_dict, strip_prefix
-from .text_io import (count_blocks, model_folder, read_json, select_text_encoder, tokenizer_folder,
-                      tokenizer_max_length)
+from .io import (CheckpointError, build_on_meta, count_blocks, load_into, read_config, read_state_dict,
+                 strip_prefix)
+from .text_io import model_folder, read_json, select_text_encoder, tokenizer_folder, tokenizer_max_length
 
 MODEL_TYPES = ("clip_text_model", "clip")
 # width -> (heads, activation) of the released text towers (module docstring).

@@ -18,12 +18,13 @@ import math
 
 import torch
 
-from minidit.dit import DiT, DiTConfig, _sincos_table
-from .io import (CheckpointError, build_on_meta, component_folder, load_into, read_config, read_state_dict,
-                 strip_prefix)
+from minidit.dit import PRESETS, DiT, DiTConfig
+from minidit.embed import get_2d_sincos_pos_embed
+from .io import (CheckpointError, build_on_meta, component_folder, count_blocks, load_into, read_config,
+                 read_state_dict, strip_prefix)
 
-# (depth, hidden_size) -> num_heads for the paper's model sizes (S, B, L, XL).
-HEADS_BY_SIZE = {(12, 384): 6, (12, 768): 12, (24, 1024): 16, (28, 1152): 16}
+# (depth, hidden_size) -> num_heads for the paper's model sizes (S, B, L, XL), from the presets.
+HEADS_BY_SIZE = {(c.depth, c.hidden_size): c.num_heads for c in PRESETS.values()}
 
 
 def load_dit(source, config: DiTConfig | None = None, *, dtype=torch.float32, device="cpu") -> DiT:
@@ -43,7 +44,7 @@ def load_dit(source, config: DiTConfig | None = None, *, dtype=torch.float32, de
     else:
         sd = strip_prefix(read_state_dict(source), ("module.", "model."))
         if "transformer_blocks.0.norm1.linear.weight" in sd:     # a diffusers state dict passed directly
-            config = config or detect_dit_config(dit_from_diffusers(sd, _count_blocks(sd, "transformer_blocks.")))
+            config = config or detect_dit_config(dit_from_diffusers(sd, count_blocks(sd, "transformer_blocks.")))
             sd = dit_from_diffusers(sd, config.depth)
         else:
             config = config or detect_dit_config(sd)
@@ -52,9 +53,6 @@ def load_dit(source, config: DiTConfig | None = None, *, dtype=torch.float32, de
     model = build_on_meta(DiT, config)
     return load_into(model, sd, dtype=dtype, device=device, what=what)
 
-
-def _count_blocks(sd, prefix: str) -> int:
-    return len({k[len(prefix):].split(".")[0] for k in sd if k.startswith(prefix)})
 
 
 def detect_dit_config(sd) -> DiTConfig:
@@ -68,7 +66,7 @@ def detect_dit_config(sd) -> DiTConfig:
         raise CheckpointError(f"this does not look like a DiT checkpoint: no {e.args[0]!r} "
                               f"(first keys: {sorted(sd)[:6]})") from None
     hidden, in_channels, p = w.shape[0], w.shape[1], w.shape[-1]
-    depth = _count_blocks(sd, "blocks.")
+    depth = count_blocks(sd, "blocks.")
     if (depth, hidden) not in HEADS_BY_SIZE:
         raise CheckpointError(f"depth {depth} / width {hidden} is not one of the paper's DiT sizes, so the "
                               "number of heads cannot be read off the weights: pass config=DiTConfig(...)")
@@ -91,7 +89,7 @@ def _check_and_drop_pos_embed(sd, config: DiTConfig):
     sd = dict(sd)
     stored = sd.pop("pos_embed").float()
     side = config.input_size // config.patch_size
-    ours = _sincos_table(config.hidden_size, side, side)[None]
+    ours = get_2d_sincos_pos_embed(config.hidden_size, side)[None]
     if stored.shape != ours.shape or not torch.allclose(stored, ours, atol=1e-4):
         raise CheckpointError(
             f"the checkpoint's pos_embed {tuple(stored.shape)} is not the 2-D sin-cos table of a "

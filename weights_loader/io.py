@@ -39,6 +39,9 @@ WEIGHT_FILE_NAMES = (
     "pytorch_model.bin",
     "pytorch_model.bin.index.json",
 )
+# Precision variants (`huggingface-cli download ... --include "*.fp16.*"`): diffusers puts the variant
+# before the last suffix, `diffusion_pytorch_model.fp16.safetensors`, `model.safetensors.index.fp16.json`.
+VARIANTS = ("fp16", "bf16")
 # Wrappers that training scripts put around the weights (DiT train.py, PixArt, DeepSpeed).
 WRAPPER_KEYS = ("ema", "state_dict", "module", "model")
 
@@ -84,14 +87,22 @@ def read_state_dict(source, *, unwrap: bool = True) -> StateDict:
 
 
 def find_weight_file(folder: Path) -> Path:
-    """The weight file `save_pretrained` wrote into `folder`."""
-    for name in WEIGHT_FILE_NAMES:
+    """The weight file `save_pretrained` wrote into `folder`: the full-precision one, else an fp16 /
+    bf16 variant (loaded and cast to the `dtype` the loader is given, like any other file)."""
+    candidates = [*WEIGHT_FILE_NAMES, *(_with_variant(name, v) for v in VARIANTS for name in WEIGHT_FILE_NAMES)]
+    for name in candidates:
         if (folder / name).is_file():
             return folder / name
     found = sorted(p.name for p in folder.iterdir())
     raise CheckpointError(
-        f"no weight file in {folder}. Expected one of {', '.join(WEIGHT_FILE_NAMES)}; the folder holds "
-        f"{found[:20]}. If this is a pipeline folder, pass its component sub-folder (e.g. transformer/).")
+        f"no weight file in {folder}. Expected one of {', '.join(WEIGHT_FILE_NAMES)} (or their .fp16 / .bf16 "
+        f"variants); the folder holds {found[:20]}. If this is a pipeline folder, pass its component sub-folder "
+        "(e.g. transformer/).")
+
+
+def _with_variant(name: str, variant: str) -> str:
+    stem, suffix = name.rsplit(".", 1)
+    return f"{stem}.{variant}.{suffix}"
 
 
 def _read_safetensors(path: Path) -> StateDict:
@@ -193,6 +204,11 @@ def select_prefix(sd: StateDict, prefix: str) -> StateDict:
     return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
 
 
+def count_blocks(sd: StateDict, prefix: str) -> int:
+    """How many numbered blocks `prefix{i}.` the state dict has (e.g. `blocks.` -> depth)."""
+    return len({k[len(prefix):].split(".")[0] for k in sd if k.startswith(prefix)})
+
+
 def _preview(keys, n=12) -> str:
     keys = sorted(keys)
     more = f" ... and {len(keys) - n} more" if len(keys) > n else ""
@@ -233,11 +249,10 @@ def load_into(model: nn.Module, sd: StateDict, *, dtype: torch.dtype | None = to
     `device` and the model is in eval mode.
     """
     check_state_dict(model, sd, what)
-    cast = {}
-    for k, v in sd.items():
-        if dtype is not None and v.is_floating_point():
-            v = v.to(dtype)
-        cast[k] = v.to(device)
+    # One `.to(device=, dtype=)` per tensor: a float32 file loaded as bfloat16 onto a GPU is copied
+    # once and converted there, with no second, converted copy of the whole model in CPU memory.
+    cast = {k: v.to(device=device, dtype=dtype if dtype is not None and v.is_floating_point() else None)
+            for k, v in sd.items()}
     model.load_state_dict(cast, strict=True, assign=True)
     still_meta = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if still_meta:  # a minidit module registered a tensor that is neither loaded nor recomputed

@@ -28,9 +28,10 @@ from pathlib import Path
 
 import torch
 
-from minidit.pixart import PixArt, PixArtConfig, KVCompressConfig, _pos_table
-from .io import (CheckpointError, build_on_meta, component_folder, load_into, read_config, read_state_dict,
-                 strip_prefix)
+from minidit.embed import get_2d_sincos_pos_embed
+from minidit.pixart import KVCompressConfig, PixArt, PixArtConfig
+from .io import (CheckpointError, build_on_meta, component_folder, count_blocks, load_into, read_config,
+                 read_state_dict, strip_prefix)
 
 # Every PixArt model (XL/2: 1152 = 16 heads x 72) uses 72-d heads; the head count is read off the width.
 HEAD_DIM = 72
@@ -73,9 +74,6 @@ def load_pixart(source, config: PixArtConfig | None = None, *, dtype=torch.float
     return model
 
 
-def _count_blocks(sd, prefix: str) -> int:
-    return len({k[len(prefix):].split(".")[0] for k in sd if k.startswith(prefix)})
-
 
 def detect_pixart_config(sd) -> PixArtConfig:
     """A `PixArtConfig` read off an original-layout state dict (rules in the module docstring)."""
@@ -88,7 +86,7 @@ def detect_pixart_config(sd) -> PixArtConfig:
         raise CheckpointError(f"this does not look like an original PixArt checkpoint: no {e.args[0]!r} "
                               f"(first keys: {sorted(sd)[:6]})") from None
     hidden, in_channels, p = w.shape[0], w.shape[1], w.shape[-1]
-    depth = _count_blocks(sd, "blocks.")
+    depth = count_blocks(sd, "blocks.")
     if hidden % HEAD_DIM:
         raise CheckpointError(f"width {hidden} is not a multiple of PixArt's head size {HEAD_DIM}, so the number of "
                               "heads cannot be read off the weights: pass config=PixArtConfig(...)")
@@ -131,7 +129,7 @@ def _check_resolution(sd, config: PixArtConfig) -> PixArtConfig:
         return config
     stored = sd["pos_embed"].float().reshape(1, -1, config.hidden_size)
     side = config.base_size
-    ours = _pos_table(config.hidden_size, side, side, config.base_size, float(config.pe_interpolation))[None]
+    ours = get_2d_sincos_pos_embed(config.hidden_size, side, config.base_size, config.pe_interpolation)[None]
     if stored.shape != ours.shape or not torch.allclose(stored, ours, atol=1e-3):
         found = "?"
         try:
@@ -147,7 +145,9 @@ def _check_resolution(sd, config: PixArtConfig) -> PixArtConfig:
 
 
 def _caption_length(folder: Path) -> int:
-    """120 / 300 from the pipeline class in model_index.json (the folder or its parent); else the default."""
+    """120 / 300 from the pipeline class in model_index.json (the folder or its parent); else α's 120.
+    (Only the pipeline's default prompt length and training's null caption depend on it; a bare
+    transformer/ of a Σ model needs config= with model_max_length=300, as PixArtPipeline passes.)"""
     for root in (folder, folder.parent):
         index = root / "model_index.json"
         if index.is_file():

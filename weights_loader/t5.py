@@ -27,8 +27,9 @@ import torch
 
 from minidit.text.t5 import T5Config, T5EncoderModel, t5_weight_dtype
 from minidit.text.tokenizers import T5Tokenizer
-from .io import CheckpointError, build_on_meta, load_into, read_config, read_state_dict
-from .text_io import count_blocks, model_folder, select_text_encoder, tokenizer_folder, tokenizer_max_length
+from .io import (CheckpointError, build_on_meta, check_state_dict, count_blocks, load_into, read_config,
+                 read_state_dict)
+from .text_io import model_folder, select_text_encoder, tokenizer_folder, tokenizer_max_length
 
 MODEL_TYPES = ("t5", "mt5")
 TANH_GELU = ("gelu_new", "gelu_pytorch_tanh")
@@ -48,8 +49,11 @@ def load_t5(source, config: T5Config | None = None, *, dtype=torch.float32, devi
         what = "T5 state dict" if isinstance(source, dict) else f"T5 checkpoint {source}"
     sd = t5_from_transformers(sd)
     config = config or detect_t5_config(sd)
-    sd = {k: v.to(t5_weight_dtype(k, dtype)) if v.is_floating_point() else v for k, v in sd.items()}
     model = build_on_meta(T5EncoderModel, config)
+    check_state_dict(model, sd, what)             # before anything is copied
+    # The fp16 policy casts per key; cast and move in one step (no converted copy of T5-XXL in CPU memory).
+    sd = {k: v.to(device=device, dtype=t5_weight_dtype(k, dtype) if v.is_floating_point() else None)
+          for k, v in sd.items()}
     return load_into(model, sd, dtype=None, device=device, what=what)
 
 

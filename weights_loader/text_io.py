@@ -115,11 +115,6 @@ def select_text_encoder(sd: dict, names: tuple[str, ...], component: str | None,
     return select_prefix(sd, f"text_encoders.{fitting[0]}.transformer.")
 
 
-def count_blocks(sd: dict, prefix: str) -> int:
-    """How many numbered blocks `prefix{i}.` the state dict has."""
-    return len({k[len(prefix):].split(".")[0] for k in sd if k.startswith(prefix)})
-
-
 def tokenizer_max_length(folder) -> int | None:
     """`model_max_length` from tokenizer_config.json; None when absent or the "no limit" sentinel
     (transformers writes 1e30 for tokenizers without a length)."""

@@ -25,8 +25,8 @@ from dataclasses import replace
 import torch
 
 from minidit.vae import SD3_VAE, SD_VAE, SDXL_VAE, AutoencoderKL, VAEConfig
-from .io import (CheckpointError, build_on_meta, component_folder, load_into, read_config, read_state_dict,
-                 select_prefix)
+from .io import (CheckpointError, build_on_meta, component_folder, count_blocks, load_into, read_config,
+                 read_state_dict, select_prefix)
 
 LDM_PREFIXES = ("first_stage_model.", "vae.")
 TRAINING_ONLY_PREFIXES = ("loss.",)     # ldm's LPIPS + patch-GAN discriminator; not part of the VAE
@@ -53,7 +53,7 @@ def load_vae(source, config: VAEConfig | None = None, *, dtype=torch.float32, de
         full = read_state_dict(source)
         sd = select_vae_part(full)
         if any(k.startswith("encoder.down_blocks.") for k in sd):      # a diffusers state dict
-            sd = vae_from_diffusers(sd, _count(sd, "encoder.down_blocks."))
+            sd = vae_from_diffusers(sd, count_blocks(sd, "encoder.down_blocks."))
         sd = {k: v[:, :, None, None] if _is_attn_weight(k) and v.ndim == 2 else v for k, v in sd.items()}
         config = config or detect_vae_config(sd, full)
         what = "VAE checkpoint" if isinstance(source, dict) else f"VAE checkpoint {source}"
@@ -75,9 +75,6 @@ def select_vae_part(sd: dict) -> dict:
     return {k: v for k, v in sd.items() if not k.startswith(TRAINING_ONLY_PREFIXES)}
 
 
-def _count(sd, prefix: str) -> int:
-    return len({k[len(prefix):].split(".")[0] for k in sd if k.startswith(prefix)})
-
 
 def _is_attn_weight(key: str) -> bool:
     return re.fullmatch(r"(encoder|decoder)\.mid\.attn_1\.(q|k|v|proj_out)\.weight", key) is not None
@@ -93,13 +90,13 @@ def detect_vae_config(sd: dict, full: dict | None = None) -> VAEConfig:
     except KeyError as e:
         raise CheckpointError(f"this does not look like an AutoencoderKL checkpoint: no {e.args[0]!r} "
                               f"(first keys: {sorted(sd)[:6]})") from None
-    ch, levels = conv_in.shape[0], _count(sd, "encoder.down.")
+    ch, levels = conv_in.shape[0], count_blocks(sd, "encoder.down.")
     widths = [sd[f"encoder.down.{i}.block.0.conv1.weight"].shape[0] for i in range(levels)]
     if any(w % ch for w in widths) or ch % 32:
         raise CheckpointError(f"unusual VAE widths {widths}: pass config=VAEConfig(...) explicitly")
     quant, post_quant = "quant_conv.weight" in sd, "post_quant_conv.weight" in sd
     shape = dict(in_channels=conv_in.shape[1], out_ch=out_ch, ch=ch, ch_mult=tuple(w // ch for w in widths),
-                 num_res_blocks=_count(sd, "encoder.down.0.block."), z_channels=z,
+                 num_res_blocks=count_blocks(sd, "encoder.down.0.block."), z_channels=z,
                  use_quant_conv=quant, use_post_quant_conv=post_quant)
     keys = set(full or sd)
     if z == 16 and not quant and not post_quant:

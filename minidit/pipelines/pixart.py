@@ -2,7 +2,7 @@
 
     pipe = PixArtPipeline.from_pretrained("PixArt-Sigma-XL-2-1024-MS")   # a diffusers folder, see below
     images = pipe("a small cactus with a happy face", generator=torch.Generator().manual_seed(0))
-    print(format_stats(pipe.last_run_stats))                             # time + peak memory per stage
+    print(format_stats(pipe.last_run_stats))   # time + peak memory per stage (minidit.pipelines.memory)
 
 The run, in stages (each timed, its peak memory recorded in `pipe.last_run_stats`, see
 `minidit/pipelines/memory.py` for what "peak" means on GPU and CPU):
@@ -24,10 +24,13 @@ Two ways to sample, the fields of `PixArtSampling`:
   diffusers (`from_pretrained`): exactly what diffusers' PixArtAlphaPipeline / PixArtSigmaPipeline
       compute from the same folder: the scheduler's "linspace" timesteps, uncond = T5(negative_prompt)
       with its own mask.
-  official (`from_original`, `OFFICIAL_SAMPLING`): PixArt's scripts/inference.py: DPMS on the
-      "time_uniform" grid; uncond = the null caption stored in the .pth (`y_embedding`: α's trained
-      "no caption" input; Σ's file holds T5(""), what its script encodes at run time), used with the
-      prompt's mask (the official forward reuses the conditional mask for the unconditional half).
+  official (`from_original`, `OFFICIAL_SAMPLING` for Σ, `OFFICIAL_ALPHA_SAMPLING` for α): PixArt's
+      scripts/inference.py: DPMS on the "time_uniform" grid; uncond = the null caption stored in the
+      .pth (`y_embedding`: α's trained "no caption" input; Σ's file holds T5(""), what its script
+      encodes at run time), used with the prompt's mask (the official forward reuses the conditional
+      mask for the unconditional half). The two repositories' copies of DPM-Solver differ in one
+      line: Σ's takes a first-order last step always, α's only below 10 steps
+      (`lower_order_final and steps < 10`), so α's official 20-step run ends with a 2M step.
 
 Precision (`default_dtypes`): on CUDA the transformer runs in float16 (the official inference
 dtype), T5 in bfloat16 (never unguarded float16: `weights_loader.load_t5` keeps the feed-forward
@@ -46,7 +49,7 @@ import gc
 import json
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -56,8 +59,9 @@ from minidit.guidance import cfg
 from minidit.pixart import PixArt
 from minidit.samplers import dpm_solver_sample
 from minidit.vae import SD_VAE, SDXL_VAE, AutoencoderKL, decode_latents, to_pil
-from .memory import format_stats, memory_method, stage
+from .memory import memory_method, stage
 from .resolution import SIDES, classify_height_width_bin, inference_bins, resize_and_crop
+
 
 PIPELINE_CLASSES = {"PixArtAlphaPipeline": "alpha", "PixArtSigmaPipeline": "sigma"}
 # Decode in tiles above this many pixels. An untiled SDXL-VAE decode needs ~4.5 KiB per output pixel
@@ -80,10 +84,13 @@ class PixArtSampling:
     num_train_timesteps: int = 1000
     beta_start: float = 1e-4          # linear betas, as PixArt was trained
     beta_end: float = 0.02
+    lower_order_final_below: int | None = None   # first-order last step only below this many steps
+                                                 # (None: always, as diffusers and Σ; official α: 10)
 
 
 DIFFUSERS_SAMPLING = PixArtSampling()
-OFFICIAL_SAMPLING = PixArtSampling(spacing="time_uniform", uncond="null_caption")
+OFFICIAL_SAMPLING = PixArtSampling(spacing="time_uniform", uncond="null_caption")       # PixArt-Σ's script
+OFFICIAL_ALPHA_SAMPLING = replace(OFFICIAL_SAMPLING, lower_order_final_below=10)       # PixArt-α's script
 
 
 def sampling_from_scheduler_config(cfg: dict) -> PixArtSampling:
@@ -152,6 +159,8 @@ class PixArtPipeline:
         download + `PixArt-alpha/pixart_sigma_sdxlvae_T5_diffusers` for T5, tokenizer and VAE).
         Dtypes default to `default_dtypes(device)`."""
         from weights_loader import load_pixart, load_t5, load_t5_tokenizer, load_vae
+        from weights_loader.io import read_config
+        from weights_loader.pixart import CAPTION_LENGTH, pixart_config_from_diffusers
         folder = Path(folder)
         roots = [folder] + ([Path(base)] if base is not None else [])
         index = next((r / "model_index.json" for r in roots if (r / "model_index.json").is_file()), None)
@@ -168,7 +177,11 @@ class PixArtPipeline:
                     return root / component
             raise FileNotFoundError(f"no {component}/{marker} in {' or '.join(map(str, roots))}. {MISSING_PARTS}")
         d, te, v = default_dtypes(device)
-        transformer = load_pixart(find("transformer", "config.json"), dtype=dtype or d, device=device)
+        # The caption length (α 120, Σ 300 tokens) comes from the pipeline class: its model_index.json
+        # may be in `base`, where load_pixart, given only transformer/, would not look.
+        transformer_dir = find("transformer", "config.json")
+        config = pixart_config_from_diffusers(read_config(transformer_dir), CAPTION_LENGTH[pipeline_class])
+        transformer = load_pixart(transformer_dir, config, dtype=dtype or d, device=device)
         text_dir = find("text_encoder", "config.json")
         sched = next((r / "scheduler" / "scheduler_config.json" for r in roots
                       if (r / "scheduler" / "scheduler_config.json").is_file()), None)
@@ -185,20 +198,22 @@ class PixArtPipeline:
 
     @classmethod
     def from_original(cls, checkpoint, text_encoder, vae, *, tokenizer=None, config=None,
-                      sampling: PixArtSampling = OFFICIAL_SAMPLING, dtype=None, text_encoder_dtype=None,
+                      sampling: PixArtSampling | None = None, dtype=None, text_encoder_dtype=None,
                       vae_dtype=None, device="cpu", keep_text_encoder: bool = False) -> "PixArtPipeline":
         """An original `.pth` (`PixArt-Sigma-XL-2-1024-MS.pth`, ...) + a T5 folder (a transformers
         T5 folder such as PixArt-alpha's `t5-v1_1-xxl/`, or a pipeline root such as
         `pixart_sigma_sdxlvae_T5_diffusers`) + a VAE (diffusers folder, or an ldm file: read as the
         SD VAE for α, the SDXL VAE for Σ). The tokenizer's spiece.model is looked up in `tokenizer`,
-        else in `text_encoder`. Samples the official way unless `sampling=DIFFUSERS_SAMPLING`."""
+        else in `text_encoder`. Samples the official way (`OFFICIAL_ALPHA_SAMPLING` /
+        `OFFICIAL_SAMPLING`) unless `sampling=` says otherwise (e.g. `DIFFUSERS_SAMPLING`)."""
         from weights_loader import load_pixart, load_t5, load_t5_tokenizer, load_vae
         d, te, v = default_dtypes(device)
         transformer = load_pixart(checkpoint, config, dtype=dtype or d, device=device)
         alpha = transformer.config.model_max_length == 120
         vae_config = None if Path(vae).is_dir() else SD_VAE if alpha else SDXL_VAE
         return cls(transformer, load_vae(vae, vae_config, dtype=vae_dtype or v, device=device),
-                   load_t5_tokenizer(tokenizer or text_encoder), sampling=sampling,
+                   load_t5_tokenizer(tokenizer or text_encoder),
+                   sampling=sampling or (OFFICIAL_ALPHA_SAMPLING if alpha else OFFICIAL_SAMPLING),
                    text_encoder_loader=lambda: load_t5(text_encoder, dtype=text_encoder_dtype or te, device=device),
                    keep_text_encoder=keep_text_encoder, variant="alpha" if alpha else "sigma")
 
@@ -321,8 +336,10 @@ class PixArtPipeline:
 
             s = self.sampling
             betas = get_beta_schedule("linear", s.num_train_timesteps, s.beta_start, s.beta_end)
+            lower_final = s.lower_order_final_below is None or num_inference_steps < s.lower_order_final_below
             latents = dpm_solver_sample(model_fn, x_T, make_schedule(betas).alphas_cumprod, num_inference_steps,
-                                        spacing=s.spacing, progress=progress)             # (B, C, h, w)
+                                        spacing=s.spacing, lower_order_final=lower_final,
+                                        progress=progress)                                 # (B, C, h, w)
             record.update(size=f"{H}x{W}", steps=num_inference_steps)
         if output_type == "latent":
             return latents
@@ -336,96 +353,3 @@ class PixArtPipeline:
             image = (image.float() / 2 + 0.5).clamp(0, 1) if output_type == "pt" else to_pil(image)
             record["tiled"] = tiled
         return image
-
-
-# --------------------------------------------------------------------------------------------
-# Command line: python -m minidit generate --model pixart-sigma-1024 --weights DIR --prompt "..."
-# --------------------------------------------------------------------------------------------
-
-# CLI name -> (variant, training side, diffusers repository, original .pth)
-CLI_MODELS = {
-    "pixart-alpha-512": ("alpha", 512, "PixArt-alpha/PixArt-XL-2-512x512", "PixArt-XL-2-512x512.pth"),
-    "pixart-alpha-1024": ("alpha", 1024, "PixArt-alpha/PixArt-XL-2-1024-MS", "PixArt-XL-2-1024-MS.pth"),
-    "pixart-sigma-256": ("sigma", 256, "PixArt-alpha/PixArt-Sigma-XL-2-256x256", "PixArt-Sigma-XL-2-256x256.pth"),
-    "pixart-sigma-512": ("sigma", 512, "PixArt-alpha/PixArt-Sigma-XL-2-512-MS", "PixArt-Sigma-XL-2-512-MS.pth"),
-    "pixart-sigma-1024": ("sigma", 1024, "PixArt-alpha/PixArt-Sigma-XL-2-1024-MS", "PixArt-Sigma-XL-2-1024-MS.pth"),
-    "pixart-sigma-2k": ("sigma", 2048, "PixArt-alpha/PixArt-Sigma-XL-2-2K-MS", "PixArt-Sigma-XL-2-2K-MS.pth"),
-}
-# the T5 and VAE folders an original .pth is used with (the layout of the official repositories)
-ORIGINAL_COMPANIONS = {"alpha": ("t5-v1_1-xxl", "sd-vae-ft-ema"), "sigma": ("text_encoder", "vae")}
-
-
-def how_to_get(model: str) -> str:
-    variant, _, repo, pth = CLI_MODELS[model]
-    local = repo.split("/")[1]
-    if variant == "alpha":
-        original = (f"  huggingface-cli download PixArt-alpha/PixArt-alpha --include {pth} \"t5-v1_1-xxl/*\" "
-                    f"\"sd-vae-ft-ema/*\" --local-dir pixart-alpha\n"
-                    f"  python -m minidit generate --model {model} --weights pixart-alpha --prompt \"...\"")
-    else:
-        original = (f"  huggingface-cli download PixArt-alpha/PixArt-Sigma {pth} --local-dir pixart-sigma\n"
-                    f"  huggingface-cli download PixArt-alpha/pixart_sigma_sdxlvae_T5_diffusers --include "
-                    f"\"text_encoder/*\" \"tokenizer/*\" \"vae/*\" --local-dir pixart-sigma\n"
-                    f"  python -m minidit generate --model {model} --weights pixart-sigma --prompt \"...\"")
-    rest = "PixArt-alpha/pixart_sigma_sdxlvae_T5_diffusers" if variant == "sigma" else "PixArt-alpha/PixArt-XL-2-1024-MS"
-    return (f"Get the {model} weights (T5-XXL included: 10-19 GB) with\n"
-            f"  huggingface-cli download {repo} --local-dir {local}\n"
-            + (f"  (if {local}/ then lacks text_encoder/ or vae/: huggingface-cli download {rest} --include "
-               f"model_index.json \"scheduler/*\" \"text_encoder/*\" \"tokenizer/*\" \"vae/*\" --local-dir {local})\n"
-               if rest != repo else "") +
-            f"  python -m minidit generate --model {model} --weights {local} --prompt \"...\"\n"
-            f"or the original checkpoint with the T5 and VAE it was sampled with, in one folder:\n{original}")
-
-
-def _load_for_cli(model: str, weights: Path, dtype, device) -> PixArtPipeline:
-    variant, _, _, pth = CLI_MODELS[model]
-    if (weights / "model_index.json").is_file():
-        return PixArtPipeline.from_pretrained(weights, dtype=dtype, device=device)
-    checkpoint = weights if weights.is_file() else weights / pth
-    t5, vae = (checkpoint.parent / name for name in ORIGINAL_COMPANIONS[variant])
-    missing = [str(p) for p in (checkpoint, t5 / "config.json", vae / "config.json") if not p.is_file()]
-    if missing:
-        raise FileNotFoundError(f"{weights}: neither a diffusers PixArt folder (model_index.json) nor an original "
-                                f"checkpoint with its T5 and VAE folders (missing: {', '.join(missing)})")
-    tokenizer = checkpoint.parent / "tokenizer" if (checkpoint.parent / "tokenizer").is_dir() else None
-    return PixArtPipeline.from_original(checkpoint, t5, vae, tokenizer=tokenizer, dtype=dtype, device=device)
-
-
-def cli_generate(args) -> int:
-    import sys
-    from weights_loader.io import CheckpointError
-    if args.class_labels:
-        print("PixArt is text-conditional: pass --prompt, not --class", file=sys.stderr)
-        return 2
-    if args.weights is None or not Path(args.weights).exists():
-        print(f"no weights at {args.weights!r}.\n{how_to_get(args.model)}", file=sys.stderr)
-        return 2
-    if not args.prompt:
-        print('pass --prompt "..." (and optionally --negative-prompt)', file=sys.stderr)
-        return 2
-    variant, side = CLI_MODELS[args.model][:2]
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = getattr(torch, args.dtype) if args.dtype else None
-    try:
-        pipe = _load_for_cli(args.model, Path(args.weights), dtype, device)
-    except (CheckpointError, FileNotFoundError, ValueError) as e:
-        print(f"{e}\n\n{how_to_get(args.model)}", file=sys.stderr)
-        return 2
-    found = (pipe.variant, pipe.transformer.config.input_size * pipe.vae.config.downsample_factor)
-    if found != (variant, side):
-        print(f"these are PixArt-{found[0]} {found[1]}px weights, not {args.model}.\n{how_to_get(args.model)}",
-              file=sys.stderr)
-        return 2
-    generator = torch.Generator().manual_seed(args.seed)
-    try:
-        images = pipe(args.prompt, negative_prompt=args.negative_prompt, height=args.height, width=args.width,
-                      num_inference_steps=args.steps or 20,
-                      guidance_scale=4.5 if args.guidance is None else args.guidance, generator=generator)
-    except ValueError as e:
-        print(e, file=sys.stderr)
-        return 2
-    out = Path(args.out)
-    images[0].save(out)
-    print(f"wrote {out} ({images[0].size[0]}x{images[0].size[1]}, generated at {pipe.last_run_stats['denoise']['size']})")
-    print(format_stats(pipe.last_run_stats))
-    return 0

@@ -187,7 +187,7 @@ class CLIPTextModel(nn.Module):
         """Index of the first EOS token in each row (B,). OpenAI's code takes argmax(input_ids),
         the same position for the real vocabulary, where EOS (49407) is the largest id."""
         is_eos = input_ids == self.config.eos_token_id                             # (B, L)
-        missing = (~is_eos.any(dim=1)).nonzero().flatten().tolist()
+        missing = [] if is_eos.is_meta else (~is_eos.any(dim=1)).nonzero().flatten().tolist()
         if missing:
             raise ValueError(f"rows {missing} of input_ids contain no EOS token (id {self.config.eos_token_id}), "
                              "so CLIP's pooled output is undefined; tokenize with minidit.text.tokenizers."

@@ -51,7 +51,9 @@ def check_ids(input_ids, vocab_size: int, what: str):
     if input_ids.dim() != 2:
         raise ValueError(f"{what} expects input_ids of shape (B, L), got {tuple(input_ids.shape)}; "
                          "add a batch dimension with input_ids[None]")
-    if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= vocab_size):
+    if input_ids.is_meta or not input_ids.numel():      # meta: no values to check (shape-only runs)
+        return
+    if int(input_ids.min()) < 0 or int(input_ids.max()) >= vocab_size:
         raise ValueError(f"{what}: token ids must lie in [0, {vocab_size}), got ids from "
                          f"{int(input_ids.min())} to {int(input_ids.max())}. Was the prompt tokenized "
                          "with this model's own tokenizer?")

@@ -1,0 +1,103 @@
+"""`python -m minidit generate --model pixart-sigma-1024 --weights DIR --prompt "..."`: the PixArt
+command line (`minidit/cli.py` parses the arguments; the pipeline is `minidit/pipelines/pixart.py`).
+
+A wrong or missing folder prints the exact download commands (`how_to_get`).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+from .memory import format_stats
+from .pixart import PixArtPipeline
+
+
+# CLI name -> (variant, training side, diffusers repository, original .pth)
+CLI_MODELS = {
+    "pixart-alpha-512": ("alpha", 512, "PixArt-alpha/PixArt-XL-2-512x512", "PixArt-XL-2-512x512.pth"),
+    "pixart-alpha-1024": ("alpha", 1024, "PixArt-alpha/PixArt-XL-2-1024-MS", "PixArt-XL-2-1024-MS.pth"),
+    "pixart-sigma-256": ("sigma", 256, "PixArt-alpha/PixArt-Sigma-XL-2-256x256", "PixArt-Sigma-XL-2-256x256.pth"),
+    "pixart-sigma-512": ("sigma", 512, "PixArt-alpha/PixArt-Sigma-XL-2-512-MS", "PixArt-Sigma-XL-2-512-MS.pth"),
+    "pixart-sigma-1024": ("sigma", 1024, "PixArt-alpha/PixArt-Sigma-XL-2-1024-MS", "PixArt-Sigma-XL-2-1024-MS.pth"),
+    "pixart-sigma-2k": ("sigma", 2048, "PixArt-alpha/PixArt-Sigma-XL-2-2K-MS", "PixArt-Sigma-XL-2-2K-MS.pth"),
+}
+# the T5 and VAE folders an original .pth is used with (the layout of the official repositories)
+ORIGINAL_COMPANIONS = {"alpha": ("t5-v1_1-xxl", "sd-vae-ft-ema"), "sigma": ("text_encoder", "vae")}
+
+
+def how_to_get(model: str) -> str:
+    variant, _, repo, pth = CLI_MODELS[model]
+    local = repo.split("/")[1]
+    if variant == "alpha":
+        original = (f"  huggingface-cli download PixArt-alpha/PixArt-alpha --include {pth} \"t5-v1_1-xxl/*\" "
+                    f"\"sd-vae-ft-ema/*\" --local-dir pixart-alpha\n"
+                    f"  python -m minidit generate --model {model} --weights pixart-alpha --prompt \"...\"")
+    else:
+        original = (f"  huggingface-cli download PixArt-alpha/PixArt-Sigma {pth} --local-dir pixart-sigma\n"
+                    f"  huggingface-cli download PixArt-alpha/pixart_sigma_sdxlvae_T5_diffusers --include "
+                    f"\"text_encoder/*\" \"tokenizer/*\" \"vae/*\" --local-dir pixart-sigma\n"
+                    f"  python -m minidit generate --model {model} --weights pixart-sigma --prompt \"...\"")
+    rest = "PixArt-alpha/pixart_sigma_sdxlvae_T5_diffusers" if variant == "sigma" else "PixArt-alpha/PixArt-XL-2-1024-MS"
+    return (f"Get the {model} weights (T5-XXL included: 10-19 GB) with\n"
+            f"  huggingface-cli download {repo} --local-dir {local}\n"
+            + (f"  (if {local}/ then lacks text_encoder/ or vae/: huggingface-cli download {rest} --include "
+               f"model_index.json \"scheduler/*\" \"text_encoder/*\" \"tokenizer/*\" \"vae/*\" --local-dir {local})\n"
+               if rest != repo else "") +
+            f"  python -m minidit generate --model {model} --weights {local} --prompt \"...\"\n"
+            f"or the original checkpoint with the T5 and VAE it was sampled with, in one folder:\n{original}")
+
+
+def _load_for_cli(model: str, weights: Path, dtype, device) -> PixArtPipeline:
+    variant, _, _, pth = CLI_MODELS[model]
+    if (weights / "model_index.json").is_file():
+        return PixArtPipeline.from_pretrained(weights, dtype=dtype, device=device)
+    checkpoint = weights if weights.is_file() else weights / pth
+    t5, vae = (checkpoint.parent / name for name in ORIGINAL_COMPANIONS[variant])
+    missing = [str(p) for p in (checkpoint, t5 / "config.json", vae / "config.json") if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{weights}: neither a diffusers PixArt folder (model_index.json) nor an original "
+                                f"checkpoint with its T5 and VAE folders (missing: {', '.join(missing)})")
+    tokenizer = checkpoint.parent / "tokenizer" if (checkpoint.parent / "tokenizer").is_dir() else None
+    return PixArtPipeline.from_original(checkpoint, t5, vae, tokenizer=tokenizer, dtype=dtype, device=device)
+
+
+def cli_generate(args) -> int:
+    from weights_loader.io import CheckpointError
+    if args.class_labels:
+        print("PixArt is text-conditional: pass --prompt, not --class", file=sys.stderr)
+        return 2
+    if args.weights is None or not Path(args.weights).exists():
+        missing = "no --weights given" if args.weights is None else f"{args.weights} does not exist"
+        print(f"{missing}.\n{how_to_get(args.model)}", file=sys.stderr)
+        return 2
+    if not args.prompt:
+        print('pass --prompt "..." (and optionally --negative-prompt)', file=sys.stderr)
+        return 2
+    variant, side = CLI_MODELS[args.model][:2]
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = getattr(torch, args.dtype) if args.dtype else None
+    try:
+        pipe = _load_for_cli(args.model, Path(args.weights), dtype, device)
+    except (CheckpointError, FileNotFoundError, ValueError) as e:
+        print(f"{e}\n\n{how_to_get(args.model)}", file=sys.stderr)
+        return 2
+    found = (pipe.variant, pipe.transformer.config.input_size * pipe.vae.config.downsample_factor)
+    if found != (variant, side):
+        print(f"these are PixArt-{found[0]} {found[1]}px weights, not {args.model}.\n{how_to_get(args.model)}",
+              file=sys.stderr)
+        return 2
+    generator = torch.Generator().manual_seed(args.seed)
+    try:
+        images = pipe(args.prompt, negative_prompt=args.negative_prompt, height=args.height, width=args.width,
+                      num_inference_steps=args.steps or 20,
+                      guidance_scale=4.5 if args.guidance is None else args.guidance, generator=generator)
+    except ValueError as e:
+        print(e, file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    images[0].save(out)
+    print(f"wrote {out} ({images[0].size[0]}x{images[0].size[1]}, generated at {pipe.last_run_stats['denoise']['size']})")
+    print(format_stats(pipe.last_run_stats))
+    return 0
