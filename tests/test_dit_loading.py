@@ -99,13 +99,10 @@ def test_corrupt_and_missing_files(tmp_path):
         load_dit(tmp_path / "empty_dir")
 
 
-@pytest.mark.xfail(strict=True, raises=(RuntimeError, AttributeError),
-                   reason="library bug, reported by the test review: weights_loader.io.read_state_dict assumes a "
-                          ".pt holds a dict and fails inside unwrap_state_dict. Remove this mark with the fix.")
 @pytest.mark.parametrize("payload", [torch.zeros(3), [torch.zeros(3)]], ids=["tensor", "list"])
 def test_a_pickle_that_is_not_a_state_dict_gives_a_clear_error(tmp_path, payload):
     torch.save(payload, tmp_path / "DiT.pt")
-    with pytest.raises(CheckpointError):
+    with pytest.raises(CheckpointError, match="not a state dict"):
         load_dit(tmp_path / "DiT.pt")
 
 

@@ -258,6 +258,15 @@ def test_t5_never_runs_in_unguarded_fp16(folders):
     t5 = pipe.text_encoder_loader()
     dtypes = {name.split(".")[-2]: p.dtype for name, p in t5.named_parameters() if "DenseReluDense" in name}
     assert dtypes["wo"] == torch.float32 and dtypes["wi_0"] == torch.float16
+    # A T5 handed to the pipeline after a plain .half() (unguarded) gets the policy before it runs.
+    from weights_loader import load_t5
+    plain = load_t5(folders["sigma"])
+    reference = PixArtPipeline(pipe.transformer, pipe.vae, pipe.tokenizer, plain).encode_prompt(PROMPT).cond
+    handed = PixArtPipeline(pipe.transformer, pipe.vae, pipe.tokenizer, load_t5(folders["sigma"]).half())
+    cond = handed.encode_prompt(PROMPT).cond
+    wo = [p.dtype for n, p in handed.text_encoder.named_parameters() if n.endswith("DenseReluDense.wo.weight")]
+    assert set(wo) == {torch.float32} and cond.dtype == torch.float16
+    torch.testing.assert_close(cond.float(), reference, atol=2e-2, rtol=2e-2)
 
 
 def test_t5_fp16_overflow_is_guarded_in_the_pipeline(folders, tmp_path):

@@ -74,6 +74,9 @@ def read_state_dict(source, *, unwrap: bool = True) -> StateDict:
             sd = _read_safetensors(path)
         elif path.suffix in (".pt", ".pth", ".bin", ".ckpt"):
             sd = _read_pickle(path)
+            if not isinstance(sd, Mapping):
+                raise CheckpointError(f"{path} holds a {type(sd).__name__}, not a state dict ({{name: tensor}}); "
+                                      "save model.state_dict(), not the model, a tensor or a list")
         else:
             raise CheckpointError(
                 f"{path}: unknown weight file type {path.suffix!r}; expected .safetensors, .pt, .pth, "

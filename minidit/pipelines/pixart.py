@@ -57,6 +57,7 @@ import torch
 from minidit.diffusion import get_beta_schedule, make_schedule
 from minidit.guidance import cfg
 from minidit.pixart import PixArt
+from minidit.text.t5 import guard_fp16
 from minidit.samplers import dpm_solver_sample
 from minidit.vae import SD_VAE, SDXL_VAE, AutoencoderKL, decode_latents, to_pil
 from .memory import memory_method, stage
@@ -226,6 +227,7 @@ class PixArtPipeline:
         """lower().strip() (diffusers without clean_caption) -> tokens -> T5 states (B, L, C_cap), mask (B, L)."""
         tokens = self.tokenizer([t.lower().strip() for t in texts], max_length=max_length)
         ids, mask = tokens["input_ids"].to(self.device), tokens["attention_mask"].to(self.device)
+        guard_fp16(self.text_encoder)
         return self.text_encoder(ids, attention_mask=mask).last_hidden_state, mask
 
     @torch.no_grad()

@@ -113,6 +113,14 @@ def cast_t5(model: "T5EncoderModel", dtype: torch.dtype) -> "T5EncoderModel":
     return model
 
 
+def guard_fp16(model: "T5EncoderModel") -> "T5EncoderModel":
+    """Apply the fp16 policy to a T5 whose feed-forward output weights are fp16 (e.g. after a plain
+    `.half()`): pipelines call this so that T5 never runs in unguarded fp16. A no-op otherwise."""
+    if any(p.dtype == torch.float16 for n, p in model.named_parameters() if ".DenseReluDense.wo." in f".{n}"):
+        cast_t5(model, torch.float16)
+    return model
+
+
 class T5LayerNorm(nn.Module):
     """RMSNorm: x / sqrt(mean(x^2) + eps) * weight — no mean subtraction, no bias.
 
