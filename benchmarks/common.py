@@ -65,12 +65,14 @@ def time_calls(fn, repeats: int = 3, warmup: int = 1) -> list[float]:
 def measure(run, repeats: int) -> tuple[object, dict]:
     """The standard measurement of a forward pass `run()`, weights already paged in (`touch`): one
     warm-up call, then `repeats` timed calls, all under no_grad. Returns the warm-up's output (to
-    compare implementations) and {"median_s", "times", "peak_mib"}; the peak is the resident-set
-    increase over the warm-up and the timed calls (memory the allocator keeps after the warm-up counts)."""
+    compare implementations) and {"median_s", "times", "peak_mib"}. The peak is the resident-set
+    increase during the timed calls over the RSS after the warm-up: the steady state of a sampling
+    loop, in which one-time work of the first call (kernel caches, minidit's position table, which
+    diffusers computes at load time instead) is already done and counts for neither side."""
     import torch
     with torch.no_grad():
-        base = reset_peak()
         out = run()
+        base = reset_peak()
         times = time_calls(run, repeats=repeats, warmup=0)
         peak = peak_since(base)
     return out, {"median_s": round(median(times), 4), "times": [round(s, 4) for s in times], "peak_mib": peak}
@@ -81,6 +83,7 @@ def comparison_rows(results: dict[str, dict], reference: str, **label) -> list[d
     all but `reference`, their ratios to it (below 1.0 = faster / smaller than the reference)."""
     ref = results[reference]
     return [{**label, "impl": impl, "median forward (s)": r["median_s"], "peak extra memory (MiB)": r["peak_mib"],
+             "default-malloc peak (MiB)": r.get("peak_mib_default_malloc", ""),
              "time ratio": "" if impl == reference else f"{r['median_s'] / ref['median_s']:.2f}",
              "memory ratio": "" if impl == reference else f"{r['peak_mib'] / max(ref['peak_mib'], 0.1):.2f}"}
             for impl, r in results.items()]
@@ -120,28 +123,55 @@ def report(result: dict) -> None:
     print("RESULT " + json.dumps(result), flush=True)
 
 
-def run_child(script: str, case: dict, threads: int | None = None) -> dict:
+# glibc's malloc serves a freed large block's size from its heap from then on (the mmap threshold
+# moves up to 32 MiB) and keeps freed heap memory, so a process's peak RSS depends on the order in
+# which tensors of different sizes were allocated before, not only on what is alive: the same code
+# measured 187 and 222 MiB in two runs. A fixed threshold (setting it disables the adjustment) gives
+# every tensor of 64 KiB or more its own mapping, returned to the system when freed: the peak RSS is
+# then the peak of live tensors. It also costs page faults, so times are measured without it.
+LIVE_MEMORY_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536"}
+
+
+class ChildFailed(RuntimeError):
+    """A measured case's process failed; `.returncode` is -9 when it was killed (out of memory)."""
+
+    def __init__(self, message: str, returncode: int):
+        super().__init__(message)
+        self.returncode = returncode
+
+
+def run_child(script: str, case: dict, threads: int | None = None, env_extra: dict | None = None) -> dict:
     env = dict(os.environ)
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
+    env.update(env_extra or {})
     proc = subprocess.run([sys.executable, script, "--child", json.dumps(case)], env=env,
                           capture_output=True, text=True)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode or not lines:
-        raise RuntimeError(f"benchmark child failed for {case}:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+        killed = " (killed by SIGKILL: usually the kernel's out-of-memory killer)" if proc.returncode == -9 else ""
+        raise ChildFailed(f"benchmark child failed with return code {proc.returncode}{killed} for {case}:\n"
+                          f"{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}", proc.returncode)
     return json.loads(lines[-1][len("RESULT "):])
 
 
 def run_rounds(script: str, cases: dict[str, dict], rounds: int = 2, threads: int | None = None) -> dict[str, dict]:
     """Run each implementation's case (`{impl: case}`, reference first) in a fresh process, `rounds`
     times, alternating which implementation goes first, and keep each one's fastest round: on a
-    shared machine the load drifts, and a fixed order would charge the drift to one side."""
+    shared machine the load drifts, and a fixed order would charge the drift to one side.
+
+    Time comes from those rounds (default allocator, as users run it). Peak memory comes from one more
+    process per implementation with `LIVE_MEMORY_ENV` (one warm-up and one measured call): the peak
+    of live tensors, not of glibc's heap history (see `LIVE_MEMORY_ENV`)."""
     best: dict[str, dict] = {}
     for r in range(rounds):
         for impl in list(cases)[:: 1 if r % 2 == 0 else -1]:
             got = run_child(script, cases[impl], threads)
             if impl not in best or got["median_s"] < best[impl]["median_s"]:
                 best[impl] = got
+    for impl in cases:
+        memory = run_child(script, {**cases[impl], "repeats": 1}, threads, LIVE_MEMORY_ENV)
+        best[impl] = {**best[impl], "peak_mib": memory["peak_mib"], "peak_mib_default_malloc": best[impl]["peak_mib"]}
     return {impl: best[impl] for impl in cases}
 
 

@@ -99,7 +99,7 @@ def main():
         rows[-1]["max abs diff"] = f"{err:.1e}"
     name = f"DiT{' (tiny)' if args.tiny else '-XL/2'}, {shape['num_layers']} blocks"
     print(f"\n{name}, batch {args.batch}, fp32, {machine()}\n")
-    print(markdown_table(rows, ["image", "impl", "median forward (s)", "peak extra memory (MiB)",
+    print(markdown_table(rows, ["image", "impl", "median forward (s)", "peak extra memory (MiB)", "default-malloc peak (MiB)",
                                 "time ratio", "memory ratio", "max abs diff"]))
 
 

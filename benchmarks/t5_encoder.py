@@ -88,7 +88,7 @@ def run_benchmark(args, work):
     name = "tiny T5" if args.tiny else "t5-v1_1-base"
     print(f"\n{name} encoder, {args.tokens} tokens ({args.real_tokens} real + padding, with mask), batch "
           f"{args.batch}, fp32, {machine()}\n")
-    print(markdown_table(rows, ["impl", "attention", "median forward (s)", "peak extra memory (MiB)", "time ratio",
+    print(markdown_table(rows, ["impl", "attention", "median forward (s)", "peak extra memory (MiB)", "default-malloc peak (MiB)", "time ratio",
                                 "memory ratio", "max abs diff"]))
     if err > 1e-3:
         raise SystemExit(f"minidit and transformers disagree (max abs diff {err:.2e}): the timing is meaningless")

@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.common import (child_case, machine, markdown_table, max_abs_diff, peak_rss_mib,  # noqa: E402
+from benchmarks.common import (ChildFailed, child_case, machine, markdown_table, max_abs_diff, peak_rss_mib,  # noqa: E402
                                peak_since, report, reset_peak, run_child, touch)
 
 FULL = dict(block_out_channels=(128, 256, 512, 512), layers_per_block=2, norm_num_groups=32)
@@ -127,7 +127,13 @@ def main(argv=None) -> int:
     for size in args.sizes:
         for tiled in (False, True):
             save = str(tmp / f"minidit_{size}.pt") if not tiled and size in args.diffusers_sizes else None
-            rows.append(run_case({**base, "impl": "minidit", "size": size, "tiled": tiled, "save": save}))
+            try:
+                rows.append(run_case({**base, "impl": "minidit", "size": size, "tiled": tiled, "save": save}))
+            except ChildFailed as e:
+                if e.returncode != -9:
+                    raise
+                # An untiled decode that does not fit in this machine's RAM is a result, not an error.
+                rows.append({"impl": "minidit", "size": size, "tiled": tiled, "killed": True})
             print(f"done: minidit {size} tiled={tiled}", file=sys.stderr)
     for size in args.diffusers_sizes:
         rows.append(run_case({**base, "impl": "diffusers", "size": size, "tiled": False,
@@ -140,11 +146,15 @@ def main(argv=None) -> int:
     print(f"\nVAE decode, {which} weights, float32, {machine()}; tiles {args.tile} latent px ({args.tile * 8} px), "
           f"overlap {args.overlap} ({args.overlap * 8} px)\n")
     columns = ["implementation", "output", "tiled", "time (s)", "peak Δ (MiB)", "peak RSS (MiB)"]
-    print(markdown_table([dict(zip(columns, (r["impl"], f"{r['size']}²", "yes" if r["tiled"] else "no",
-                                             f"{r['time_s']:.2f}", f"{r['peak_delta_mib']:.0f}",
-                                             f"{r['peak_rss_mib']:.0f}"))) for r in rows], columns))
+    def cells(r):
+        if r.get("killed"):
+            return (r["impl"], f"{r['size']}²", "yes" if r["tiled"] else "no", "-",
+                    "killed: out of memory", "-")
+        return (r["impl"], f"{r['size']}²", "yes" if r["tiled"] else "no", f"{r['time_s']:.2f}",
+                f"{r['peak_delta_mib']:.0f}", f"{r['peak_rss_mib']:.0f}")
+    print(markdown_table([dict(zip(columns, cells(r))) for r in rows], columns))
     for size in args.diffusers_sizes:
-        ours = next((r for r in rows if r["impl"] == "minidit" and r["size"] == size and not r["tiled"]), None)
+        ours = next((r for r in rows if r["impl"] == "minidit" and r["size"] == size and not r["tiled"] and not r.get("killed")), None)
         ref = next(r for r in rows if r["impl"] == "diffusers" and r["size"] == size)
         if ours is None:
             continue
@@ -154,7 +164,8 @@ def main(argv=None) -> int:
               f"max |minidit - diffusers| = {diff:.2e}")
     print("\nMemory model (peak Δ ≈ a + b·pixels, least squares over the measured sizes):")
     for tiled in (False, True):
-        pts = [(r["size"] ** 2, r["peak_delta_mib"]) for r in rows if r["impl"] == "minidit" and r["tiled"] == tiled]
+        pts = [(r["size"] ** 2, r["peak_delta_mib"]) for r in rows
+               if r["impl"] == "minidit" and r["tiled"] == tiled and not r.get("killed")]
         if len(pts) < 2:
             print(f"  {'tiled' if tiled else 'untiled'}: measure at least two sizes to fit the model")
             continue

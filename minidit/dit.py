@@ -56,8 +56,11 @@ class DiTConfig:
 
 
 def modulate(x, shift, scale):
-    """adaLN: x * (1 + scale) + shift, with (B, D) shift/scale broadcast over the tokens."""
-    return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
+    """adaLN: x * (1 + scale) + shift, with (B, D) shift/scale broadcast over the tokens.
+
+    Written as one `torch.addcmul(shift, x, 1 + scale)` = shift + x * (1 + scale): a single pass over
+    x and no intermediate (B, T, D) tensor (the two-operation form allocates one and reads x twice)."""
+    return torch.addcmul(shift.unsqueeze(1), x, 1 + scale.unsqueeze(1))
 
 
 class DiTBlock(nn.Module):
@@ -74,8 +77,9 @@ class DiTBlock(nn.Module):
     def forward(self, x, c):
         # (B, 6D) -> six (B, D) vectors, in the checkpoint's row order.
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.adaLN_modulation(c).chunk(6, dim=1)
-        x = x + gate_msa.unsqueeze(1) * self.attn(modulate(self.norm1(x), shift_msa, scale_msa))
-        x = x + gate_mlp.unsqueeze(1) * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
+        # x + gate * branch, fused into one addcmul (no (B, T, D) temporary for gate * branch)
+        x = torch.addcmul(x, gate_msa.unsqueeze(1), self.attn(modulate(self.norm1(x), shift_msa, scale_msa)))
+        x = torch.addcmul(x, gate_mlp.unsqueeze(1), self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp)))
         return x                                                              # (B, T, D)
 
 

@@ -107,8 +107,8 @@ class PixArtConfig:
 
 def t2i_modulate(x, shift, scale):
     """x * (1 + scale) + shift, with (B, 1, D) shift/scale (PixArt keeps the token axis; DiT's
-    `modulate` takes (B, D) and unsqueezes)."""
-    return x * (1 + scale) + shift
+    `modulate` takes (B, D) and unsqueezes). One fused addcmul: no (B, T, D) temporary."""
+    return torch.addcmul(shift, x, 1 + scale)
 
 
 # --------------------------------------------------------------------------------------------
@@ -246,9 +246,10 @@ class PixArtBlock(nn.Module):
         B = x.shape[0]
         table = self.scale_shift_table[None] + t0.reshape(B, 6, -1)            # (B, 6, D)
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = table.chunk(6, dim=1)  # (B, 1, D)
-        x = x + gate_msa * self.attn(t2i_modulate(self.norm1(x), shift_msa, scale_msa), hw)
+        # x + gate * branch, fused into one addcmul (no (B, T, D) temporary for gate * branch)
+        x = torch.addcmul(x, gate_msa, self.attn(t2i_modulate(self.norm1(x), shift_msa, scale_msa), hw))
         x = x + self.cross_attn(x, y, mask)
-        x = x + gate_mlp * self.mlp(t2i_modulate(self.norm2(x), shift_mlp, scale_mlp))
+        x = torch.addcmul(x, gate_mlp, self.mlp(t2i_modulate(self.norm2(x), shift_mlp, scale_mlp)))
         return x                                                               # (B, T, D)
 
 

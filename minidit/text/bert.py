@@ -174,10 +174,11 @@ class BertModel(nn.Module):
             token_type_ids = torch.zeros_like(input_ids)        # one segment: all type 0
         x = self.embeddings(input_ids, token_type_ids)                              # (B, L, D)
         mask = None if attention_mask is None else padding_bias(attention_mask, x.dtype)  # (B, 1, 1, L)
-        hidden = [x]
+        hidden = [x]                         # kept only when asked for: each is (B, L, D)
         for layer in self.encoder.layer:
             x = layer(x, mask)                                                      # (B, L, D)
-            hidden.append(x)
+            if output_hidden_states:
+                hidden.append(x)
         return TextEncoderOutput(
             last_hidden_state=x,
             hidden_states=tuple(hidden) if output_hidden_states else None,

@@ -135,11 +135,16 @@ class CLIPEncoder(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList([CLIPEncoderLayer(config) for _ in range(config.num_hidden_layers)])
 
-    def forward(self, x, mask):
+    def forward(self, x, mask, keep_all: bool = True):
+        """[embeddings, block 0 output, ..., last block output]; with keep_all=False only the last
+        entry (the others are not held in memory: for bigG that is 32 x B x L x 1280 floats)."""
         hidden = [x]                                         # embeddings, then every block's output
         for layer in self.layers:
             x = layer(x, mask)                                                     # (B, L, D)
-            hidden.append(x)
+            if keep_all:
+                hidden.append(x)
+            else:
+                hidden[0] = x
         return hidden
 
 
@@ -174,7 +179,7 @@ class CLIPTextModel(nn.Module):
         mask = causal_bias(L, x.dtype, x.device)[None, None]                       # (1, 1, L, L)
         if attention_mask is not None:   # min + min would overflow to -inf: clamp the sum
             mask = (mask + padding_bias(attention_mask, x.dtype)).clamp(min=torch.finfo(x.dtype).min)
-        hidden = self.encoder(x, mask)
+        hidden = self.encoder(x, mask, keep_all=output_hidden_states)
         last = self.final_layer_norm(hidden[-1])                                   # (B, L, D)
         pooled = last[torch.arange(B, device=last.device), self.eos_positions(input_ids)]  # (B, D)
         return TextEncoderOutput(

@@ -235,10 +235,11 @@ class T5Stack(nn.Module):
         self.final_layer_norm = T5LayerNorm(config.d_model, config.layer_norm_epsilon)
 
     def forward(self, x, bias, output_hidden_states: bool = False):
-        hidden = [x]
+        hidden = [x]                         # kept only when asked for: each is (B, L, D)
         for block in self.block:
             x = block(x, bias)                                                     # (B, L, D)
-            hidden.append(x)
+            if output_hidden_states:
+                hidden.append(x)
         x = self.final_layer_norm(x)
         # As transformers: hidden_states = (embeddings, block 0 .. N-2 outputs, final-normed output).
         hidden[-1] = x
