@@ -126,11 +126,16 @@ class AttnBlock(nn.Module):
 
     def forward(self, x):
         B, C, H, W = x.shape
-        h = self.norm(x)
-        q, k, v = (conv(h).flatten(2).transpose(1, 2)[:, None] for conv in (self.q, self.k, self.v))
-        h = attention(q, k, v)                      # (B, 1, N, C); scale 1/sqrt(C), as ldm's c**-0.5
-        h = h[:, 0].transpose(1, 2).reshape(B, C, H, W)                       # (B, C, H, W)
-        return x + self.proj_out(h)
+        # In token layout (B, N, C), made contiguous once, a 1x1 conv is a Linear over the channels.
+        # This matters: q/k/v taken from the conv layout are strided along C, and SDPA's fused CPU
+        # kernel then falls back to the math path, which materialises the N x N score matrix
+        # (16 GiB at N = 65536, a 2048² decode) instead of working in O(N) memory.
+        tokens = self.norm(x).flatten(2).transpose(1, 2).contiguous()               # (B, N, C)
+        q, k, v = (F.linear(tokens, conv.weight.view(C, C), conv.bias)[:, None]      # (B, 1, N, C)
+                   for conv in (self.q, self.k, self.v))
+        h = attention(q, k, v)[:, 0]                # (B, N, C); scale 1/sqrt(C), as ldm's c**-0.5
+        h = F.linear(h, self.proj_out.weight.view(C, C), self.proj_out.bias)         # (B, N, C)
+        return x + h.transpose(1, 2).reshape(B, C, H, W)                             # (B, C, H, W)
 
 
 class MidBlock(nn.Module):
