@@ -78,6 +78,11 @@ def measure(run, repeats: int) -> tuple[object, dict]:
     return out, {"median_s": round(median(times), 4), "times": [round(s, 4) for s in times], "peak_mib": peak}
 
 
+# The columns `comparison_rows` fills, in table order (scripts put their own label columns first).
+COMPARISON_COLUMNS = ["median forward (s)", "peak extra memory (MiB)", "default-malloc peak (MiB)",
+                      "time ratio", "memory ratio"]
+
+
 def comparison_rows(results: dict[str, dict], reference: str, **label) -> list[dict]:
     """One table row per implementation (`label` columns first): median time, peak memory and, for
     all but `reference`, their ratios to it (below 1.0 = faster / smaller than the reference)."""

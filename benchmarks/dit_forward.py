@@ -19,7 +19,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.common import (child_case, comparison_rows, machine, markdown_table, max_abs_diff,  # noqa: E402
+from benchmarks.common import (COMPARISON_COLUMNS, child_case, comparison_rows, machine, markdown_table, max_abs_diff,  # noqa: E402
                                measure, report, run_rounds, same_weights_folder, touch)
 
 XL2 = dict(num_attention_heads=16, attention_head_dim=72, num_layers=28)
@@ -99,8 +99,7 @@ def main():
         rows[-1]["max abs diff"] = f"{err:.1e}"
     name = f"DiT{' (tiny)' if args.tiny else '-XL/2'}, {shape['num_layers']} blocks"
     print(f"\n{name}, batch {args.batch}, fp32, {machine()}\n")
-    print(markdown_table(rows, ["image", "impl", "median forward (s)", "peak extra memory (MiB)", "default-malloc peak (MiB)",
-                                "time ratio", "memory ratio", "max abs diff"]))
+    print(markdown_table(rows, ["image", "impl", *COMPARISON_COLUMNS, "max abs diff"]))
 
 
 if __name__ == "__main__":

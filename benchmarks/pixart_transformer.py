@@ -22,7 +22,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.common import (child_case, comparison_rows, machine, markdown_table, max_abs_diff,  # noqa: E402
+from benchmarks.common import (COMPARISON_COLUMNS, child_case, comparison_rows, machine, markdown_table, max_abs_diff,  # noqa: E402
                                measure, report, run_rounds, same_weights_folder, touch)
 
 SIZES = {32: 0.5, 64: 1.0}                     # latent side -> pe_interpolation (Σ-256, Σ-512-MS presets)
@@ -99,8 +99,7 @@ def main():
         rows[-1]["max abs diff"] = f"{err:.1e}"
     name = f"PixArt-Σ{' (tiny)' if args.tiny else '-XL/2'} transformer, {shape['num_layers']} blocks"
     print(f"\n{name}, batch 2 (CFG), 300 caption tokens, fp32, {machine()}\n")
-    print(markdown_table(rows, ["image", "impl", "median forward (s)", "peak extra memory (MiB)", "default-malloc peak (MiB)",
-                                "time ratio", "memory ratio", "max abs diff"]))
+    print(markdown_table(rows, ["image", "impl", *COMPARISON_COLUMNS, "max abs diff"]))
 
 
 if __name__ == "__main__":

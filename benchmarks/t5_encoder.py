@@ -20,7 +20,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.common import (child_case, comparison_rows, machine, markdown_table, max_abs_diff,  # noqa: E402
+from benchmarks.common import (COMPARISON_COLUMNS, child_case, comparison_rows, machine, markdown_table, max_abs_diff,  # noqa: E402
                                measure, report, run_rounds, touch)
 
 BASE = dict(d_model=768, d_kv=64, d_ff=2048, num_layers=12, num_heads=12)
@@ -88,8 +88,7 @@ def run_benchmark(args, work):
     name = "tiny T5" if args.tiny else "t5-v1_1-base"
     print(f"\n{name} encoder, {args.tokens} tokens ({args.real_tokens} real + padding, with mask), batch "
           f"{args.batch}, fp32, {machine()}\n")
-    print(markdown_table(rows, ["impl", "attention", "median forward (s)", "peak extra memory (MiB)", "default-malloc peak (MiB)", "time ratio",
-                                "memory ratio", "max abs diff"]))
+    print(markdown_table(rows, ["impl", "attention", *COMPARISON_COLUMNS, "max abs diff"]))
     if err > 1e-3:
         raise SystemExit(f"minidit and transformers disagree (max abs diff {err:.2e}): the timing is meaningless")
 
