@@ -3,96 +3,84 @@
     python -m minidit sample                      the built-in digits model, no download needed
     python -m minidit generate --model NAME ...   an official checkpoint you downloaded
     python -m minidit models                      what `generate` can run and how to get the weights
+
+Everything `generate` knows comes from one model table, `MODELS`, whose rows each family's
+command-line module gives (`pipelines/dit_cli.py`, `pipelines/pixart_cli.py`): the name, the
+family, how to get the weights, and the family's options and run function. Default steps and
+guidance are the pipelines' own keyword defaults (`call_defaults`), never copied here.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-# name -> (what it is, the command that downloads the weights)
-MODELS: dict[str, tuple[str, str]] = {
-    "dit-xl-2-256": ("DiT-XL/2, class-conditional ImageNet 256x256 (675M) + its SD VAE",
-                     "huggingface-cli download facebook/DiT-XL-2-256 --local-dir DiT-XL-2-256  "
-                     "(or: wget https://dl.fbaipublicfiles.com/DiT/models/DiT-XL-2-256x256.pt and "
-                     "huggingface-cli download stabilityai/sd-vae-ft-mse --local-dir sd-vae-ft-mse, in one folder)"),
-    "dit-xl-2-512": ("DiT-XL/2, class-conditional ImageNet 512x512 (675M) + its SD VAE",
-                     "huggingface-cli download facebook/DiT-XL-2-512 --local-dir DiT-XL-2-512  "
-                     "(or: wget https://dl.fbaipublicfiles.com/DiT/models/DiT-XL-2-512x512.pt and "
-                     "huggingface-cli download stabilityai/sd-vae-ft-mse --local-dir sd-vae-ft-mse, in one folder)"),
-    "pixart-alpha-512": ("PixArt-α 512x512 (0.6B) + T5-XXL (120 tokens) + sd-vae-ft-ema, text-to-image",
-                         "huggingface-cli download PixArt-alpha/PixArt-XL-2-512x512 --local-dir PixArt-XL-2-512x512"),
-    "pixart-alpha-1024": ("PixArt-α 1024 multi-aspect (0.6B, size/aspect micro-conditions) + T5-XXL (120) + "
-                          "sd-vae-ft-ema",
-                          "huggingface-cli download PixArt-alpha/PixArt-XL-2-1024-MS --local-dir PixArt-XL-2-1024-MS"),
-    "pixart-sigma-256": ("PixArt-Σ 256x256 (0.6B) + T5-XXL (300 tokens) + SDXL VAE",
-                         "huggingface-cli download PixArt-alpha/PixArt-Sigma-XL-2-256x256 "
-                         "--local-dir PixArt-Sigma-XL-2-256x256"),
-    "pixart-sigma-512": ("PixArt-Σ 512 multi-aspect (0.6B) + T5-XXL (300 tokens) + SDXL VAE",
-                         "huggingface-cli download PixArt-alpha/PixArt-Sigma-XL-2-512-MS "
-                         "--local-dir PixArt-Sigma-XL-2-512-MS"),
-    "pixart-sigma-1024": ("PixArt-Σ 1024 multi-aspect (0.6B) + T5-XXL (300 tokens) + SDXL VAE",
-                          "huggingface-cli download PixArt-alpha/PixArt-Sigma-XL-2-1024-MS "
-                          "--local-dir PixArt-Sigma-XL-2-1024-MS"),
-    "pixart-sigma-2k": ("PixArt-Σ 2048 multi-aspect (0.6B) + T5-XXL (300 tokens) + SDXL VAE (tiled decode)",
-                        "huggingface-cli download PixArt-alpha/PixArt-Sigma-XL-2-2K-MS "
-                        "--local-dir PixArt-Sigma-XL-2-2K-MS"),
-}
+from .pipelines import dit_cli, pixart_cli, toy
+from .pipelines.common import call_defaults
+
+FAMILIES = {module.FAMILY: module for module in (dit_cli, pixart_cli)}
+MODELS = {entry.name: entry for module in FAMILIES.values() for entry in module.MODELS}
 
 
-def _sample(args) -> int:
-    from .toy import main as toy_main
-    return toy_main(args)
+def defaults(family: str) -> dict:
+    """(steps, guidance) defaults of a family: its pipeline's __call__ signature."""
+    d = call_defaults(FAMILIES[family].PIPELINE.__call__)
+    return {"steps": d["num_inference_steps"], "guidance": d["guidance_scale"]}
+
+
+def model_table() -> str:
+    lines = [f"{'model':<20} {'steps':>5} {'guidance':>8}  what"]
+    for name, entry in MODELS.items():
+        d = defaults(entry.family)
+        lines.append(f"{name:<20} {d['steps']:>5} {d['guidance']:>8}  {entry.summary}")
+    return "\n".join(lines)
 
 
 def _generate(args) -> int:
-    if args.model not in MODELS:
-        print(f"unknown model {args.model!r}. Choose one of: {', '.join(sorted(MODELS)) or '(none yet)'}",
-              file=sys.stderr)
-        return 2
-    if args.model.startswith("dit-"):
-        from .pipelines.dit_cli import cli_generate
-    else:
-        from .pipelines.pixart_cli import cli_generate
-    return cli_generate(args)
+    entry = MODELS[args.model]
+    call_kwargs = {}
+    if args.steps is not None:
+        call_kwargs["num_inference_steps"] = args.steps
+    if args.guidance is not None:
+        call_kwargs["guidance_scale"] = args.guidance
+    return FAMILIES[entry.family].generate(args, entry, call_kwargs)
 
 
 def _models(args) -> int:
-    for name, (what, download) in sorted(MODELS.items()):
-        print(f"{name:24s} {what}\n{'':24s} get it: {download}")
+    for name, entry in MODELS.items():
+        d = defaults(entry.family)
+        print(f"{name:24s} {entry.summary}\n{'':24s} defaults: {d['steps']} steps, guidance {d['guidance']}\n"
+              f"{'':24s} get it: {FAMILIES[entry.family].download(entry)}  (or the original {entry.original})")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m minidit", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m minidit", description=__doc__.split("\n\n")[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("sample", help="sample digits from the built-in toy DiT (no download)")
-    p.add_argument("--classes", type=str, default="0,1,2,3,4,5,6,7,8,9",
-                   help="comma-separated digits, one grid column each (default: all ten)")
-    p.add_argument("--count", type=int, default=4, help="samples per digit (grid rows)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
-    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
-    p.add_argument("--out", type=str, default="digits.png", help="output PNG path")
-    p.set_defaults(func=_sample)
+    p = sub.add_parser("sample", help="sample digits from the built-in toy DiT (no download)",
+                       description="Digits from the built-in toy DiT (trained on scikit-learn's 8x8 digits).")
+    toy.add_sample_arguments(p)
+    p.set_defaults(func=toy.cli_sample)
 
-    p = sub.add_parser("generate", help="generate with an official checkpoint")
-    p.add_argument("--model", required=True, help="see `python -m minidit models`")
+    p = sub.add_parser("generate", help="generate with an official checkpoint",
+                       description="Generate with an official checkpoint you downloaded. Models (defaults from "
+                                   "each pipeline):\n\n" + model_table(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, choices=list(MODELS), metavar="NAME",
+                   help="one of: " + ", ".join(MODELS) + " (see `python -m minidit models`)")
     p.add_argument("--weights", type=str, default=None, help="folder or file with the downloaded weights")
-    p.add_argument("--prompt", type=str, default=None)
-    p.add_argument("--negative-prompt", type=str, default="")
-    p.add_argument("--class", dest="class_labels", type=str, default=None,
-                   help="ImageNet class id(s) or name(s), comma-separated (class-conditional models)")
-    p.add_argument("--height", type=int, default=None)
-    p.add_argument("--width", type=int, default=None)
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--guidance", type=float, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's, in the table above)")
+    p.add_argument("--guidance", type=float, default=None,
+                   help="classifier-free guidance scale (default: the model's, in the table above)")
+    p.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     p.add_argument("--device", type=str, default=None, help="cuda / cpu (default: cuda if available)")
     p.add_argument("--dtype", type=str, default=None, choices=["float32", "bfloat16", "float16"],
                    help="the transformer's dtype (default: float16 on CUDA for PixArt, else float32)")
-    p.add_argument("--out", type=str, default="out.png")
+    p.add_argument("--out", type=str, default="out.png", help="(default: %(default)s)")
+    for family, module in FAMILIES.items():
+        names = ", ".join(e.name for e in module.MODELS)
+        module.add_arguments(p.add_argument_group(f"{module.TITLE}: {names}"))
     p.set_defaults(func=_generate)
 
     p = sub.add_parser("models", help="list the models `generate` knows and how to download them")
@@ -101,5 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:          # argparse's own errors (unknown --model, ...) and --help
+        return int(e.code or 0)
     return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import torch
 
+PREDICTION_TYPES = ("epsilon", "v_prediction", "flow", "sample")
+
 # --------------------------------------------------------------------------------------------
 # Beta schedules (float64)
 # --------------------------------------------------------------------------------------------
@@ -178,33 +180,82 @@ def q_posterior_mean_variance(schedule: Schedule, x0, x_t, t):
     return mean, var, log_var
 
 
+def split_output(model_output, x, learn_sigma: bool):
+    """(prediction, v_var or None): the one place where a learned-sigma output [prediction | v_var]
+    (2C channels for a C-channel sample) is cut in two. learn_sigma=False expects C channels.
+    Any other channel count raises, instead of being silently sliced."""
+    C, n = x.shape[1], model_output.shape[1]
+    want = 2 * C if learn_sigma else C
+    if n != want:
+        hint = (" This is a learned-sigma model ([prediction | variance]): pass learn_sigma=True." if n == 2 * C else
+                " This model has no learned sigma: pass learn_sigma=False." if n == C else "")
+        raise ValueError(f"the model returned {n} output channels for a {C}-channel sample, but "
+                         f"learn_sigma expects {want}.{hint}")
+    if not learn_sigma:
+        return model_output, None
+    return model_output[:, :C], model_output[:, C:]
+
+
+def _gather64(arr: torch.Tensor, t: torch.Tensor, shape) -> torch.Tensor:
+    """arr[t] in float64 on the CPU, shaped (B, 1, 1, ...) (for coefficients formed before the cast)."""
+    return arr[t.cpu()].reshape(-1, *([1] * (len(shape) - 1)))
+
+
+def predict_x0(prediction, x_t, alpha, sigma, prediction_type: str = "epsilon"):
+    """The data prediction x0 from a network's prediction at a point x_t = alpha x0 + sigma eps.
+
+        "epsilon"       x0 = x_t / alpha - (sigma / alpha) eps    (DDPM, DiT, PixArt)
+        "v_prediction"  x0 = alpha x_t - sigma v,  v = alpha eps - sigma x0     (Hunyuan-DiT)
+        "flow"          x0 = x_t - sigma v,        v = eps - x0, alpha = 1 - sigma   (SD3)
+        "sample"        x0 = the prediction
+
+    alpha, sigma: numbers or float64 tensors broadcasting against x_t. The coefficients are formed in
+    float64 and rounded once to x_t's dtype, as the official DDPM code's sqrt(1/a_bar),
+    sqrt(1/a_bar - 1) tables. The result is float32 (float64 for float64 inputs)."""
+    x_t = x_t.to(torch.promote_types(x_t.dtype, torch.float32))
+    prediction = prediction.to(x_t.dtype)
+    alpha, sigma = (torch.as_tensor(c, dtype=torch.float64) for c in (alpha, sigma))
+
+    def coef(c):
+        return c.to(x_t.dtype).to(x_t.device)
+    if prediction_type == "epsilon":
+        return coef(1.0 / alpha) * x_t - coef(sigma / alpha) * prediction
+    if prediction_type == "v_prediction":
+        return coef(alpha) * x_t - coef(sigma) * prediction
+    if prediction_type == "flow":
+        return x_t - coef(sigma) * prediction
+    if prediction_type == "sample":
+        return prediction
+    raise ValueError(f"unknown prediction_type {prediction_type!r}: one of {', '.join(PREDICTION_TYPES)}")
+
+
 def predict_x0_from_eps(schedule: Schedule, x_t, t, eps):
-    """x_0 = (x_t - sqrt(1 - a_bar_t) eps) / sqrt(a_bar_t), written as the official code does."""
+    """x_0 = (x_t - sqrt(1 - a_bar_t) eps) / sqrt(a_bar_t) at step t of `schedule` (`predict_x0`)."""
+    return predict_x0(eps, x_t, *_alpha_sigma(schedule, t, x_t.shape))
+
+
+def _alpha_sigma(schedule: Schedule, t, shape):
     abar = schedule.alphas_cumprod
-    return (extract(torch.sqrt(1.0 / abar), t, x_t.shape) * x_t
-            - extract(torch.sqrt(1.0 / abar - 1.0), t, x_t.shape) * eps)
+    return _gather64(abar.sqrt(), t, shape), _gather64((1.0 - abar).sqrt(), t, shape)
 
 
 def p_mean_variance(schedule: Schedule, model_output, x_t, t, *, learn_sigma: bool = True,
-                    variance: str = "fixed_small", clip_denoised: bool = False):
+                    variance: str = "fixed_small", clip_denoised: bool = False, prediction_type: str = "epsilon"):
     """The model's p(x_{t-1} | x_t): dict(mean, variance, log_variance, pred_x0, eps).
 
     With `learn_sigma` the output is [eps | v] and the variance is the learned interpolation
     (IDDPM's "learned range"); otherwise `variance` is "fixed_small" (beta~_t) or "fixed_large"
-    (beta_t, with beta~_1 at t = 0 as in the official code). `t` indexes `schedule`.
+    (beta_t, with beta~_1 at t = 0 as in the official code). `t` indexes `schedule`. The first
+    half is eps, or v / x0 (`prediction_type`, see `predict_x0`); "eps" in the result is it as given.
     """
-    C = x_t.shape[1]
+    eps, v = split_output(model_output, x_t, learn_sigma)
     if learn_sigma:
-        if model_output.shape[1] != 2 * C:
-            raise ValueError(f"learn_sigma expects {2 * C} output channels, got {model_output.shape[1]}")
-        eps, v = model_output[:, :C], model_output[:, C:]
         min_log = extract(schedule.posterior_log_variance_clipped, t, x_t.shape)
         max_log = extract(torch.log(schedule.betas), t, x_t.shape)
         frac = (v + 1) / 2                                           # v in [-1, 1] -> [0, 1]
         log_var = frac * max_log + (1 - frac) * min_log
         var = torch.exp(log_var)
     else:
-        eps = model_output[:, :C]
         if variance == "fixed_small":
             var_arr, log_arr = schedule.posterior_variance, schedule.posterior_log_variance_clipped
         elif variance == "fixed_large":
@@ -213,7 +264,7 @@ def p_mean_variance(schedule: Schedule, model_output, x_t, t, *, learn_sigma: bo
         else:
             raise ValueError(f"unknown variance {variance!r}: use fixed_small or fixed_large")
         var, log_var = extract(var_arr, t, x_t.shape), extract(log_arr, t, x_t.shape)
-    pred_x0 = predict_x0_from_eps(schedule, x_t, t, eps)
+    pred_x0 = predict_x0(eps, x_t, *_alpha_sigma(schedule, t, x_t.shape), prediction_type)
     if clip_denoised:
         pred_x0 = pred_x0.clamp(-1, 1)
     mean, _, _ = q_posterior_mean_variance(schedule, pred_x0, x_t, t)
@@ -276,10 +327,10 @@ def training_losses(model_fn, schedule: Schedule, x0, t, noise=None, *, learn_si
         noise = torch.randn_like(x0)
     x_t = q_sample(schedule, x0, t, noise)
     model_output = model_fn(x_t, schedule.timesteps.to(t.device)[t])
-    C = x0.shape[1]
-    terms = {"mse": mean_flat((noise - model_output[:, :C]) ** 2)}
+    eps, v = split_output(model_output, x0, learn_sigma)
+    terms = {"mse": mean_flat((noise - eps) ** 2)}
     if learn_sigma:
-        frozen = torch.cat([model_output[:, :C].detach(), model_output[:, C:]], dim=1)
+        frozen = torch.cat([eps.detach(), v], dim=1)
         terms["vb"] = vb_terms_bpd(schedule, frozen, x0, x_t, t)
         terms["loss"] = terms["mse"] + terms["vb"]
     else:

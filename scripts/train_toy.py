@@ -4,11 +4,11 @@
     python scripts/train_toy.py --steps 300     # a quick look
 
 Everything is the project's own code: `minidit.dit.DiT` with the `TOY` config, IDDPM's cosine beta
-schedule (why not DiT's linear one: `minidit/toy.py`), and the IDDPM hybrid loss (`training_losses`: eps-MSE + the VLB term that trains the
+schedule (why not DiT's linear one: `minidit/pipelines/toy.py`), and the IDDPM hybrid loss (`training_losses`: eps-MSE + the VLB term that trains the
 learned variance), the way DiT trains, with label dropout 0.1 so that classifier-free guidance
 works. The loop is written out: sample a batch, sample t, loss, step, EMA. The EMA weights
 are saved; the config and this run's record (steps, wall time, final loss) go into the file's
-safetensors metadata (`minidit.toy.read_toy_metadata`).
+safetensors metadata (`minidit.pipelines.toy.read_toy_metadata`).
 
 Seeded (`--seed`): on the same machine, torch version and thread count the run is repeatable.
 """
@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 from minidit.diffusion import get_beta_schedule, make_schedule, training_losses
 from minidit.dit import DiT
-from minidit.toy import BETA_SCHEDULE, NUM_TIMESTEPS, TOY, WEIGHTS, load_digits_dataset, save_toy_model
+from minidit.pipelines.toy import BETA_SCHEDULE, NUM_TIMESTEPS, TOY, WEIGHTS, load_digits_dataset, save_toy_model
 
 
 def parse_args(argv=None):

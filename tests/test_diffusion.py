@@ -8,6 +8,7 @@ from torch.testing import assert_close
 from minidit.diffusion import (discretized_gaussian_log_likelihood, get_beta_schedule, make_schedule,
                                normal_kl, p_mean_variance, q_posterior_mean_variance, q_sample, respace,
                                space_timesteps, training_losses)
+from minidit.grid import Grid
 from minidit.samplers import ddim_sample, ddim_step, ddpm_sample, ddpm_step
 
 LINEAR = make_schedule(get_beta_schedule("linear"))
@@ -162,9 +163,9 @@ def test_samplers_recover_a_point_mass():
         return (x - a.sqrt() * x_star) / (1 - a).sqrt()
 
     x_T = torch.randn(4, 2, 1, 1, generator=torch.Generator().manual_seed(0))
-    out = ddim_sample(exact_eps, x_T, sched, progress=False)
+    out = ddim_sample(exact_eps, x_T, Grid.from_schedule(sched), progress=False)
     assert_close(out, x_star.expand(4, 2, 1, 1), atol=1e-4, rtol=0)
-    out = ddpm_sample(exact_eps, x_T, sched, learn_sigma=False, generator=torch.Generator().manual_seed(1),
+    out = ddpm_sample(exact_eps, x_T, Grid.from_schedule(sched), learn_sigma=False, generator=torch.Generator().manual_seed(1),
                       progress=False)
     assert_close(out, x_star.expand(4, 2, 1, 1), atol=1e-3, rtol=0)
 

@@ -5,10 +5,17 @@ import pytest
 import torch
 
 from minidit.diffusion import get_beta_schedule, make_schedule
-from minidit.samplers import (dpm_solver_grid, dpm_solver_pp_1_step, dpm_solver_pp_2m_step, dpm_solver_sample,
-                              vp_alpha_sigma)
+from minidit.grid import discrete_grid, time_uniform_grid, training_timesteps
+from minidit.samplers import Sampler, dpm_solver_pp_1_step, dpm_solver_pp_2m_step, dpm_solver_sample, vp_alpha_sigma
 
 ABAR = make_schedule(get_beta_schedule("linear", 1000)).alphas_cumprod     # PixArt's training schedule
+
+
+def dpm_solver_grid(steps, spacing="linspace"):
+    """The grid of diffusers' DPMSolverMultistepScheduler ("linspace") or of the official PixArt DPMS."""
+    if spacing == "time_uniform":
+        return time_uniform_grid(ABAR, steps)
+    return discrete_grid(ABAR, training_timesteps(1000, steps, spacing, multistep=True))
 
 
 def gaussian_eps(s=0.5, mu=0.3):
@@ -30,7 +37,7 @@ def test_grid_matches_diffusers(steps):
     from diffusers import DPMSolverMultistepScheduler
     sched = DPMSolverMultistepScheduler()                # PixArt pipelines' scheduler: all defaults
     sched.set_timesteps(steps)
-    grid = dpm_solver_grid(ABAR, steps)
+    grid = dpm_solver_grid(steps)
     assert torch.equal(grid.timesteps.long(), sched.timesteps)
     # diffusers stores VE sigmas sigma/alpha (and 0 at the end)
     torch.testing.assert_close(grid.sigmas / grid.alphas, sched.sigmas.double(), rtol=1e-5, atol=1e-6)
@@ -43,7 +50,7 @@ def test_sampler_matches_diffusers_step_by_step(steps):
     sched.set_timesteps(steps)
     x_T = torch.randn(2, 4, 6, 5)
     ours = []
-    dpm_solver_sample(wiggly, x_T, ABAR, steps, callback=lambda i, t, x: ours.append((t, x.clone())),
+    dpm_solver_sample(wiggly, x_T, dpm_solver_grid(steps), callback=lambda i, t, x: ours.append((t, x.clone())),
                       progress=False)
     x = x_T.clone()
     for i, t in enumerate(sched.timesteps):
@@ -91,7 +98,7 @@ def test_second_order_convergence_on_gaussian_data():
     s, x_T = 0.5, torch.randn(4, 64, dtype=torch.float64)
     a_T, s_T = ABAR[999].sqrt(), (1 - ABAR[999]).sqrt()
     exact = x_T * s / torch.sqrt(a_T**2 * s**2 + s_T**2)      # ends at sigma = 0
-    err = {n: (dpm_solver_sample(gaussian_eps(s, 0.0), x_T, ABAR, n, progress=False) - exact).abs().max().item()
+    err = {n: (dpm_solver_sample(gaussian_eps(s, 0.0), x_T, dpm_solver_grid(n), progress=False) - exact).abs().max().item()
            for n in (10, 20, 80, 160)}
     assert err[10] / err[20] > 3.5 and err[80] / err[160] > 3.5, err
     assert err[160] < 1e-3, err
@@ -99,13 +106,13 @@ def test_second_order_convergence_on_gaussian_data():
 
 def test_time_uniform_grid_is_the_official_discretisation():
     # 9 steps of 0.111 land exactly on training steps: 999, 888, ..., 111 and the end point step 0.
-    grid = dpm_solver_grid(ABAR, 9, "time_uniform")
+    grid = dpm_solver_grid(9, "time_uniform")
     torch.testing.assert_close(grid.timesteps, torch.arange(999, 0, -111, dtype=torch.float64))
     steps = torch.arange(999, -1, -111)
     torch.testing.assert_close(grid.alphas**2, ABAR[steps])
     torch.testing.assert_close(grid.sigmas[-1], torch.tensor(1e-4, dtype=torch.float64).sqrt())
     # 20 steps: fractional model times; log(alpha) linear between neighbouring training steps
-    grid = dpm_solver_grid(ABAR, 20, "time_uniform")
+    grid = dpm_solver_grid(20, "time_uniform")
     t1 = grid.timesteps[1].item()
     assert abs(t1 - (999 - 999 / 20)) < 1e-9
     lo, frac = int(t1), t1 - int(t1)
@@ -120,13 +127,16 @@ def test_learned_sigma_channels_are_dropped_and_timesteps_fractional():
     def model_fn(x, t):
         seen.append(t)
         return torch.cat([gaussian_eps()(x, t.round()), torch.full_like(x, 1e6)], dim=1)   # [eps | v]
-    out = dpm_solver_sample(model_fn, torch.randn(1, 4, 4, 4), ABAR, 4, spacing="time_uniform", progress=False)
+    out = dpm_solver_sample(model_fn, torch.randn(1, 4, 4, 4), dpm_solver_grid(4, "time_uniform"), learn_sigma=True,
+                            progress=False)
     assert out.shape == (1, 4, 4, 4) and out.abs().max() < 10
     assert seen[1].dtype == torch.float32 and seen[0].tolist() == [999.0]
 
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match="spacing"):
-        dpm_solver_grid(ABAR, 20, "karras")
+        Sampler("dpm_solver++", spacing="karras")
     with pytest.raises(ValueError, match="num_steps"):
-        dpm_solver_grid(ABAR, 1000)
+        dpm_solver_grid(1000)
+    with pytest.raises(ValueError, match="num_steps"):
+        dpm_solver_grid(1000, "time_uniform")

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from minidit.cli import main as cli_main
-from minidit.pipelines.dit import (OFFICIAL_SAMPLING, DiTPipeline, DiTSampling, class_ids, imagenet_class_names,
-                                   sampling_from_scheduler_config, sampling_timesteps)
+from minidit.pipelines.dit import (OFFICIAL_SAMPLING, DiTPipeline, class_ids, imagenet_class_names,
+                                   sampling_from_scheduler_config)
+from minidit.samplers import Sampler
 from weights_loader import load_dit, load_vae
 from weights_loader.dit import dit_config_from_diffusers, dit_from_diffusers
 from weights_loader.io import read_config
@@ -58,6 +59,11 @@ def reference_pipeline(folder):
     return pipe
 
 
+def visited(sampler, steps):
+    """The training timesteps a sampler visits, ascending."""
+    return sampler.grid(steps).timesteps.flip(0).long().tolist()
+
+
 def pixels(images):
     return np.stack([np.asarray(im, dtype=np.int16) for im in images])
 
@@ -70,7 +76,7 @@ def test_same_image_as_diffusers_dit_pipeline(folder, ddpm_folder, scheduler, la
     expected = reference_pipeline(folder)(class_labels=labels, num_inference_steps=steps, guidance_scale=guidance,
                                           generator=torch.Generator().manual_seed(7)).images
     pipe = DiTPipeline.from_pretrained(folder, follow="diffusers")
-    assert pipe.sampling.sampler == scheduler and pipe.sampling.cfg_channels is None
+    assert pipe.sampling.sampler.name == scheduler and pipe.sampling.cfg_channels is None
     assert pipe.transformer.config.timestep_freq_shift == 1
     torch.manual_seed(3)
     got = pipe(labels, num_inference_steps=steps, guidance_scale=guidance,
@@ -95,7 +101,7 @@ def test_default_is_the_official_sampler(folder):
     steps = 10
     # IDDPM space_timesteps(1000, [10]): stride (1000 - 1) / (10 - 1) = 111, both ends kept
     official = list(range(0, 1000, 111))
-    assert sampling_timesteps(OFFICIAL_SAMPLING, steps) == official
+    assert visited(OFFICIAL_SAMPLING.sampler, steps) == official
     sched = DDPMScheduler(beta_schedule="linear", variance_type="learned_range", clip_sample=False)
     sched.set_timesteps(timesteps=official[::-1])
     g = torch.Generator().manual_seed(11)
@@ -173,7 +179,7 @@ def test_timesteps_are_diffusers(spacing, offset, steps):
     from diffusers import DDPMScheduler
     sched = DDPMScheduler(timestep_spacing=spacing, steps_offset=offset)
     sched.set_timesteps(steps)
-    ours = sampling_timesteps(DiTSampling(timestep_spacing=spacing, steps_offset=offset), steps)
+    ours = visited(Sampler("ddpm", spacing=spacing, steps_offset=offset), steps)
     assert ours == sched.timesteps.flip(0).tolist()
 
 
@@ -181,8 +187,8 @@ def test_unsupported_sampling_is_refused():
     # diffusers' DDIM steps by T // n, which skips or repeats timesteps of these spacings
     for spacing, steps in [("linspace", 10), ("trailing", 7)]:
         with pytest.raises(ValueError, match="not a consistent"):
-            sampling_timesteps(DiTSampling(sampler="ddim", timestep_spacing=spacing), steps)
-    assert sampling_timesteps(DiTSampling(sampler="ddim", timestep_spacing="trailing"), 4) == [249, 499, 749, 999]
+            Sampler("ddim", spacing=spacing).grid(steps)
+    assert visited(Sampler("ddim", spacing="trailing"), 4) == [249, 499, 749, 999]
     with pytest.raises(ValueError, match="clip_sample"):
         sampling_from_scheduler_config({"_class_name": "DDIMScheduler", "clip_sample": True})
     with pytest.raises(ValueError, match="variance_type"):

@@ -144,9 +144,9 @@ def test_last_step_order_of_each_sampler(folders, monkeypatch):
     """PixArt-α's copy of DPM-Solver lowers the last step to first order only below 10 steps
     (`lower_order_final and steps < 10`); PixArt-Σ's always does; diffusers' too (its last step
     reaches sigma = 0)."""
-    import minidit.pipelines.pixart as pixart_pipeline
-    seen, real = [], pixart_pipeline.dpm_solver_sample
-    monkeypatch.setattr(pixart_pipeline, "dpm_solver_sample",
+    import minidit.samplers as samplers
+    seen, real = [], samplers.dpm_solver_sample
+    monkeypatch.setattr(samplers, "dpm_solver_sample",
                         lambda *a, **kw: seen.append(kw["lower_order_final"]) or real(*a, **kw))
     pipe = PixArtPipeline.from_pretrained(folders["sigma"], keep_text_encoder=True)
     kw = dict(height=64, width=64, use_resolution_binning=False, output_type="latent", progress=False)
@@ -341,7 +341,7 @@ def test_bad_sizes_and_folders(folders, tmp_path):
     with pytest.raises(ValueError, match="multiples of 16"):
         pipe(PROMPT, height=100, width=100, use_resolution_binning=False, progress=False)
     with pytest.raises(ValueError, match="output_type"):
-        pipe(PROMPT, output_type="np")
+        pipe(PROMPT, output_type="jpeg")
     with pytest.raises(FileNotFoundError, match="model_index.json"):
         PixArtPipeline.from_pretrained(tmp_path)
     pipe.sampling = OFFICIAL_SAMPLING              # a diffusers folder stores no null caption

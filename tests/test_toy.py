@@ -1,4 +1,4 @@
-"""The built-in toy model (minidit/toy.py, minidit/assets/toy_digits.safetensors).
+"""The built-in toy model (minidit/pipelines/toy.py, minidit/assets/toy_digits.safetensors).
 
 The quality test is the issue's contract: a classifier trained on the *real* scikit-learn digits
 must label at least 90 % of generated digits with the class that was asked for. Generated 16x16
@@ -17,7 +17,8 @@ import pytest
 import torch
 from PIL import Image
 
-from minidit import cli, toy
+from minidit import cli
+from minidit.pipelines import toy
 from minidit.dit import DiT
 
 sklearn = pytest.importorskip("sklearn", reason="scikit-learn (requirements-dev.txt) provides the digits")

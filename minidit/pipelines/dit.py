@@ -29,10 +29,14 @@ from pathlib import Path
 
 import torch
 
-from minidit.diffusion import get_beta_schedule, make_schedule, respace, space_timesteps
 from minidit.dit import DiT
-from minidit.samplers import ddim_sample, ddpm_sample
-from minidit.vae import SD_VAE, AutoencoderKL, decode_latents, to_pil
+from minidit.samplers import Sampler
+from minidit.scheduler_config import sampler_from_scheduler_config
+from minidit.vae import SD_VAE, AutoencoderKL, decode_latents
+from weights_loader import load_dit, load_vae
+from weights_loader.dit import dit_config_from_diffusers
+from weights_loader.io import read_config
+from .common import check_output_type, guided_model_fn, initial_noise, to_output
 
 CLASS_NAMES_FILE = Path(__file__).resolve().parents[1] / "assets" / "imagenet_classes.txt"
 
@@ -90,83 +94,43 @@ def _class_id_from_name(label: str, num_classes: int) -> int:
 @dataclass(frozen=True)
 class DiTSampling:
     """How DiTPipeline turns noise into latents. The defaults are the official DiT sampler."""
-    sampler: str = "ddpm"             # "ddpm": ancestral sampling | "ddim": eta = 0
-    variance: str = "learned_range"   # ddpm: the model's learned variance (official) | "fixed_small" | "fixed_large"
-    timestep_spacing: str = "iddpm"   # "iddpm": space_timesteps (official) | diffusers' "leading" / "trailing" / "linspace"
-    steps_offset: int = 0             # diffusers' steps_offset ("leading" only)
+    # the sampler and its grid: official = 250 IDDPM-respaced DDPM steps with the learned variance
+    sampler: Sampler = Sampler("ddpm", variance="learned_range", spacing="iddpm")
     cfg_channels: int | None = 3      # official: guide eps[:, :3]; None: all latent channels (diffusers)
-    clip_denoised: bool = False       # clamp the predicted x_0 to [-1, 1]
     step_noise: str = "generator"     # ddpm noise from the call's generator | "global": the global RNG, as
                                       # diffusers' DiTPipeline (it does not pass its generator to step())
-    num_train_timesteps: int = 1000
-    beta_schedule: str = "linear"
-    beta_start: float = 1e-4
-    beta_end: float = 0.02
 
 
 OFFICIAL_SAMPLING = DiTSampling()
 
 
 def sampling_from_scheduler_config(cfg: dict) -> DiTSampling:
-    """What diffusers' DiTPipeline does with this `scheduler_config.json`: a DDIMScheduler (what the
-    current converter writes) or a DDPMScheduler (what early converted folders hold). Either way the
-    pipeline guides all latent channels and drops the learned-sigma half before the step."""
-    name = cfg.get("_class_name")
-    if name not in ("DDIMScheduler", "DDPMScheduler"):
-        raise ValueError(f"scheduler {name!r}: minidit reproduces diffusers' DDIMScheduler and DDPMScheduler; "
-                         "use follow='official' for DiT's own sampler")
-    unsupported = [k for k, bad in {
-        "prediction_type": cfg.get("prediction_type", "epsilon") != "epsilon",
-        "trained_betas": cfg.get("trained_betas") is not None,
-        "thresholding": cfg.get("thresholding", False),
-        "rescale_betas_zero_snr": cfg.get("rescale_betas_zero_snr", False),
-        "clip_sample_range": cfg.get("clip_sample_range", 1.0) != 1.0,
-        # DDIM: diffusers clips x_0 but keeps the raw eps, and can end at alphas_cumprod[0]
-        "clip_sample": name == "DDIMScheduler" and cfg.get("clip_sample", True),
-        "set_alpha_to_one": name == "DDIMScheduler" and not cfg.get("set_alpha_to_one", True),
-        # DDPM: the pipeline drops the learned variance, so only the fixed variances can be used
-        "variance_type": name == "DDPMScheduler" and cfg.get("variance_type", "fixed_small") not in
-        ("fixed_small", "fixed_large"),
-    }.items() if bad]
-    if unsupported:
-        raise ValueError(f"{name} options {unsupported} are not supported by minidit's DiT pipeline")
-    return DiTSampling(sampler="ddim" if name == "DDIMScheduler" else "ddpm",
-                       variance=cfg.get("variance_type", "fixed_small"),
-                       timestep_spacing=cfg.get("timestep_spacing", "leading"),
-                       steps_offset=cfg.get("steps_offset", 0), cfg_channels=None, step_noise="global",
-                       clip_denoised=name == "DDPMScheduler" and cfg.get("clip_sample", True),
-                       num_train_timesteps=cfg.get("num_train_timesteps", 1000),
-                       beta_schedule=cfg.get("beta_schedule", "linear"), beta_start=cfg.get("beta_start", 1e-4),
-                       beta_end=cfg.get("beta_end", 0.02))
+    """What diffusers' DiTPipeline does with this `scheduler_config.json`: its scheduler (a
+    DDIMScheduler from the current converter, a DDPMScheduler in early converted folders), guidance
+    on all latent channels, step noise from the global RNG, and the learned-sigma half dropped
+    before the step (so the scheduler's own learned variance cannot be used)."""
+    sampler = sampler_from_scheduler_config(cfg)
+    if sampler.name not in ("ddpm", "ddim") or sampler.prediction_type != "epsilon":
+        raise ValueError(f"{cfg.get('_class_name')} with prediction_type={sampler.prediction_type!r}: diffusers' "
+                         "DiTPipeline runs an epsilon DDIMScheduler or DDPMScheduler; use follow='official' for "
+                         "DiT's own sampler")
+    if sampler.variance == "learned_range":
+        raise ValueError("DDPMScheduler options {'variance_type': 'learned_range'}: diffusers' DiTPipeline drops the "
+                         "learned variance before the step, so only fixed_small / fixed_large can be reproduced")
+    return DiTSampling(sampler=sampler, cfg_channels=None, step_noise="global")
 
 
-def sampling_timesteps(s: DiTSampling, num_steps: int) -> list[int]:
-    """The training timesteps the sampler visits (ascending)."""
-    T = s.num_train_timesteps
-    if not 1 <= num_steps <= T:
-        raise ValueError(f"num_inference_steps must be in 1..{T}, got {num_steps}")
-    if s.timestep_spacing == "iddpm":
-        return space_timesteps(T, [num_steps])
-    if s.timestep_spacing == "leading":                         # diffusers' set_timesteps, ascending
-        steps = torch.arange(num_steps) * (T // num_steps) + s.steps_offset
-    elif s.timestep_spacing == "trailing":
-        steps = torch.arange(T, 0, -T / num_steps, dtype=torch.float64).round().long().flip(0) - 1
-    elif s.timestep_spacing == "linspace":
-        steps = torch.linspace(0, T - 1, num_steps, dtype=torch.float64).round().long()
-    else:
-        raise ValueError(f"unknown timestep_spacing {s.timestep_spacing!r}")
-    steps = steps.tolist()
-    if steps[-1] >= T or len(set(steps)) != len(steps):
-        raise ValueError(f"{s.timestep_spacing!r} spacing with {num_steps} steps and offset {s.steps_offset} "
-                         f"gives invalid timesteps {steps[:3]}...{steps[-3:]}")
-    # diffusers' DDIM always steps from t to t - T//n: that is a respaced chain only if every visited
-    # timestep is T//n after the previous one and the first is below T//n (then it steps to "t < 0").
-    r = T // num_steps
-    if s.sampler == "ddim" and not (steps[0] < r and all(b - a == r for a, b in zip(steps, steps[1:]))):
-        raise ValueError(f"DDIM with {s.timestep_spacing!r} spacing and {num_steps} steps is not a consistent "
-                         f"chain in diffusers (it always steps by {r}); use 'leading', or 'trailing' with a "
-                         f"step count dividing {T}")
-    return steps
+def null_half_noise(generator: torch.Generator | None):
+    """The sampler's noise_fn for DiT's official random stream. The official sample.py (and
+    diffusers' DiTPipeline) carry the null-class half of the guided batch through the sampler and
+    discard it at the end, so every step draws noise for 2B samples, of which the kept B use the
+    first half. Only the random stream depends on this: the kept samples see standard CFG."""
+    def noise_fn(x):
+        shape = (2 * x.shape[0], *x.shape[1:])
+        if generator is None:
+            return torch.randn(shape, device=x.device, dtype=x.dtype)[: x.shape[0]]
+        return torch.randn(shape, generator=generator, device=generator.device, dtype=x.dtype)[: x.shape[0]].to(x.device)
+    return noise_fn
 
 
 # --------------------------------------------------------------------------------------------
@@ -193,9 +157,6 @@ class DiTPipeline:
         follow="official": DiT's own sampler and timestep embedding (the weights were trained so);
         follow="diffusers": exactly what diffusers' DiTPipeline computes from this folder.
         """
-        from weights_loader import load_dit, load_vae
-        from weights_loader.dit import dit_config_from_diffusers
-        from weights_loader.io import read_config
         folder = Path(folder)
         if follow not in ("official", "diffusers"):
             raise ValueError(f"follow must be 'official' or 'diffusers', not {follow!r}")
@@ -220,7 +181,6 @@ class DiTPipeline:
         """An original `DiT-XL-2-256x256.pt` plus a VAE: a diffusers folder (`stabilityai/sd-vae-ft-mse`)
         or an ldm file (read as the SD VAE, scaling 0.18215, as the official `sample.py` does).
         `config` (a `DiTConfig`) is only needed for checkpoints whose size is not one of the paper's."""
-        from weights_loader import load_dit, load_vae
         transformer = load_dit(checkpoint, config, dtype=dtype, device=device)
         vae_config = None if Path(vae).is_dir() else SD_VAE
         return cls(transformer, load_vae(vae, vae_config, dtype=vae_dtype, device=device))
@@ -229,50 +189,34 @@ class DiTPipeline:
     def __call__(self, class_labels, num_inference_steps: int = 250, guidance_scale: float = 4.0,
                  generator: torch.Generator | None = None, output_type: str = "pil", progress: bool = True):
         """Images for `class_labels` (ids or ImageNet names). output_type "pil" -> list of PIL images,
-        "pt" -> (B, 3, H, W) float in [0, 1], "latent" -> the denoised latents (B, C, S, S).
+        "np" -> (B, H, W, 3) / "pt" -> (B, 3, H, W) float in [0, 1], "latent" -> the denoised latents
+        (B, C, S, S).
 
         guidance_scale <= 1 runs the conditional model alone, as diffusers and DiT's sample_ddp.py do.
         """
+        check_output_type(output_type)
         model, s = self.transformer, self.sampling
         cfg = model.config
         device = next(model.parameters()).device
         dtype = next(model.parameters()).dtype
         labels = torch.tensor(class_ids(class_labels, cfg.num_classes), device=device)
         B, C, S = len(labels), cfg.in_channels, cfg.input_size
-        # x_T: drawn like diffusers' randn_tensor (on the generator's device) or, without a
-        # generator, from the global RNG on `device` like the official sample.py.
-        noise_device = generator.device if generator is not None else device
-        x = torch.randn(B, C, S, S, generator=generator, device=noise_device).to(device)   # (B, C, S, S)
+        x_T = initial_noise((B, C, S, S), generator, device)                               # (B, C, S, S)
         guided = guidance_scale > 1
-        if guided:   # one batch holding [cond | uncond]; both halves stay identical, as officially
-            x = torch.cat([x, x])                                                           # (2B, C, S, S)
-            y = torch.cat([labels, torch.full_like(labels, cfg.num_classes)])               # null class
-
-            def model_fn(x_t, t):
-                return model.forward_with_cfg(x_t.to(dtype), t, y, guidance_scale, s.cfg_channels).float()
+        if guided:   # one network call on [cond | null class]
+            y = torch.cat([labels, torch.full_like(labels, cfg.num_classes)])               # (2B,)
+            model_fn = guided_model_fn(lambda x2, t2: model(x2.to(dtype), t2, y).float(), guidance_scale,
+                                       guided_channels=s.cfg_channels)
         else:
             def model_fn(x_t, t):
                 return model(x_t.to(dtype), t, labels).float()
-        betas = get_beta_schedule(s.beta_schedule, s.num_train_timesteps, s.beta_start, s.beta_end)
-        schedule = respace(make_schedule(betas), sampling_timesteps(s, num_inference_steps))
-        if s.sampler == "ddpm":
-            learned = s.variance == "learned_range"
-            # a DiT without learned sigma samples with beta_t, as the official create_diffusion does
-            variance = s.variance if not learned else "fixed_small" if cfg.learn_sigma else "fixed_large"
-            step_generator = generator if s.step_noise == "generator" else None
-            x = ddpm_sample(model_fn, x, schedule, learn_sigma=learned and cfg.learn_sigma, variance=variance,
-                            clip_denoised=s.clip_denoised, generator=step_generator, progress=progress)
-        elif s.sampler == "ddim":
-            x = ddim_sample(model_fn, x, schedule, clip_denoised=s.clip_denoised, generator=generator,
-                            progress=progress)
-        else:
-            raise ValueError(f"unknown sampler {s.sampler!r}: use 'ddpm' or 'ddim'")
-        latents = x[:B]                                                                     # (B, C, S, S)
+        sampler = s.sampler
+        if sampler.variance == "learned_range" and not cfg.learn_sigma:
+            sampler = replace(sampler, variance="fixed_large")   # official create_diffusion without learned sigma
+        step_generator = generator if s.step_noise == "generator" else None
+        latents = sampler.run(model_fn, x_T, num_inference_steps, learn_sigma=cfg.learn_sigma,
+                              generator=step_generator, noise_fn=null_half_noise(step_generator) if guided else None,
+                              progress=progress)                                           # (B, C, S, S)
         if output_type == "latent":
             return latents
-        image = decode_latents(self.vae, latents)                                           # (B, 3, 8S, 8S)
-        if output_type == "pt":
-            return (image.float() / 2 + 0.5).clamp(0, 1)
-        if output_type == "pil":
-            return to_pil(image)
-        raise ValueError(f"output_type must be 'pil', 'pt' or 'latent', not {output_type!r}")
+        return to_output(decode_latents(self.vae, latents), output_type)                 # (B, 3, 8S, 8S)

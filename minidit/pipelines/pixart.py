@@ -45,21 +45,22 @@ Shape legend: B prompts x images per prompt, L caption tokens, C latent channels
 """
 from __future__ import annotations
 
-import gc
 import json
-import time
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
-from minidit.diffusion import get_beta_schedule, make_schedule
-from minidit.guidance import cfg
 from minidit.pixart import PixArt
+from minidit.samplers import Sampler
+from minidit.scheduler_config import sampler_from_scheduler_config
 from minidit.text.t5 import guard_fp16
-from minidit.samplers import dpm_solver_sample
-from minidit.vae import SD_VAE, SDXL_VAE, AutoencoderKL, decode_latents, to_pil
+from minidit.vae import SD_VAE, SDXL_VAE, AutoencoderKL, decode_latents
+from weights_loader import load_pixart, load_t5, load_t5_tokenizer, load_vae
+from weights_loader.io import read_config
+from weights_loader.pixart import CAPTION_LENGTH, pixart_config_from_diffusers
+from .common import PromptEmbeds, Staged, check_output_type, guided_model_fn, initial_noise, to_output
 from .memory import memory_method, stage
 from .resolution import SIDES, classify_height_width_bin, inference_bins, resize_and_crop
 
@@ -80,40 +81,27 @@ MISSING_PARTS = ("A transformer-only download needs the rest of the pipeline bes
 
 @dataclass(frozen=True)
 class PixArtSampling:
-    spacing: str = "linspace"         # DPM-Solver++ grid: diffusers' "linspace" | official "time_uniform"
+    # DPM-Solver++(2M) on diffusers' "linspace" grid (linear betas 1e-4..0.02, as PixArt was trained),
+    # or on the official "time_uniform" grid
+    sampler: Sampler = Sampler("dpm_solver++", spacing="linspace")
     uncond: str = "negative_prompt"   # T5(negative_prompt), own mask | "null_caption": y_embedding, prompt's mask
-    num_train_timesteps: int = 1000
-    beta_start: float = 1e-4          # linear betas, as PixArt was trained
-    beta_end: float = 0.02
-    lower_order_final_below: int | None = None   # first-order last step only below this many steps
-                                                 # (None: always, as diffusers and Σ; official α: 10)
 
 
 DIFFUSERS_SAMPLING = PixArtSampling()
-OFFICIAL_SAMPLING = PixArtSampling(spacing="time_uniform", uncond="null_caption")       # PixArt-Σ's script
-OFFICIAL_ALPHA_SAMPLING = replace(OFFICIAL_SAMPLING, lower_order_final_below=10)       # PixArt-α's script
+OFFICIAL_SAMPLING = PixArtSampling(Sampler("dpm_solver++", spacing="time_uniform"), uncond="null_caption")  # Σ's script
+# α's copy of DPM-Solver takes a first-order last step only below 10 steps
+OFFICIAL_ALPHA_SAMPLING = replace(OFFICIAL_SAMPLING, sampler=replace(OFFICIAL_SAMPLING.sampler, lower_order_final_below=10))
 
 
 def sampling_from_scheduler_config(cfg: dict) -> PixArtSampling:
-    """The diffusers `scheduler_config.json` of a PixArt folder -> PixArtSampling. Only what the
-    PixArt folders hold is supported: DPMSolverMultistepScheduler, DPM-Solver++ order 2 (midpoint),
-    epsilon, linear betas, linspace timesteps, first-order final step to sigma = 0."""
-    name = cfg.get("_class_name")
-    if name != "DPMSolverMultistepScheduler":
-        raise ValueError(f"scheduler {name!r}: minidit's PixArt pipeline runs DPM-Solver++(2M) "
-                         "(DPMSolverMultistepScheduler, what every PixArt folder ships)")
-    want = {"algorithm_type": "dpmsolver++", "solver_order": 2, "solver_type": "midpoint",
-            "prediction_type": "epsilon", "beta_schedule": "linear", "timestep_spacing": "linspace",
-            "trained_betas": None, "thresholding": False, "use_karras_sigmas": False, "use_lu_lambdas": False,
-            "use_exponential_sigmas": False, "use_beta_sigmas": False, "use_flow_sigmas": False,
-            "final_sigmas_type": "zero", "euler_at_final": False, "rescale_betas_zero_snr": False,
-            "variance_type": None}                      # the pipeline drops the learned-sigma half itself
-    bad = {k: cfg[k] for k, v in want.items() if k in cfg and cfg[k] != v}
-    if bad:
-        raise ValueError(f"DPMSolverMultistepScheduler options {bad} are not supported by minidit's PixArt "
-                         f"pipeline (supported: {want})")
-    return PixArtSampling(num_train_timesteps=cfg.get("num_train_timesteps", 1000),
-                          beta_start=cfg.get("beta_start", 1e-4), beta_end=cfg.get("beta_end", 0.02))
+    """The diffusers `scheduler_config.json` of a PixArt folder -> PixArtSampling: the scheduler
+    (every PixArt folder ships DPMSolverMultistepScheduler) and T5(negative_prompt) as uncond."""
+    sampler = sampler_from_scheduler_config(cfg)
+    if sampler.name != "dpm_solver++" or sampler.prediction_type != "epsilon":
+        raise ValueError(f"scheduler {cfg.get('_class_name')!r} ({sampler.name}, {sampler.prediction_type}): minidit's "
+                         "PixArt pipeline runs DPM-Solver++(2M) on epsilon (DPMSolverMultistepScheduler, what every "
+                         "PixArt folder ships)")
+    return PixArtSampling(sampler=sampler)
 
 
 def default_dtypes(device) -> tuple[torch.dtype, torch.dtype, torch.dtype]:
@@ -121,15 +109,6 @@ def default_dtypes(device) -> tuple[torch.dtype, torch.dtype, torch.dtype]:
     if torch.device(device).type == "cuda":
         return torch.float16, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32, torch.float32
     return torch.float32, torch.float32, torch.float32
-
-
-@dataclass
-class PromptEmbeds:
-    """T5 states and masks, ready for the transformer. uncond is None without guidance."""
-    cond: torch.Tensor                     # (B, L, C_cap)
-    cond_mask: torch.Tensor                # (B, L), 1 = token
-    uncond: torch.Tensor | None = None     # (B, L, C_cap)
-    uncond_mask: torch.Tensor | None = None
 
 
 class PixArtPipeline:
@@ -141,11 +120,8 @@ class PixArtPipeline:
                  keep_text_encoder: bool = True, variant: str | None = None):
         """`text_encoder`: a loaded T5, or None and `text_encoder_loader()` loads one when needed
         (and, with keep_text_encoder=False, it is freed after every encoding)."""
-        if text_encoder is None and text_encoder_loader is None:
-            raise ValueError("pass a text_encoder or a text_encoder_loader")
-        self.transformer, self.vae = transformer.eval(), vae.eval()
-        self.tokenizer, self.text_encoder, self.text_encoder_loader = tokenizer, text_encoder, text_encoder_loader
-        self.keep_text_encoder = keep_text_encoder or text_encoder_loader is None
+        self.transformer, self.vae, self.tokenizer = transformer.eval(), vae.eval(), tokenizer
+        self.text = Staged(text_encoder, text_encoder_loader, keep=keep_text_encoder, what="T5 text encoder")
         self.sampling = sampling
         self.variant = variant or ("alpha" if transformer.config.model_max_length == 120 else "sigma")
         self.last_run_stats: dict = {}
@@ -159,9 +135,6 @@ class PixArtPipeline:
         `base`: another such folder supplying the components `folder` lacks (e.g. a transformer-only
         download + `PixArt-alpha/pixart_sigma_sdxlvae_T5_diffusers` for T5, tokenizer and VAE).
         Dtypes default to `default_dtypes(device)`."""
-        from weights_loader import load_pixart, load_t5, load_t5_tokenizer, load_vae
-        from weights_loader.io import read_config
-        from weights_loader.pixart import CAPTION_LENGTH, pixart_config_from_diffusers
         folder = Path(folder)
         roots = [folder] + ([Path(base)] if base is not None else [])
         index = next((r / "model_index.json" for r in roots if (r / "model_index.json").is_file()), None)
@@ -207,7 +180,6 @@ class PixArtPipeline:
         SD VAE for α, the SDXL VAE for Σ). The tokenizer's spiece.model is looked up in `tokenizer`,
         else in `text_encoder`. Samples the official way (`OFFICIAL_ALPHA_SAMPLING` /
         `OFFICIAL_SAMPLING`) unless `sampling=` says otherwise (e.g. `DIFFUSERS_SAMPLING`)."""
-        from weights_loader import load_pixart, load_t5, load_t5_tokenizer, load_vae
         d, te, v = default_dtypes(device)
         transformer = load_pixart(checkpoint, config, dtype=dtype or d, device=device)
         alpha = transformer.config.model_max_length == 120
@@ -222,53 +194,53 @@ class PixArtPipeline:
     def device(self):
         return next(self.transformer.parameters()).device
 
+    @property
+    def text_encoder(self):
+        """The loaded T5, or None while it is not in memory (staged)."""
+        return self.text.module
+
+    @property
+    def text_encoder_loader(self):
+        return self.text.loader
+
     # ---------------------------------------------------------------- stage 1: text
-    def _t5(self, texts, max_length: int):
+    def _t5(self, t5, texts, max_length: int):
         """lower().strip() (diffusers without clean_caption) -> tokens -> T5 states (B, L, C_cap), mask (B, L)."""
         tokens = self.tokenizer([t.lower().strip() for t in texts], max_length=max_length)
         ids, mask = tokens["input_ids"].to(self.device), tokens["attention_mask"].to(self.device)
-        guard_fp16(self.text_encoder)
-        return self.text_encoder(ids, attention_mask=mask).last_hidden_state, mask
+        guard_fp16(t5)
+        return t5(ids, attention_mask=mask).last_hidden_state, mask
 
     @torch.no_grad()
     def encode_prompt(self, prompt, negative_prompt="", *, max_sequence_length: int | None = None,
                       guided: bool = True, num_images_per_prompt: int = 1) -> PromptEmbeds:
         """T5 states of the prompts and of the unconditional branch (see `PixArtSampling.uncond`)."""
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        L = max_sequence_length or self.transformer.config.model_max_length
+        L = self.transformer.config.model_max_length if max_sequence_length is None else max_sequence_length
         null_caption = guided and self.sampling.uncond == "null_caption"
         if null_caption and (negative_prompt or L != self.transformer.config.model_max_length):
             raise ValueError("the stored null caption replaces the negative prompt, and has exactly "
                              f"{self.transformer.config.model_max_length} tokens: pass negative_prompt='' and "
                              "max_sequence_length=None, or sample with uncond='negative_prompt'")
         null = self.transformer.y_embedder.null_caption() if null_caption else None   # raises if not stored
-        if self.text_encoder is None:
-            self.text_encoder = self.text_encoder_loader()
-        try:
-            cond, cond_mask = self._t5(prompts, L)
+        negatives = [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else list(negative_prompt)
+        if guided and not null_caption and len(negatives) != len(prompts):
+            raise ValueError(f"{len(negatives)} negative prompts for {len(prompts)} prompts")
+        with self.text.use() as t5:                          # staged: loaded here, freed after unless kept
+            cond, cond_mask = self._t5(t5, prompts, L)
             uncond = uncond_mask = None
             if null_caption:
                 uncond = null[None].expand(len(prompts), -1, -1)
                 uncond_mask = cond_mask                      # the official quirk: the prompt's mask
             elif guided:
-                negatives = [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else negative_prompt
-                if len(negatives) != len(prompts):
-                    raise ValueError(f"{len(negatives)} negative prompts for {len(prompts)} prompts")
-                uncond, uncond_mask = self._t5(negatives, L)
-        finally:
-            if not self.keep_text_encoder:
-                self.text_encoder = None                     # free T5 before the denoising stage
-                gc.collect()
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
-        rep = lambda t: None if t is None else t.repeat_interleave(num_images_per_prompt, dim=0)  # noqa: E731
-        return PromptEmbeds(rep(cond), rep(cond_mask), rep(uncond), rep(uncond_mask))
+                uncond, uncond_mask = self._t5(t5, negatives, L)
+        return PromptEmbeds(cond, cond_mask, uncond=uncond, uncond_mask=uncond_mask).repeat(num_images_per_prompt)
 
     # ---------------------------------------------------------------- the call
     def generation_size(self, height, width, use_resolution_binning: bool = True) -> tuple[int, int]:
         """The (height, width) the transformer generates at: the nearest bucket, or the asked size."""
         side = self.transformer.config.input_size * self.vae.config.downsample_factor
-        height, width = height or side, width or side
+        height, width = side if height is None else height, side if width is None else width
         if use_resolution_binning:
             if side not in SIDES:
                 raise ValueError(f"no aspect-ratio bins for a {side}-px model: use use_resolution_binning=False")
@@ -286,17 +258,17 @@ class PixArtPipeline:
                  use_resolution_binning: bool = True, output_type: str = "pil",
                  prompt_embeds: PromptEmbeds | None = None, decode_tiling: bool | None = None,
                  progress: bool = True):
-        """Images for `prompt` (str or list). output_type "pil" -> list of PIL images, "pt" -> (B, 3,
-        height, width) in [0, 1], "latent" -> the denoised latents at the generation size.
+        """Images for `prompt` (str or list). output_type "pil" -> list of PIL images, "np" -> (B, height,
+        width, 3) / "pt" -> (B, 3, height, width) in [0, 1], "latent" -> the denoised latents at the
+        generation size.
         `prompt_embeds` (from `encode_prompt`) skips stage 1. `decode_tiling` None = automatic
         (above TILE_ABOVE_PIXELS). guidance_scale <= 1 runs the conditional model alone.
         Defaults for height/width: the training resolution (input_size x 8)."""
-        if output_type not in ("pil", "pt", "latent"):
-            raise ValueError(f"output_type must be 'pil', 'pt' or 'latent', not {output_type!r}")
+        check_output_type(output_type)
         model, device, guided = self.transformer, self.device, guidance_scale > 1
         dtype = next(model.parameters()).dtype
         side = model.config.input_size * self.vae.config.downsample_factor
-        asked = (height or side, width or side)
+        asked = (side if height is None else height, side if width is None else width)
         H, W = self.generation_size(height, width, use_resolution_binning)
         stats = self.last_run_stats = {"device": str(device), "memory": memory_method(device)}
 
@@ -304,44 +276,31 @@ class PixArtPipeline:
             if prompt_embeds is None:
                 if prompt is None:
                     raise ValueError("pass a prompt (or prompt_embeds from encode_prompt)")
-                if self.text_encoder is None:                    # staged: T5 lives for this stage only
-                    t0 = time.perf_counter()
-                    self.text_encoder = self.text_encoder_loader()
-                    record["t5_load_s"] = round(time.perf_counter() - t0, 2)
+                loading = self.text.module is None                # staged: T5 lives for this stage only
                 prompt_embeds = self.encode_prompt(prompt, negative_prompt, max_sequence_length=max_sequence_length,
                                                    guided=guided, num_images_per_prompt=num_images_per_prompt)
+                if loading:
+                    record["t5_load_s"] = round(self.text.last_load_seconds, 2)
             e = prompt_embeds
-            if guided and e.uncond is None:
+            if guided and not e.guided:
                 raise ValueError("prompt_embeds has no unconditional half: encode with guided=True")
 
         with stage(stats, "denoise", device) as record:
             B, C, f = e.cond.shape[0], model.config.in_channels, self.vae.config.downsample_factor
-            # x_T drawn like diffusers' randn_tensor: on the generator's device, then moved
-            noise_device = generator.device if generator is not None else device
-            x_T = torch.randn(B, C, H // f, W // f, generator=generator, device=noise_device).to(device)
-            if guided:     # one batch [uncond | cond], as diffusers' pipelines and the official DPMS wrapper
-                y = torch.cat([e.uncond.to(dtype), e.cond.to(dtype)])                     # (2B, L, C_cap)
-                mask = torch.cat([e.uncond_mask, e.cond_mask])                              # (2B, L)
-            else:
-                y, mask = e.cond.to(dtype), e.cond_mask
+            x_T = initial_noise((B, C, H // f, W // f), generator, device)                # (B, C, h, w)
+            # one batch [uncond | cond] when guided, as diffusers' pipelines and the official DPMS wrapper
+            y, mask, _ = e.batched(uncond_first=True)                                       # (2B, L, C_cap), (2B, L)
+            y = y.to(dtype)
             micro = {}
             if model.config.micro_condition:   # α-1024: the generation bucket's size and aspect ratio
                 micro = dict(img_hw=torch.tensor([[float(H), float(W)]], device=device, dtype=dtype),
                              aspect_ratio=torch.tensor([[H / W]], device=device, dtype=dtype))
 
-            def model_fn(x, t):
-                if not guided:
-                    return model(x.to(dtype), t, y, mask, **micro).float()
-                out = model(torch.cat([x, x]).to(dtype), torch.cat([t, t]), y, mask, **micro).float()
-                uncond, cond = out.chunk(2)
-                return cfg(cond, uncond, guidance_scale)
-
-            s = self.sampling
-            betas = get_beta_schedule("linear", s.num_train_timesteps, s.beta_start, s.beta_end)
-            lower_final = s.lower_order_final_below is None or num_inference_steps < s.lower_order_final_below
-            latents = dpm_solver_sample(model_fn, x_T, make_schedule(betas).alphas_cumprod, num_inference_steps,
-                                        spacing=s.spacing, lower_order_final=lower_final,
-                                        progress=progress)                                 # (B, C, h, w)
+            def forward(x, t):
+                return model(x.to(dtype), t, y, mask, **micro).float()
+            model_fn = guided_model_fn(forward, guidance_scale, uncond_first=True) if guided else forward
+            latents = self.sampling.sampler.run(model_fn, x_T, num_inference_steps, learn_sigma=model.config.pred_sigma,
+                                                progress=progress)                         # (B, C, h, w)
             record.update(size=f"{H}x{W}", steps=num_inference_steps)
         if output_type == "latent":
             return latents
@@ -352,6 +311,6 @@ class PixArtPipeline:
             image = decode_latents(self.vae, latents, **tile)                              # (B, 3, H, W)
             if use_resolution_binning:
                 image = resize_and_crop(image.float(), *asked)                             # (B, 3, height, width)
-            image = (image.float() / 2 + 0.5).clamp(0, 1) if output_type == "pt" else to_pil(image)
+            image = to_output(image, output_type)
             record["tiled"] = tiled
         return image

@@ -1,7 +1,8 @@
-"""`python -m minidit generate --model pixart-sigma-1024 --weights DIR --prompt "..."`: the PixArt
-command line (`minidit/cli.py` parses the arguments; the pipeline is `minidit/pipelines/pixart.py`).
+"""`python -m minidit generate --model pixart-sigma-1024 --weights DIR --prompt "..."`: PixArt's command line.
 
-A wrong or missing folder prints the exact download commands (`how_to_get`).
+`minidit/cli.py` builds the parser from the model table; this module gives PixArt's rows (`MODELS`),
+its options (`add_arguments`) and its run function (`generate`). Step count and guidance default to
+`PixArtPipeline.__call__`'s own. A wrong or missing folder prints the exact download commands.
 """
 from __future__ import annotations
 
@@ -10,25 +11,56 @@ from pathlib import Path
 
 import torch
 
+from minidit.pixart import CAPTION_TOKENS
+from weights_loader.io import CheckpointError
+from .common import ModelEntry
 from .memory import format_stats
 from .pixart import PixArtPipeline
 
+FAMILY = "pixart"
+TITLE = "PixArt-α / PixArt-Σ (text-to-image)"
+PIPELINE = PixArtPipeline
+_VAE = {"alpha": "sd-vae-ft-ema", "sigma": "SDXL VAE"}
 
-# CLI name -> (variant, training side, diffusers repository, original .pth)
-CLI_MODELS = {
-    "pixart-alpha-512": ("alpha", 512, "PixArt-alpha/PixArt-XL-2-512x512", "PixArt-XL-2-512x512.pth"),
-    "pixart-alpha-1024": ("alpha", 1024, "PixArt-alpha/PixArt-XL-2-1024-MS", "PixArt-XL-2-1024-MS.pth"),
-    "pixart-sigma-256": ("sigma", 256, "PixArt-alpha/PixArt-Sigma-XL-2-256x256", "PixArt-Sigma-XL-2-256x256.pth"),
-    "pixart-sigma-512": ("sigma", 512, "PixArt-alpha/PixArt-Sigma-XL-2-512-MS", "PixArt-Sigma-XL-2-512-MS.pth"),
-    "pixart-sigma-1024": ("sigma", 1024, "PixArt-alpha/PixArt-Sigma-XL-2-1024-MS", "PixArt-Sigma-XL-2-1024-MS.pth"),
-    "pixart-sigma-2k": ("sigma", 2048, "PixArt-alpha/PixArt-Sigma-XL-2-2K-MS", "PixArt-Sigma-XL-2-2K-MS.pth"),
-}
+
+def _row(name, variant, side, repo, original, what):
+    return ModelEntry(name, FAMILY, f"PixArt-{'α' if variant == 'alpha' else 'Σ'} {what} (0.6B) + T5-XXL "
+                      f"({CAPTION_TOKENS[variant]} tokens) + {_VAE[variant]}", side, repo, original, variant)
+
+
+MODELS = (
+    _row("pixart-alpha-512", "alpha", 512, "PixArt-alpha/PixArt-XL-2-512x512", "PixArt-XL-2-512x512.pth", "512x512"),
+    _row("pixart-alpha-1024", "alpha", 1024, "PixArt-alpha/PixArt-XL-2-1024-MS", "PixArt-XL-2-1024-MS.pth",
+         "1024 multi-aspect, size/aspect micro-conditions"),
+    _row("pixart-sigma-256", "sigma", 256, "PixArt-alpha/PixArt-Sigma-XL-2-256x256", "PixArt-Sigma-XL-2-256x256.pth",
+         "256x256"),
+    _row("pixart-sigma-512", "sigma", 512, "PixArt-alpha/PixArt-Sigma-XL-2-512-MS", "PixArt-Sigma-XL-2-512-MS.pth",
+         "512 multi-aspect"),
+    _row("pixart-sigma-1024", "sigma", 1024, "PixArt-alpha/PixArt-Sigma-XL-2-1024-MS",
+         "PixArt-Sigma-XL-2-1024-MS.pth", "1024 multi-aspect"),
+    _row("pixart-sigma-2k", "sigma", 2048, "PixArt-alpha/PixArt-Sigma-XL-2-2K-MS", "PixArt-Sigma-XL-2-2K-MS.pth",
+         "2048 multi-aspect (tiled decode)"),
+)
+
+
+def add_arguments(group) -> None:
+    group.add_argument("--prompt", type=str, default=None, help="what to draw")
+    group.add_argument("--negative-prompt", type=str, default=None, help="what to steer away from (default: none)")
+    group.add_argument("--height", type=int, default=None, help="pixels (default: the model's training side; "
+                       "snapped to the nearest aspect-ratio bucket, then resized back)")
+    group.add_argument("--width", type=int, default=None, help="pixels (default: the training side)")
+
+
+def download(entry: ModelEntry) -> str:
+    return f"huggingface-cli download {entry.repo} --local-dir {entry.repo.split('/')[1]}"
+
+
 # the T5 and VAE folders an original .pth is used with (the layout of the official repositories)
 ORIGINAL_COMPANIONS = {"alpha": ("t5-v1_1-xxl", "sd-vae-ft-ema"), "sigma": ("text_encoder", "vae")}
 
 
-def how_to_get(model: str) -> str:
-    variant, _, repo, pth = CLI_MODELS[model]
+def how_to_get(entry: ModelEntry) -> str:
+    model, variant, repo, pth = entry.name, entry.variant, entry.repo, entry.original
     local = repo.split("/")[1]
     if variant == "alpha":
         original = (f"  huggingface-cli download PixArt-alpha/PixArt-alpha --include {pth} \"t5-v1_1-xxl/*\" "
@@ -49,8 +81,8 @@ def how_to_get(model: str) -> str:
             f"or the original checkpoint with the T5 and VAE it was sampled with, in one folder:\n{original}")
 
 
-def _load_for_cli(model: str, weights: Path, dtype, device) -> PixArtPipeline:
-    variant, _, _, pth = CLI_MODELS[model]
+def _load_for_cli(entry: ModelEntry, weights: Path, dtype, device) -> PixArtPipeline:
+    variant, pth = entry.variant, entry.original
     if (weights / "model_index.json").is_file():
         return PixArtPipeline.from_pretrained(weights, dtype=dtype, device=device)
     checkpoint = weights if weights.is_file() else weights / pth
@@ -63,36 +95,35 @@ def _load_for_cli(model: str, weights: Path, dtype, device) -> PixArtPipeline:
     return PixArtPipeline.from_original(checkpoint, t5, vae, tokenizer=tokenizer, dtype=dtype, device=device)
 
 
-def cli_generate(args) -> int:
-    from weights_loader.io import CheckpointError
+def generate(args, entry: ModelEntry, call_kwargs: dict) -> int:
+    """Run `generate` for a PixArt row; `call_kwargs` holds the pipeline arguments given on the command line."""
     if args.class_labels:
         print("PixArt is text-conditional: pass --prompt, not --class", file=sys.stderr)
         return 2
     if args.weights is None or not Path(args.weights).exists():
         missing = "no --weights given" if args.weights is None else f"{args.weights} does not exist"
-        print(f"{missing}.\n{how_to_get(args.model)}", file=sys.stderr)
+        print(f"{missing}.\n{how_to_get(entry)}", file=sys.stderr)
         return 2
     if not args.prompt:
         print('pass --prompt "..." (and optionally --negative-prompt)', file=sys.stderr)
         return 2
-    variant, side = CLI_MODELS[args.model][:2]
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = getattr(torch, args.dtype) if args.dtype else None
+    dtype = None if args.dtype is None else getattr(torch, args.dtype)
     try:
-        pipe = _load_for_cli(args.model, Path(args.weights), dtype, device)
+        pipe = _load_for_cli(entry, Path(args.weights), dtype, device)
     except (CheckpointError, FileNotFoundError, ValueError) as e:
-        print(f"{e}\n\n{how_to_get(args.model)}", file=sys.stderr)
+        print(f"{e}\n\n{how_to_get(entry)}", file=sys.stderr)
         return 2
     found = (pipe.variant, pipe.transformer.config.input_size * pipe.vae.config.downsample_factor)
-    if found != (variant, side):
-        print(f"these are PixArt-{found[0]} {found[1]}px weights, not {args.model}.\n{how_to_get(args.model)}",
+    if found != (entry.variant, entry.side):
+        print(f"these are PixArt-{found[0]} {found[1]}px weights, not {entry.name}.\n{how_to_get(entry)}",
               file=sys.stderr)
         return 2
-    generator = torch.Generator().manual_seed(args.seed)
+    for option, key in (("negative_prompt", "negative_prompt"), ("height", "height"), ("width", "width")):
+        if getattr(args, option) is not None:
+            call_kwargs = {**call_kwargs, key: getattr(args, option)}
     try:
-        images = pipe(args.prompt, negative_prompt=args.negative_prompt, height=args.height, width=args.width,
-                      num_inference_steps=args.steps or 20,
-                      guidance_scale=4.5 if args.guidance is None else args.guidance, generator=generator)
+        images = pipe(args.prompt, generator=torch.Generator().manual_seed(args.seed), **call_kwargs)
     except ValueError as e:
         print(e, file=sys.stderr)
         return 2

@@ -36,20 +36,24 @@ Shape legend: N samples, 1 channel, H = W = 16 pixels (IMAGE_SIZE).
 """
 from __future__ import annotations
 
+import inspect
 import json
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
 
-from .diffusion import get_beta_schedule, make_schedule, respace, space_timesteps
-from .dit import DiT, DiTConfig
-from .samplers import ddim_sample, ddpm_sample
+from minidit.dit import DiT, DiTConfig
+from minidit.samplers import Sampler
+from weights_loader.io import build_on_meta, load_into, read_state_dict, save_safetensors
+from .common import guided_model_fn, initial_noise
 
 IMAGE_SIZE = 16                      # pixels per side after upsampling the 8x8 digits
-WEIGHTS = Path(__file__).parent / "assets" / "toy_digits.safetensors"
+WEIGHTS = Path(__file__).resolve().parents[1] / "assets" / "toy_digits.safetensors"
 TOY = DiTConfig(input_size=IMAGE_SIZE, patch_size=4, in_channels=1, hidden_size=128, depth=4,
                 num_heads=4, mlp_ratio=4.0, class_dropout_prob=0.1, num_classes=10, learn_sigma=True)
 NUM_TIMESTEPS = 1000                 # training steps of the noise schedule
@@ -99,14 +103,12 @@ def load_digits_dataset():
 
 def save_toy_model(model: DiT, path, info: dict) -> None:
     """Write `model`'s weights and, as safetensors metadata, its config and `info` (steps, time...)."""
-    from weights_loader.io import save_safetensors
     metadata = {"config": json.dumps(asdict(model.config)), "info": json.dumps(info)}
     save_safetensors(model.state_dict(), path, metadata=metadata)
 
 
 def read_toy_metadata(path=WEIGHTS) -> tuple[DiTConfig, dict]:
     """(config, training info) stored in a toy-model file."""
-    from safetensors import safe_open
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no toy-model weights at {path}. They ship with minidit "
@@ -121,7 +123,6 @@ def read_toy_metadata(path=WEIGHTS) -> tuple[DiTConfig, dict]:
 
 def load_toy_model(path=WEIGHTS) -> DiT:
     """The trained toy DiT (eval mode, CPU, float32), loaded strictly."""
-    from weights_loader.io import build_on_meta, load_into, read_state_dict
     config, _ = read_toy_metadata(path)
     model = build_on_meta(DiT, config)
     return load_into(model, read_state_dict(path), what=f"toy-model file {path}")
@@ -156,29 +157,22 @@ def sample_digits(labels, seed: int = 0, *, steps: int = DEFAULT_STEPS, guidance
     if guidance != 1.0 and model.config.class_dropout_prob == 0:
         raise ValueError("this model has no null class (class_dropout_prob=0): use guidance=1")
 
-    schedule = respace(make_schedule(get_beta_schedule(BETA_SCHEDULE, NUM_TIMESTEPS)),
-                       space_timesteps(NUM_TIMESTEPS, [steps]))
     C, S = model.config.in_channels, model.config.input_size
     generator = torch.Generator().manual_seed(seed)
-    x_T = torch.randn(len(labels), C, S, S, generator=generator)                # (N, 1, H, W)
-    null = torch.full_like(labels, num_classes)
-
-    def model_fn(x_t, t):
-        if guidance == 1.0:
+    x_T = initial_noise((len(labels), C, S, S), generator, "cpu")                 # (N, 1, H, W)
+    if guidance == 1.0:
+        def model_fn(x_t, t):
             return model(x_t, t, labels)                                      # (N, 2, H, W)
-        # forward_with_cfg runs [x_t, x_t] with labels [y, null]. cfg_channels=None guides every eps
-        # channel (1 here); the official default (3) only makes sense for DiT's 4-channel latents.
-        out = model.forward_with_cfg(torch.cat([x_t, x_t]), torch.cat([t, t]),
-                                     torch.cat([labels, null]), guidance, cfg_channels=None)
-        return out[: len(x_t)]                                                # (N, 2, H, W)
-
-    model.eval()
-    if sampler == "ddpm":
-        x_0 = ddpm_sample(model_fn, x_T, schedule, learn_sigma=model.config.learn_sigma,
-                          clip_denoised=True, generator=generator, progress=progress)
     else:
-        x_0 = ddim_sample(model_fn, x_T, schedule, clip_denoised=True, generator=generator,
-                          progress=progress)
+        # one call on [x_t, x_t] with labels [y, null]; every eps channel (1 here) is guided: the
+        # official DiT default (the first 3 channels) only makes sense for DiT's 4-channel latents
+        y = torch.cat([labels, torch.full_like(labels, num_classes)])
+        model_fn = guided_model_fn(lambda x2, t2: model(x2, t2, y), guidance)
+    learned = model.config.learn_sigma
+    sampler = Sampler(sampler, variance="learned_range" if learned else "fixed_small", clip_denoised=True,
+                      spacing="iddpm", num_train_timesteps=NUM_TIMESTEPS, beta_schedule=BETA_SCHEDULE)
+    model.eval()
+    x_0 = sampler.run(model_fn, x_T, steps, learn_sigma=learned, generator=generator, progress=progress)
     return ((x_0.clamp(-1, 1) + 1) / 2).float()                               # (N, 1, H, W)
 
 
@@ -208,22 +202,33 @@ def _parse_classes(text: str) -> list[int]:
     return classes
 
 
-def main(args) -> int:
+def add_sample_arguments(parser) -> None:
+    """The options of `python -m minidit sample`; defaults are `sample_digits`' own."""
+    defaults = {k: p.default for k, p in inspect.signature(sample_digits).parameters.items()}
+    parser.add_argument("--classes", type=str, default="0,1,2,3,4,5,6,7,8,9",
+                        help="comma-separated digits, one grid column each (default: all ten)")
+    parser.add_argument("--count", type=int, default=4, help="samples per digit, the grid's rows (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=defaults["seed"], help="(default: %(default)s)")
+    parser.add_argument("--steps", type=int, default=defaults["steps"],
+                        help="respaced DDPM steps, 1..1000 (default: %(default)s)")
+    parser.add_argument("--guidance", type=float, default=defaults["guidance"],
+                        help="classifier-free guidance scale, 1 = none (default: %(default)s)")
+    parser.add_argument("--out", type=str, default="digits.png", help="output PNG path (default: %(default)s)")
+
+
+def cli_sample(args) -> int:
     """`python -m minidit sample`: a grid with one column per class and `count` rows."""
-    import sys
     try:
         classes = _parse_classes(args.classes)
         if args.count < 1:
             raise ValueError(f"--count must be at least 1, got {args.count}")
-        steps = DEFAULT_STEPS if args.steps is None else args.steps
-        guidance = DEFAULT_GUIDANCE if args.guidance is None else args.guidance
         labels = classes * args.count                         # row r holds every class once
         t0 = time.perf_counter()
-        images = sample_digits(labels, seed=args.seed, steps=steps, guidance=guidance, progress=True)
+        images = sample_digits(labels, seed=args.seed, steps=args.steps, guidance=args.guidance, progress=True)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     save_grid(images, args.out, ncols=len(classes))
-    print(f"wrote {args.out}: {len(labels)} digits ({args.count} x {classes}), {steps} DDPM steps, "
-          f"guidance {guidance}, seed {args.seed}, {time.perf_counter() - t0:.1f} s")
+    print(f"wrote {args.out}: {len(labels)} digits ({args.count} x {classes}), {args.steps} DDPM steps, "
+          f"guidance {args.guidance}, seed {args.seed}, {time.perf_counter() - t0:.1f} s")
     return 0

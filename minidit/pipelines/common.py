@@ -1,0 +1,164 @@
+"""What every pipeline does the same way: noise, guidance, text-encoder lifetime, prompt embeddings, output.
+
+Functions, not a base class: each pipeline (`dit.py`, `pixart.py`, `toy.py`, ...) reads top to
+bottom and calls these where it needs them.
+
+    initial_noise       x_T ~ N(0, I), drawn as diffusers' randn_tensor draws it
+    guided_model_fn     classifier-free guidance around one batched network call
+    Staged              a component (a text encoder) that is loaded for its stage and freed after it
+    PromptEmbeds        the text conditioning of one call, for any number of encoders' outputs
+    check_output_type / to_output     "pil" | "np" | "pt" | "latent"
+
+The guidance convention, for every family: the sampler works on the B samples you keep; the
+guided model function doubles the batch inside, runs the network once on [cond | uncond] (or
+[uncond | cond]), and returns uncond + s (cond - uncond) for those B samples. (DiT's official
+sampler also carries the null-class half through its sampler; that only changes which random
+numbers a seed gives, and `pipelines/dit.py` reproduces it with the sampler's `noise_fn`.)
+
+Shape legend: B samples, C latent channels, h w latent size, H W image size, L text tokens, D width.
+"""
+from __future__ import annotations
+
+import contextlib
+import gc
+import inspect
+import time
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+
+from minidit.guidance import cfg
+from minidit.vae import to_pil
+
+OUTPUT_TYPES = ("pil", "np", "pt", "latent")
+
+
+def initial_noise(shape, generator: torch.Generator | None, device, dtype=torch.float32) -> torch.Tensor:
+    """x_T ~ N(0, I) of `shape`: drawn on the generator's device and moved to `device` (diffusers'
+    randn_tensor), or, without a generator, from the global RNG on `device` (the official scripts)."""
+    noise_device = generator.device if generator is not None else device
+    return torch.randn(shape, generator=generator, device=noise_device, dtype=dtype).to(device)
+
+
+def guided_model_fn(forward, guidance_scale: float, *, uncond_first: bool = False, guided_channels: int | None = None):
+    """The sampler's model_fn(x, t) for classifier-free guidance (Ho & Salimans, arXiv:2207.12598).
+
+    forward(x2, t2) runs the network once on the doubled batch: x2 = [x, x], t2 = [t, t], with the
+    caller's conditioning already arranged [cond | uncond] (or [uncond | cond], `uncond_first`, as
+    diffusers' text-to-image pipelines). The result is uncond + s (cond - uncond) on the first
+    `guided_channels` output channels (default: x's channel count, i.e. the prediction; DiT's
+    official code guides 3); the other channels (a learned variance) are the conditional half's."""
+    def model_fn(x, t):
+        out = forward(torch.cat([x, x]), torch.cat([t, t]))                          # (2B, C_out, ...)
+        first, second = out.chunk(2)
+        cond, uncond = (second, first) if uncond_first else (first, second)
+        n = x.shape[1] if guided_channels is None else guided_channels
+        return torch.cat([cfg(cond[:, :n], uncond[:, :n], guidance_scale), cond[:, n:]], dim=1)
+    return model_fn
+
+
+class Staged:
+    """A component that lives only while its stage needs it: with keep=False it is loaded by
+    `loader()` when the stage starts and freed when it ends (T5-XXL's 4.7 B parameters never share
+    memory with the denoising). Given a loaded `module` and no loader, it is simply kept."""
+
+    def __init__(self, module=None, loader=None, *, keep: bool = True, what: str = "text encoder"):
+        if module is None and loader is None:
+            raise ValueError(f"pass a {what} or a loader for it")
+        self.module, self.loader, self.what = module, loader, what
+        self.keep = keep or loader is None
+        self.last_load_seconds: float | None = None
+
+    @contextlib.contextmanager
+    def use(self):
+        """`with staged.use() as module:` — loaded if needed, freed afterwards unless kept."""
+        if self.module is None:
+            t0 = time.perf_counter()
+            self.module = self.loader()
+            self.last_load_seconds = time.perf_counter() - t0
+        try:
+            yield self.module
+        finally:
+            if not self.keep:
+                self.free()
+
+    def free(self) -> None:
+        self.module = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+@dataclass
+class PromptEmbeds:
+    """The text conditioning of one call. Per branch (cond, and uncond when guided): the encoder
+    states, their mask (1 = token) and, for models that read one (SD3), the pooled text vector.
+    A model with two text encoders (Hunyuan-DiT: BERT + mT5) keeps one PromptEmbeds per encoder."""
+    cond: torch.Tensor                         # (B, L, D)
+    cond_mask: torch.Tensor | None = None      # (B, L)
+    cond_pooled: torch.Tensor | None = None    # (B, D_pooled)
+    uncond: torch.Tensor | None = None
+    uncond_mask: torch.Tensor | None = None
+    uncond_pooled: torch.Tensor | None = None
+
+    @property
+    def guided(self) -> bool:
+        return self.uncond is not None
+
+    def repeat(self, n: int) -> "PromptEmbeds":
+        """Every entry repeated n times per prompt (num_images_per_prompt), as diffusers repeats."""
+        return PromptEmbeds(**{f.name: None if getattr(self, f.name) is None else
+                               getattr(self, f.name).repeat_interleave(n, dim=0) for f in fields(self)})
+
+    def batched(self, uncond_first: bool = False) -> tuple:
+        """(states, mask, pooled) for one network call: the cond entries alone, or both branches
+        concatenated for `guided_model_fn` ([cond | uncond], or [uncond | cond])."""
+        if not self.guided:
+            return self.cond, self.cond_mask, self.cond_pooled
+
+        def cat(a, b):
+            return None if a is None else torch.cat([b, a] if uncond_first else [a, b])
+        return (cat(self.cond, self.uncond), cat(self.cond_mask, self.uncond_mask),
+                cat(self.cond_pooled, self.uncond_pooled))
+
+
+def check_output_type(output_type: str) -> None:
+    """Refuse an unknown output_type before anything is computed."""
+    if output_type not in OUTPUT_TYPES:
+        raise ValueError(f"output_type must be one of {', '.join(repr(o) for o in OUTPUT_TYPES)}, not {output_type!r}")
+
+
+def to_output(image: torch.Tensor, output_type: str):
+    """Decoded images (B, 3, H, W) in [-1, 1] -> "pil": list of PIL images | "np": (B, H, W, 3) float32
+    in [0, 1] (diffusers' layout) | "pt": (B, 3, H, W) float in [0, 1]."""
+    check_output_type(output_type)
+    if output_type == "pil":
+        return to_pil(image)
+    image = (image.float() / 2 + 0.5).clamp(0, 1)
+    if output_type == "np":
+        return image.permute(0, 2, 3, 1).cpu().numpy().astype(np.float32)
+    if output_type == "pt":
+        return image
+    raise ValueError("latents are returned before decoding: handle output_type='latent' in the pipeline")
+
+
+# --------------------------------------------------------------------------------------------
+# The command line's model table (`minidit/cli.py`): one row per model, rows from each family's *_cli.py
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One row of `python -m minidit models`: what `generate --model NAME` runs and where to get it."""
+    name: str          # --model NAME
+    family: str        # which family's command line runs it ("dit", "pixart")
+    summary: str       # what it is, one line
+    side: int          # the training resolution, pixels
+    repo: str          # the diffusers repository on the Hugging Face hub
+    original: str      # the original checkpoint's file name
+    variant: str = ""  # PixArt: "alpha" | "sigma"
+
+
+def call_defaults(fn) -> dict:
+    """The default of every keyword of `fn` (a pipeline's __call__): the one source of the CLI's defaults."""
+    return {k: p.default for k, p in inspect.signature(fn).parameters.items() if p.default is not inspect.Parameter.empty}
