@@ -30,7 +30,7 @@ import torch
 
 from minidit.embed import get_2d_sincos_pos_embed
 from minidit.pixart import KVCompressConfig, PixArt, PixArtConfig
-from .io import (CheckpointError, build_on_meta, component_folder, count_blocks, load_into, read_config,
+from .io import (CheckpointError, KeyMap, build_on_meta, component_folder, count_blocks, load_into, read_config,
                  read_state_dict, strip_prefix)
 
 # Every PixArt model (XL/2: 1152 = 16 heads x 72) uses 72-d heads; the head count is read off the width.
@@ -185,43 +185,28 @@ def pixart_config_from_diffusers(cfg: dict, model_max_length: int = 120) -> PixA
 
 def pixart_from_diffusers(sd, depth: int):
     """Rename a diffusers PixArt state dict to the official (= minidit) keys. Every key must be used."""
-    sd = dict(sd)
-    out = {}
-
-    def take(src):
-        try:
-            return sd.pop(src)
-        except KeyError:
-            raise CheckpointError(f"diffusers PixArt checkpoint is missing {src!r}") from None
-
-    def move(src, dst):
-        out[dst] = take(src)
-
+    keys = KeyMap(sd, "diffusers PixArt")
     emb = "adaln_single.emb."
     top = [("pos_embed.proj", "x_embedder.proj"), ("caption_projection.linear_1", "y_embedder.y_proj.fc1"),
            ("caption_projection.linear_2", "y_embedder.y_proj.fc2"), ("adaln_single.linear", "t_block.1"),
            (emb + "timestep_embedder.linear_1", "t_embedder.mlp.0"),
            (emb + "timestep_embedder.linear_2", "t_embedder.mlp.2"), ("proj_out", "final_layer.linear")]
-    if emb + "resolution_embedder.linear_1.weight" in sd:                   # α-1024 micro-conditions
+    if keys.has(emb + "resolution_embedder.linear_1.weight"):              # α-1024 micro-conditions
         for n, i in [("1", "0"), ("2", "2")]:
             top += [(emb + f"resolution_embedder.linear_{n}", f"csize_embedder.mlp.{i}"),
                     (emb + f"aspect_ratio_embedder.linear_{n}", f"ar_embedder.mlp.{i}")]
     for src, dst in top:
         for kind in ("weight", "bias"):
-            move(f"{src}.{kind}", f"{dst}.{kind}")
-    move("scale_shift_table", "final_layer.scale_shift_table")
+            keys.move(f"{src}.{kind}", f"{dst}.{kind}")
+    keys.move("scale_shift_table", "final_layer.scale_shift_table")
     for i in range(depth):
         a, b = f"transformer_blocks.{i}.", f"blocks.{i}."
-        move(a + "scale_shift_table", b + "scale_shift_table")
+        keys.move(a + "scale_shift_table", b + "scale_shift_table")
         for kind in ("weight", "bias"):
-            out[b + f"attn.qkv.{kind}"] = torch.cat([take(a + f"attn1.to_{n}.{kind}") for n in "qkv"], dim=0)
-            out[b + f"cross_attn.kv_linear.{kind}"] = torch.cat(
-                [take(a + f"attn2.to_{n}.{kind}") for n in "kv"], dim=0)
+            keys.cat([a + f"attn1.to_{n}.{kind}" for n in "qkv"], b + f"attn.qkv.{kind}")
+            keys.cat([a + f"attn2.to_{n}.{kind}" for n in "kv"], b + f"cross_attn.kv_linear.{kind}")
             for src, dst in [("attn1.to_out.0", "attn.proj"), ("attn2.to_q", "cross_attn.q_linear"),
                              ("attn2.to_out.0", "cross_attn.proj"), ("ff.net.0.proj", "mlp.fc1"),
                              ("ff.net.2", "mlp.fc2")]:
-                move(f"{a}{src}.{kind}", f"{b}{dst}.{kind}")
-    if sd:
-        raise CheckpointError(f"{len(sd)} keys of the diffusers PixArt checkpoint have no place in PixArt: "
-                              f"{sorted(sd)[:12]}")
-    return out
+                keys.move(f"{a}{src}.{kind}", f"{b}{dst}.{kind}")
+    return keys.finish()
