@@ -28,8 +28,8 @@ import torch
 
 from minidit.text.clip import CLIPTextConfig, CLIPTextModel
 from minidit.text.tokenizers import CLIP_SPECIALS, CLIPTokenizer, bytes_to_unicode
-from .io import (CheckpointError, KeyMap, build_on_meta, count_blocks, load_into, read_config, read_state_dict,
-                 strip_prefix, transpose)
+from .io import (CheckpointError, KeyMap, apply_overrides, build_on_meta, count_blocks, load_into, read_config,
+                 read_state_dict, strip_prefix, transpose)
 from .text_io import model_folder, read_json, select_text_encoder, tokenizer_folder, tokenizer_max_length
 
 MODEL_TYPES = ("clip_text_model", "clip")
@@ -38,11 +38,12 @@ HEADS_AND_ACT_BY_WIDTH = {768: (12, "quick_gelu"), 1024: (16, "gelu"), 1280: (20
 OPENCLIP_PREFIXES = ("conditioner.embedders.1.model.", "cond_stage_model.model.", "model.")
 
 
-def load_clip(source, config: CLIPTextConfig | None = None, *, dtype=torch.float32, device="cpu",
-              component: str | None = None) -> CLIPTextModel:
+def load_clip(source, config: CLIPTextConfig | None = None, *, overrides: dict | None = None,
+              dtype=torch.float32, device="cpu", component: str | None = None) -> CLIPTextModel:
     """Load a CLIP text tower (eval mode) from a transformers folder, a pipeline root
     (`component="text_encoder_2"` for SD3's bigG), a single file (`component="clip_g"` inside a
-    whole SD3 file), an OpenCLIP checkpoint or a state dict."""
+    whole SD3 file), an OpenCLIP checkpoint or a state dict.
+    `overrides`: `CLIPTextConfig` fields set on the config read or detected (or on `config`)."""
     folder = model_folder(source, MODEL_TYPES, component, "CLIP text encoder")
     if folder is not None:
         sd = clip_from_transformers(read_state_dict(folder))
@@ -55,6 +56,7 @@ def load_clip(source, config: CLIPTextConfig | None = None, *, dtype=torch.float
         sd = clip_from_openclip(sd) if is_openclip else clip_from_transformers(sd)
         config = config or detect_clip_config(sd)
         what = "CLIP state dict" if isinstance(source, dict) else f"CLIP checkpoint {source}"
+    config = apply_overrides(config, overrides)
     model = build_on_meta(CLIPTextModel, config)
     return load_into(model, sd, dtype=dtype, device=device, what=what)
 

@@ -20,20 +20,22 @@ import torch
 
 from minidit.dit import PRESETS, DiT, DiTConfig
 from minidit.embed import get_2d_sincos_pos_embed
-from .io import (CheckpointError, KeyMap, build_on_meta, component_folder, count_blocks, load_into,
+from .io import (CheckpointError, KeyMap, apply_overrides, build_on_meta, component_folder, count_blocks, load_into,
                  read_config, read_state_dict, strip_prefix)
 
 # (depth, hidden_size) -> num_heads for the paper's model sizes (S, B, L, XL), from the presets.
 HEADS_BY_SIZE = {(c.depth, c.hidden_size): c.num_heads for c in PRESETS.values()}
 
 
-def load_dit(source, config: DiTConfig | None = None, *, dtype=torch.float32, device="cpu") -> DiT:
+def load_dit(source, config: DiTConfig | None = None, *, overrides: dict | None = None, dtype=torch.float32,
+             device="cpu") -> DiT:
     """Load an original DiT `.pt`, a diffusers DiT folder (pipeline root or `transformer/`) or a
     state dict into `minidit.dit.DiT` (eval mode).
 
+    `overrides`: `DiTConfig` fields set on the config read off the folder or the file (or on `config`).
     The timestep embedding follows the official code (`timestep_freq_shift=0`) also for diffusers
-    folders, because the weights were trained that way; pass a config with
-    `timestep_freq_shift=1` to reproduce diffusers' DiTTransformer2DModel exactly.
+    folders, because the weights were trained that way; `overrides={"timestep_freq_shift": 1}`
+    reproduces diffusers' DiTTransformer2DModel exactly.
     """
     folder = component_folder(source, "transformer")
     if folder is not None:
@@ -49,6 +51,7 @@ def load_dit(source, config: DiTConfig | None = None, *, dtype=torch.float32, de
         else:
             config = config or detect_dit_config(sd)
         what = "DiT checkpoint" if isinstance(source, dict) else f"DiT checkpoint {source}"
+    config = apply_overrides(config, overrides)
     sd = _check_and_drop_pos_embed(sd, config)
     model = build_on_meta(DiT, config)
     return load_into(model, sd, dtype=dtype, device=device, what=what)

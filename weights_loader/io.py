@@ -18,6 +18,7 @@ assigned in place, so loading a 2.7 GB model costs ~2.7 GB, not twice that.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import pickle
@@ -342,6 +343,19 @@ def load_into(model: nn.Module, sd: StateDict, *, dtype: torch.dtype | None = to
     if still_meta:  # a minidit module registered a tensor that is neither loaded nor recomputed
         raise CheckpointError(f"internal error: tensors left uninitialised after loading: {still_meta[:10]}")
     return model.eval()
+
+
+def apply_overrides(config, overrides: Mapping | None):
+    """`dataclasses.replace(config, **overrides)`, with an error naming the valid fields for a wrong name.
+    Every loader's `overrides=` goes through here, after the config is read or detected."""
+    if not overrides:
+        return config
+    fields = [f.name for f in dataclasses.fields(config)]
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise CheckpointError(f"overrides {unknown} are not fields of {type(config).__name__}; "
+                              f"its fields are {fields}")
+    return dataclasses.replace(config, **overrides)
 
 
 def build_on_meta(cls, config):

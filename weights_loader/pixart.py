@@ -30,8 +30,8 @@ import torch
 
 from minidit.embed import get_2d_sincos_pos_embed
 from minidit.pixart import KVCompressConfig, PixArt, PixArtConfig
-from .io import (CheckpointError, KeyMap, build_on_meta, component_folder, count_blocks, load_into, read_config,
-                 read_state_dict, strip_prefix)
+from .io import (CheckpointError, KeyMap, apply_overrides, build_on_meta, component_folder, count_blocks, load_into,
+                 read_config, read_state_dict, strip_prefix)
 
 # Every PixArt model (XL/2: 1152 = 16 heads x 72) uses 72-d heads; the head count is read off the width.
 HEAD_DIM = 72
@@ -41,9 +41,14 @@ CAPTION_LENGTH = {"PixArtAlphaPipeline": 120, "PixArtSigmaPipeline": 300}
 PE_VALUES = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 
-def load_pixart(source, config: PixArtConfig | None = None, *, dtype=torch.float32, device="cpu") -> PixArt:
+def load_pixart(source, config: PixArtConfig | None = None, *, overrides: dict | None = None,
+                dtype=torch.float32, device="cpu") -> PixArt:
     """Load an original PixArt `.pth`, a diffusers PixArt folder (pipeline root or `transformer/`) or a
     state dict into `minidit.pixart.PixArt` (eval mode).
+
+    `overrides`: `PixArtConfig` fields set on the config read off the folder or the file (or on
+    `config`), e.g. `overrides={"model_max_length": 300}` for a Σ `transformer/` whose
+    model_index.json is elsewhere.
 
     From a diffusers folder the null caption `y_embedder.y_embedding` is absent: it is filled with
     zeros and `model.y_embedder.has_null_caption` is set to False, so `null_caption()` raises
@@ -53,22 +58,24 @@ def load_pixart(source, config: PixArtConfig | None = None, *, dtype=torch.float
     folder = component_folder(source, "transformer")
     if folder is not None:
         config = config or pixart_config_from_diffusers(read_config(folder), _caption_length(folder))
-        sd = pixart_from_diffusers(read_state_dict(folder), config.depth)
-        what, null_caption = f"diffusers PixArt folder {folder}", False
+        sd, diffusers_layout = read_state_dict(folder), True
+        what = f"diffusers PixArt folder {folder}"
     else:
         sd = strip_prefix(read_state_dict(source), ("module.",))
         what = "PixArt checkpoint" if isinstance(source, dict) else f"PixArt checkpoint {source}"
-        if "transformer_blocks.0.attn1.to_q.weight" in sd:     # a diffusers state dict without its config.json
-            if config is None:
-                raise CheckpointError("this is a diffusers PixArt state dict without its config.json: pass the "
-                                      "folder that holds config.json, or config=minidit.pixart.PRESETS[...]")
-            sd, null_caption = pixart_from_diffusers(sd, config.depth), False
-        else:
-            config = _check_resolution(sd, config or detect_pixart_config(sd))
-            sd.pop("pos_embed", None)          # the fixed table: recomputed by PixArt.pos_embed (checked above)
-            null_caption = True
-    if not null_caption:
+        diffusers_layout = "transformer_blocks.0.attn1.to_q.weight" in sd
+        if diffusers_layout and config is None:          # a diffusers state dict without its config.json
+            raise CheckpointError("this is a diffusers PixArt state dict without its config.json: pass the "
+                                  "folder that holds config.json, or config=minidit.pixart.PRESETS[...]")
+        config = config or detect_pixart_config(sd)
+    config = apply_overrides(config, overrides)
+    null_caption = not diffusers_layout
+    if diffusers_layout:
+        sd = pixart_from_diffusers(sd, config.depth)
         sd["y_embedder.y_embedding"] = torch.zeros(config.model_max_length, config.caption_channels)
+    else:
+        _check_resolution(sd, config)
+        sd.pop("pos_embed", None)              # the fixed table: recomputed by PixArt.pos_embed (checked above)
     model = load_into(build_on_meta(PixArt, config), sd, dtype=dtype, device=device, what=what)
     model.y_embedder.has_null_caption = null_caption
     return model

@@ -25,8 +25,8 @@ from dataclasses import replace
 import torch
 
 from minidit.vae import SD3_VAE, SD_VAE, SDXL_VAE, AutoencoderKL, VAEConfig
-from .io import (CheckpointError, KeyMap, build_on_meta, component_folder, count_blocks, load_into, read_config,
-                 read_state_dict, select_prefix)
+from .io import (CheckpointError, KeyMap, apply_overrides, build_on_meta, component_folder, count_blocks, load_into,
+                 read_config, read_state_dict, select_prefix)
 
 LDM_PREFIXES = ("first_stage_model.", "vae.")
 TRAINING_ONLY_PREFIXES = ("loss.",)     # ldm's LPIPS + patch-GAN discriminator; not part of the VAE
@@ -38,9 +38,11 @@ _ATTN = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0"
          "query": "q", "key": "k", "value": "v", "proj_attn": "proj_out"}
 
 
-def load_vae(source, config: VAEConfig | None = None, *, dtype=torch.float32, device="cpu") -> AutoencoderKL:
+def load_vae(source, config: VAEConfig | None = None, *, overrides: dict | None = None, dtype=torch.float32,
+             device="cpu") -> AutoencoderKL:
     """Load an ldm VAE file (standalone or inside a full SD/SDXL/SD3 file), a diffusers
     `AutoencoderKL` folder (pipeline root or `vae/`) or a state dict into minidit's AutoencoderKL.
+    `overrides`: `VAEConfig` fields set on the config read or detected (or on `config`).
 
     float32 is the default dtype on purpose (see "Precision" in `minidit/vae.py`).
     """
@@ -57,6 +59,7 @@ def load_vae(source, config: VAEConfig | None = None, *, dtype=torch.float32, de
         sd = {k: _linear_to_conv(v) if _is_attn_weight(k) else v for k, v in sd.items()}
         config = config or detect_vae_config(sd, full)
         what = "VAE checkpoint" if isinstance(source, dict) else f"VAE checkpoint {source}"
+    config = apply_overrides(config, overrides)
     if dtype == torch.float16 and config.force_upcast:
         warnings.warn("this VAE is known to overflow in float16 (force_upcast=True): decoding may give NaN. "
                       "Use float32/bfloat16, or the fp16-fix weights (madebyollin/sdxl-vae-fp16-fix).",
