@@ -73,3 +73,81 @@ def test_chunk_must_split_evenly_and_a_destination_is_written_once():
     keys.move("x", "z")
     with pytest.raises(CheckpointError, match="map to 'z'"):
         keys.move("y", "z")
+
+
+# ---------------------------------------------------------------------------------------------
+# overrides=: config fields set after the config is read or detected
+# ---------------------------------------------------------------------------------------------
+
+def test_overrides_are_applied_after_detection_and_unknown_fields_are_named():
+    from dit_layout import random_original_dit
+    from weights_loader import load_dit
+    sd = random_original_dit(D=384, depth=12, p=8, input_size=32)          # DiT-S/8: detectable
+    assert load_dit(sd).config.timestep_freq_shift == 0
+    model = load_dit(sd, overrides={"timestep_freq_shift": 1})
+    assert model.config.timestep_freq_shift == 1 and model.config.depth == 12   # the rest is detected
+    with pytest.raises(CheckpointError, match=r"\['timestep_shift'\] are not fields of DiTConfig.*timestep_freq_shift"):
+        load_dit(sd, overrides={"timestep_shift": 1})
+
+
+def test_pixart_transformer_folder_with_caption_length_override(tmp_path):
+    from oracles import require
+    diffusers = require("diffusers")
+    from weights_loader import load_pixart
+    ref = diffusers.PixArtTransformer2DModel(num_attention_heads=2, attention_head_dim=8, in_channels=4,
+                                             out_channels=8, num_layers=1, cross_attention_dim=16, caption_channels=32,
+                                             sample_size=16, patch_size=2, interpolation_scale=0.5,
+                                             use_additional_conditions=False)
+    ref.save_pretrained(tmp_path / "transformer")
+    assert load_pixart(tmp_path / "transformer").config.model_max_length == 120    # no model_index.json: α's
+    model = load_pixart(tmp_path / "transformer", overrides={"model_max_length": 300})
+    assert model.config.model_max_length == 300 and model.y_embedder.y_embedding.shape == (300, 32)
+
+
+# ---------------------------------------------------------------------------------------------
+# PipelineFolder: model_index.json, components across a download and a base, the scheduler config
+# ---------------------------------------------------------------------------------------------
+
+def _pipeline(root, class_name=None, components=()):
+    import json
+    from weights_loader.pipeline_folder import marker_file
+    root.mkdir(parents=True, exist_ok=True)
+    if class_name:
+        (root / "model_index.json").write_text(json.dumps({"_class_name": class_name}))
+    for c in components:
+        (root / c).mkdir()
+        (root / c / marker_file(c)).write_text(json.dumps({"_class_name": f"{c}-of-{root.name}"}))
+    return root
+
+
+def test_pipeline_folder_finds_components_across_roots(tmp_path):
+    from weights_loader import PipelineFolder
+    only = _pipeline(tmp_path / "only", components=["transformer"])
+    base = _pipeline(tmp_path / "base", "PixArtSigmaPipeline", ["transformer", "vae", "tokenizer", "scheduler"])
+    parts = PipelineFolder(only, base)
+    assert parts.pipeline_class(("PixArtAlphaPipeline", "PixArtSigmaPipeline")) == "PixArtSigmaPipeline"
+    assert parts.component("transformer") == only / "transformer"          # the download first
+    assert parts.component("vae") == base / "vae"                          # the rest from base
+    assert parts.component("tokenizer") == base / "tokenizer"              # marked by tokenizer_config.json
+    assert parts.scheduler_config() == {"_class_name": "scheduler-of-base"}
+    parts.require("transformer", "vae", "scheduler")
+    assert parts.has("vae") and not parts.has("text_encoder")
+
+
+def test_pipeline_folder_errors_name_the_roots_and_what_to_download(tmp_path):
+    from weights_loader import MissingPartError, PipelineFolder
+    only = _pipeline(tmp_path / "only", components=["transformer"])
+    parts = PipelineFolder(only, hint="Download the rest from some/repo.")
+    assert parts.scheduler_config() is None
+    with pytest.raises(MissingPartError, match="model_index.json") as e:
+        parts.model_index()
+    assert str(only) in str(e.value) and "some/repo" in str(e.value)
+    assert isinstance(e.value, FileNotFoundError) and isinstance(e.value, CheckpointError)
+    with pytest.raises(MissingPartError, match=r"no vae/config.json, scheduler/scheduler_config.json in .*only\. "
+                                               "Download the rest"):
+        parts.require("transformer", "vae", "scheduler")
+    other = _pipeline(tmp_path / "other", "DiTPipeline")
+    with pytest.raises(FileNotFoundError, match=f"no text_encoder/config.json in {only} and {other}"):
+        PipelineFolder(only, other).component("text_encoder")
+    with pytest.raises(CheckpointError, match="names a DiTPipeline, not one of PixArtAlphaPipeline"):
+        PipelineFolder(other).pipeline_class(("PixArtAlphaPipeline",))

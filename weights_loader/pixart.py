@@ -32,6 +32,7 @@ from minidit.embed import get_2d_sincos_pos_embed
 from minidit.pixart import KVCompressConfig, PixArt, PixArtConfig
 from .io import (CheckpointError, KeyMap, apply_overrides, build_on_meta, component_folder, count_blocks, load_into,
                  read_config, read_state_dict, strip_prefix)
+from .pipeline_folder import PipelineFolder
 
 # Every PixArt model (XL/2: 1152 = 16 heads x 72) uses 72-d heads; the head count is read off the width.
 HEAD_DIM = 72
@@ -155,11 +156,10 @@ def _caption_length(folder: Path) -> int:
     """120 / 300 from the pipeline class in model_index.json (the folder or its parent); else α's 120.
     (Only the pipeline's default prompt length and training's null caption depend on it; a bare
     transformer/ of a Σ model needs config= with model_max_length=300, as PixArtPipeline passes.)"""
-    for root in (folder, folder.parent):
-        index = root / "model_index.json"
-        if index.is_file():
-            return CAPTION_LENGTH.get(json.loads(index.read_text()).get("_class_name"), 120)
-    return PixArtConfig.model_max_length
+    index = PipelineFolder(folder, folder.parent).find("model_index.json")
+    if index is None:
+        return PixArtConfig.model_max_length
+    return CAPTION_LENGTH.get(json.loads(index.read_text()).get("_class_name"), 120)
 
 
 def pixart_config_from_diffusers(cfg: dict, model_max_length: int = 120) -> PixArtConfig:
