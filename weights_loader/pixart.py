@@ -29,15 +29,17 @@ from pathlib import Path
 import torch
 
 from minidit.embed import get_2d_sincos_pos_embed
-from minidit.pixart import KVCompressConfig, PixArt, PixArtConfig
+from minidit.pixart import CAPTION_TOKENS, KVCompressConfig, PixArt, PixArtConfig
 from .io import (CheckpointError, KeyMap, apply_overrides, build_on_meta, component_folder, count_blocks, load_into,
                  read_config, read_state_dict, strip_prefix)
 from .pipeline_folder import PipelineFolder
 
 # Every PixArt model (XL/2: 1152 = 16 heads x 72) uses 72-d heads; the head count is read off the width.
 HEAD_DIM = 72
-# The caption length of each diffusers pipeline class (its `max_sequence_length` default).
-CAPTION_LENGTH = {"PixArtAlphaPipeline": 120, "PixArtSigmaPipeline": 300}
+# The model family of each diffusers pipeline class (model_index.json's `_class_name`), and so its
+# caption length (the pipeline's `max_sequence_length` default), from minidit.pixart.CAPTION_TOKENS.
+PIPELINE_VARIANTS = {"PixArtAlphaPipeline": "alpha", "PixArtSigmaPipeline": "sigma"}
+CAPTION_LENGTH = {name: CAPTION_TOKENS[variant] for name, variant in PIPELINE_VARIANTS.items()}
 # Candidate pe_interpolation values (training resolution / 512) to snap a detected value to.
 PE_VALUES = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 
@@ -155,14 +157,14 @@ def _check_resolution(sd, config: PixArtConfig) -> PixArtConfig:
 def _caption_length(folder: Path) -> int:
     """120 / 300 from the pipeline class in model_index.json (the folder or its parent); else α's 120.
     (Only the pipeline's default prompt length and training's null caption depend on it; a bare
-    transformer/ of a Σ model needs config= with model_max_length=300, as PixArtPipeline passes.)"""
+    transformer/ of a Σ model needs `overrides={"model_max_length": 300}`, or config=.)"""
     index = PipelineFolder(folder, folder.parent).find("model_index.json")
     if index is None:
         return PixArtConfig.model_max_length
-    return CAPTION_LENGTH.get(json.loads(index.read_text()).get("_class_name"), 120)
+    return CAPTION_LENGTH.get(json.loads(index.read_text()).get("_class_name"), CAPTION_TOKENS["alpha"])
 
 
-def pixart_config_from_diffusers(cfg: dict, model_max_length: int = 120) -> PixArtConfig:
+def pixart_config_from_diffusers(cfg: dict, model_max_length: int = CAPTION_TOKENS["alpha"]) -> PixArtConfig:
     """Translate a diffusers `PixArtTransformer2DModel` config.json, with diffusers' own defaults."""
     for key, want in [("norm_type", "ada_norm_single"), ("activation_fn", "gelu-approximate"),
                       ("norm_elementwise_affine", False), ("attention_bias", True), ("attention_type", "default")]:
