@@ -44,6 +44,9 @@ from .attention import Attention, MultiHeadCrossAttention, Mlp, attention, merge
 from .embed import PatchEmbed, TimestepEmbedder, cached_2d_sincos_pos_embed, unpatchify
 
 KV_SAMPLINGS = ("conv", "ave", "uniform")
+# Caption length in T5 tokens, per model family: the null caption's rows and the pipelines' default
+# prompt length (diffusers' `max_sequence_length`). The one table; everything else derives from it.
+CAPTION_TOKENS = {"alpha": 120, "sigma": 300}
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,7 @@ class PixArtConfig:
     pred_sigma: bool = True           # output [eps | v] (2C channels)
     caption_channels: int = 4096      # T5-XXL width
     pe_interpolation: float = 1.0     # α calls it lewei_scale; = training resolution / 512
-    model_max_length: int = 120       # caption tokens the null caption has: 120 (α) / 300 (Σ)
+    model_max_length: int = CAPTION_TOKENS["alpha"]   # caption tokens of the null caption (CAPTION_TOKENS)
     micro_condition: bool = False     # size + aspect-ratio embedders (α-1024-MS only)
     qk_norm: bool = False             # LayerNorm on q and k (over all D)
     kv_compress_config: KVCompressConfig | None = None
@@ -366,13 +369,14 @@ class PixArt(nn.Module):
 # Presets: the six released checkpoints (all PixArt-XL/2: 28 x 1152, 16 heads, patch 2, T5-XXL)
 # --------------------------------------------------------------------------------------------
 PIXART_XL_2 = PixArtConfig(depth=28, hidden_size=1152, patch_size=2, num_heads=16)
-PIXART_ALPHA_512 = replace(PIXART_XL_2, input_size=64, pe_interpolation=1.0, model_max_length=120)
-PIXART_ALPHA_1024_MS = replace(PIXART_XL_2, input_size=128, pe_interpolation=2.0, model_max_length=120,
-                               micro_condition=True)
-PIXART_SIGMA_256 = replace(PIXART_XL_2, input_size=32, pe_interpolation=0.5, model_max_length=300)
-PIXART_SIGMA_512_MS = replace(PIXART_XL_2, input_size=64, pe_interpolation=1.0, model_max_length=300)
-PIXART_SIGMA_1024_MS = replace(PIXART_XL_2, input_size=128, pe_interpolation=2.0, model_max_length=300)
-PIXART_SIGMA_2K_MS = replace(PIXART_XL_2, input_size=256, pe_interpolation=4.0, model_max_length=300)
+_ALPHA_XL_2 = replace(PIXART_XL_2, model_max_length=CAPTION_TOKENS["alpha"])    # α: 120-token captions
+_SIGMA_XL_2 = replace(PIXART_XL_2, model_max_length=CAPTION_TOKENS["sigma"])    # Σ: 300-token captions
+PIXART_ALPHA_512 = replace(_ALPHA_XL_2, input_size=64, pe_interpolation=1.0)
+PIXART_ALPHA_1024_MS = replace(_ALPHA_XL_2, input_size=128, pe_interpolation=2.0, micro_condition=True)
+PIXART_SIGMA_256 = replace(_SIGMA_XL_2, input_size=32, pe_interpolation=0.5)
+PIXART_SIGMA_512_MS = replace(_SIGMA_XL_2, input_size=64, pe_interpolation=1.0)
+PIXART_SIGMA_1024_MS = replace(_SIGMA_XL_2, input_size=128, pe_interpolation=2.0)
+PIXART_SIGMA_2K_MS = replace(_SIGMA_XL_2, input_size=256, pe_interpolation=4.0)
 
 PRESETS = {
     "PixArt-XL-2-512x512": PIXART_ALPHA_512,

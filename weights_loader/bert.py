@@ -19,22 +19,24 @@ import torch
 
 from minidit.text.bert import BertConfig, BertModel
 from minidit.text.tokenizers import WordPieceTokenizer
-from .io import CheckpointError, build_on_meta, count_blocks, load_into, read_config, read_state_dict
+from .io import (CheckpointError, apply_overrides, build_on_meta, count_blocks, load_into, read_config,
+                 read_state_dict)
 from .text_io import model_folder, read_json, tokenizer_folder, tokenizer_max_length
 
 MODEL_TYPES = ("bert",)
 HEADS_BY_SIZE = {(24, 1024): 16, (12, 768): 12, (6, 384): 12, (12, 384): 12}
 
 
-def load_bert(source, config: BertConfig | None = None, *, dtype=torch.float32, device="cpu",
-              component: str | None = None) -> BertModel:
+def load_bert(source, config: BertConfig | None = None, *, overrides: dict | None = None, dtype=torch.float32,
+              device="cpu", component: str | None = None) -> BertModel:
     """Load a BERT encoder (eval mode) from a transformers folder, a pipeline root
-    (`component="text_encoder"` to choose), a single file or a state dict."""
+    (`component="text_encoder"` to choose), a single file or a state dict.
+    `overrides`: `BertConfig` fields set on the config read or detected (or on `config`)."""
     folder = model_folder(source, MODEL_TYPES, component, "BERT encoder")
     sd = bert_from_transformers(read_state_dict(folder if folder is not None else source))
     if config is None and folder is not None:
         config = bert_config_from_transformers(read_config(folder), "pooler.dense.weight" in sd)
-    config = config or detect_bert_config(sd)
+    config = apply_overrides(config or detect_bert_config(sd), overrides)
     what = f"BERT folder {folder}" if folder is not None else (
         "BERT state dict" if isinstance(source, dict) else f"BERT checkpoint {source}")
     model = build_on_meta(BertModel, config)

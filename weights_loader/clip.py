@@ -28,8 +28,8 @@ import torch
 
 from minidit.text.clip import CLIPTextConfig, CLIPTextModel
 from minidit.text.tokenizers import CLIP_SPECIALS, CLIPTokenizer, bytes_to_unicode
-from .io import (CheckpointError, build_on_meta, count_blocks, load_into, read_config, read_state_dict,
-                 strip_prefix)
+from .io import (CheckpointError, KeyMap, apply_overrides, build_on_meta, count_blocks, load_into, read_config,
+                 read_state_dict, strip_prefix, transpose)
 from .text_io import model_folder, read_json, select_text_encoder, tokenizer_folder, tokenizer_max_length
 
 MODEL_TYPES = ("clip_text_model", "clip")
@@ -38,11 +38,12 @@ HEADS_AND_ACT_BY_WIDTH = {768: (12, "quick_gelu"), 1024: (16, "gelu"), 1280: (20
 OPENCLIP_PREFIXES = ("conditioner.embedders.1.model.", "cond_stage_model.model.", "model.")
 
 
-def load_clip(source, config: CLIPTextConfig | None = None, *, dtype=torch.float32, device="cpu",
-              component: str | None = None) -> CLIPTextModel:
+def load_clip(source, config: CLIPTextConfig | None = None, *, overrides: dict | None = None,
+              dtype=torch.float32, device="cpu", component: str | None = None) -> CLIPTextModel:
     """Load a CLIP text tower (eval mode) from a transformers folder, a pipeline root
     (`component="text_encoder_2"` for SD3's bigG), a single file (`component="clip_g"` inside a
-    whole SD3 file), an OpenCLIP checkpoint or a state dict."""
+    whole SD3 file), an OpenCLIP checkpoint or a state dict.
+    `overrides`: `CLIPTextConfig` fields set on the config read or detected (or on `config`)."""
     folder = model_folder(source, MODEL_TYPES, component, "CLIP text encoder")
     if folder is not None:
         sd = clip_from_transformers(read_state_dict(folder))
@@ -55,6 +56,7 @@ def load_clip(source, config: CLIPTextConfig | None = None, *, dtype=torch.float
         sd = clip_from_openclip(sd) if is_openclip else clip_from_transformers(sd)
         config = config or detect_clip_config(sd)
         what = "CLIP state dict" if isinstance(source, dict) else f"CLIP checkpoint {source}"
+    config = apply_overrides(config, overrides)
     model = build_on_meta(CLIPTextModel, config)
     return load_into(model, sd, dtype=dtype, device=device, what=what)
 
@@ -72,39 +74,27 @@ def clip_from_transformers(sd: dict) -> dict:
 
 def clip_from_openclip(sd: dict) -> dict:
     """OpenCLIP's `TextTransformer` keys -> minidit's (transformers') names. Every key must be used."""
-    sd = {k: v for k, v in sd.items() if not k.startswith(("visual.", "logit_scale", "attn_mask"))}
-    out = {}
-
-    def take(src):
-        try:
-            return sd.pop(src)
-        except KeyError:
-            raise CheckpointError(f"OpenCLIP text checkpoint is missing {src!r}") from None
-
-    def move(src, dst):
-        out[dst] = take(src)
-
-    move("token_embedding.weight", "embeddings.token_embedding.weight")
-    move("positional_embedding", "embeddings.position_embedding.weight")
+    keys = KeyMap(sd, "OpenCLIP text")
+    # A full OpenCLIP model: the image tower and the contrastive temperature are not the text tower;
+    # `attn_mask` is the causal mask some versions store as a buffer (recomputed by minidit).
+    keys.drop("visual.", "logit_scale", "attn_mask")
+    keys.move("token_embedding.weight", "embeddings.token_embedding.weight")
+    keys.move("positional_embedding", "embeddings.position_embedding.weight")
     for i in range(count_blocks(sd, "transformer.resblocks.")):
         a, b = f"transformer.resblocks.{i}.", f"encoder.layers.{i}."
         for kind in ("weight", "bias"):
-            q, k, v = take(a + f"attn.in_proj_{kind}").chunk(3, dim=0)            # fused [3D, D]
-            out.update({b + f"self_attn.q_proj.{kind}": q, b + f"self_attn.k_proj.{kind}": k,
-                        b + f"self_attn.v_proj.{kind}": v})
-            move(a + f"attn.out_proj.{kind}", b + f"self_attn.out_proj.{kind}")
-            move(a + f"ln_1.{kind}", b + f"layer_norm1.{kind}")
-            move(a + f"ln_2.{kind}", b + f"layer_norm2.{kind}")
-            move(a + f"mlp.c_fc.{kind}", b + f"mlp.fc1.{kind}")
-            move(a + f"mlp.c_proj.{kind}", b + f"mlp.fc2.{kind}")
-    move("ln_final.weight", "final_layer_norm.weight")
-    move("ln_final.bias", "final_layer_norm.bias")
-    if "text_projection" in sd:      # a (D, P) matrix used as x @ W; a Linear stores (P, D)
-        out["text_projection.weight"] = sd.pop("text_projection").T.contiguous()
-    if sd:
-        raise CheckpointError(f"{len(sd)} keys of the OpenCLIP checkpoint have no place in CLIP's text tower: "
-                              f"{sorted(sd)[:12]}")
-    return out
+            # the fused in_proj [3D, D] -> q, k, v
+            keys.chunk(a + f"attn.in_proj_{kind}", [b + f"self_attn.{n}_proj.{kind}" for n in "qkv"])
+            keys.move(a + f"attn.out_proj.{kind}", b + f"self_attn.out_proj.{kind}")
+            keys.move(a + f"ln_1.{kind}", b + f"layer_norm1.{kind}")
+            keys.move(a + f"ln_2.{kind}", b + f"layer_norm2.{kind}")
+            keys.move(a + f"mlp.c_fc.{kind}", b + f"mlp.fc1.{kind}")
+            keys.move(a + f"mlp.c_proj.{kind}", b + f"mlp.fc2.{kind}")
+    keys.move("ln_final.weight", "final_layer_norm.weight")
+    keys.move("ln_final.bias", "final_layer_norm.bias")
+    if keys.has("text_projection"):      # a (D, P) matrix used as x @ W; a Linear stores (P, D)
+        keys.move("text_projection", "text_projection.weight", transpose)
+    return keys.finish()
 
 
 def detect_clip_config(sd: dict) -> CLIPTextConfig:

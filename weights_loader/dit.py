@@ -20,20 +20,22 @@ import torch
 
 from minidit.dit import PRESETS, DiT, DiTConfig
 from minidit.embed import get_2d_sincos_pos_embed
-from .io import (CheckpointError, build_on_meta, component_folder, count_blocks, load_into, read_config,
-                 read_state_dict, strip_prefix)
+from .io import (CheckpointError, KeyMap, apply_overrides, build_on_meta, component_folder, count_blocks, load_into,
+                 read_config, read_state_dict, strip_prefix)
 
 # (depth, hidden_size) -> num_heads for the paper's model sizes (S, B, L, XL), from the presets.
 HEADS_BY_SIZE = {(c.depth, c.hidden_size): c.num_heads for c in PRESETS.values()}
 
 
-def load_dit(source, config: DiTConfig | None = None, *, dtype=torch.float32, device="cpu") -> DiT:
+def load_dit(source, config: DiTConfig | None = None, *, overrides: dict | None = None, dtype=torch.float32,
+             device="cpu") -> DiT:
     """Load an original DiT `.pt`, a diffusers DiT folder (pipeline root or `transformer/`) or a
     state dict into `minidit.dit.DiT` (eval mode).
 
+    `overrides`: `DiTConfig` fields set on the config read off the folder or the file (or on `config`).
     The timestep embedding follows the official code (`timestep_freq_shift=0`) also for diffusers
-    folders, because the weights were trained that way; pass a config with
-    `timestep_freq_shift=1` to reproduce diffusers' DiTTransformer2DModel exactly.
+    folders, because the weights were trained that way; `overrides={"timestep_freq_shift": 1}`
+    reproduces diffusers' DiTTransformer2DModel exactly.
     """
     folder = component_folder(source, "transformer")
     if folder is not None:
@@ -49,6 +51,7 @@ def load_dit(source, config: DiTConfig | None = None, *, dtype=torch.float32, de
         else:
             config = config or detect_dit_config(sd)
         what = "DiT checkpoint" if isinstance(source, dict) else f"DiT checkpoint {source}"
+    config = apply_overrides(config, overrides)
     sd = _check_and_drop_pos_embed(sd, config)
     model = build_on_meta(DiT, config)
     return load_into(model, sd, dtype=dtype, device=device, what=what)
@@ -116,19 +119,11 @@ def dit_config_from_diffusers(cfg: dict) -> DiTConfig:
 
 def dit_from_diffusers(sd, depth: int):
     """Rename a diffusers DiT state dict to the official (= minidit) keys. Every key must be used."""
-    sd = dict(sd)
-    out = {}
-
-    def move(src, dst):
-        try:
-            out[dst] = sd.pop(src)
-        except KeyError:
-            raise CheckpointError(f"diffusers DiT checkpoint is missing {src!r}") from None
-
+    keys = KeyMap(sd, "diffusers DiT")
     for kind in ("weight", "bias"):
-        move(f"pos_embed.proj.{kind}", f"x_embedder.proj.{kind}")
-        move(f"proj_out_1.{kind}", f"final_layer.adaLN_modulation.1.{kind}")
-        move(f"proj_out_2.{kind}", f"final_layer.linear.{kind}")
+        keys.move(f"pos_embed.proj.{kind}", f"x_embedder.proj.{kind}")
+        keys.move(f"proj_out_1.{kind}", f"final_layer.adaLN_modulation.1.{kind}")
+        keys.move(f"proj_out_2.{kind}", f"final_layer.linear.{kind}")
     # The shared embedders are stored once per block; diffusers' final layer uses block 0's copy.
     emb = "transformer_blocks.{}.norm1.emb."
     for src, dst in [("timestep_embedder.linear_1.weight", "t_embedder.mlp.0.weight"),
@@ -136,26 +131,23 @@ def dit_from_diffusers(sd, depth: int):
                      ("timestep_embedder.linear_2.weight", "t_embedder.mlp.2.weight"),
                      ("timestep_embedder.linear_2.bias", "t_embedder.mlp.2.bias"),
                      ("class_embedder.embedding_table.weight", "y_embedder.embedding_table.weight")]:
-        move(emb.format(0) + src, dst)
+        first = keys.take(emb.format(0) + src)
+        keys.put(dst, first)
         for i in range(1, depth):
-            copy = sd.pop(emb.format(i) + src, None)
-            if copy is not None and not copy.is_meta and not torch.equal(copy, out[dst]):
+            if not keys.has(emb.format(i) + src):
+                continue
+            copy = keys.take(emb.format(i) + src)
+            if not copy.is_meta and not torch.equal(copy, first):
                 raise CheckpointError(
                     f"block {i}'s copy of {src} differs from block 0's; minidit (like the official DiT) "
                     "has one shared embedder, so this fine-tuned diffusers checkpoint cannot be represented")
     for i in range(depth):
         a, b = f"transformer_blocks.{i}.", f"blocks.{i}."
         for kind in ("weight", "bias"):
-            for n in "qkv":
-                move(a + f"attn1.to_{n}.{kind}", f"{n}.{kind}")
-            out[b + f"attn.qkv.{kind}"] = torch.cat([out.pop(f"{n}.{kind}") for n in "qkv"], dim=0)
-            move(a + f"attn1.to_out.0.{kind}", b + f"attn.proj.{kind}")
-            move(a + f"ff.net.0.proj.{kind}", b + f"mlp.fc1.{kind}")
-            move(a + f"ff.net.2.{kind}", b + f"mlp.fc2.{kind}")
-            move(a + f"norm1.linear.{kind}", b + f"adaLN_modulation.1.{kind}")
-    sd.pop("pos_embed.pos_embed", None)      # the fixed table, if a converter stored it
-    if sd:
-        raise CheckpointError(f"{len(sd)} keys of the diffusers DiT checkpoint have no place in DiT: "
-                              f"{sorted(sd)[:12]}")
-    return out
-
+            keys.cat([a + f"attn1.to_{n}.{kind}" for n in "qkv"], b + f"attn.qkv.{kind}")
+            keys.move(a + f"attn1.to_out.0.{kind}", b + f"attn.proj.{kind}")
+            keys.move(a + f"ff.net.0.proj.{kind}", b + f"mlp.fc1.{kind}")
+            keys.move(a + f"ff.net.2.{kind}", b + f"mlp.fc2.{kind}")
+            keys.move(a + f"norm1.linear.{kind}", b + f"adaLN_modulation.1.{kind}")
+    keys.drop("pos_embed.pos_embed")      # the fixed sin-cos table, if a converter stored it (recomputed)
+    return keys.finish()

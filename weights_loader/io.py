@@ -7,7 +7,8 @@ four steps:
    (safetensors, `.pt`/`.pth`/`.bin` pickles read with `weights_only=True` only, sharded
    `*.index.json` folders; wrappers such as `{"state_dict": ...}` or `{"ema": ...}` are unwrapped)
 2. `strip_prefix(...)`          e.g. `model.diffusion_model.`, `first_stage_model.`
-3. a family-specific key map    official or diffusers names  ->  minidit names (= official names)
+3. a family-specific key map    official or diffusers names  ->  minidit names (= official names),
+                                written with `KeyMap` (every source key used once, or dropped by name)
 4. `load_into(model, sd)`       strict: missing / unexpected / mis-shaped keys raise
                                 `CheckpointError` listing them; nothing is half-loaded.
 
@@ -17,6 +18,7 @@ assigned in place, so loading a 2.7 GB model costs ~2.7 GB, not twice that.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import pickle
@@ -212,6 +214,86 @@ def count_blocks(sd: StateDict, prefix: str) -> int:
     return len({k[len(prefix):].split(".")[0] for k in sd if k.startswith(prefix)})
 
 
+class KeyMap:
+    """Rename a state dict to minidit's keys, strictly: every source key is used exactly once, and
+    `finish()` raises `CheckpointError` listing the ones that were not (nothing is skipped silently).
+
+        keys = KeyMap(sd, "diffusers DiT")
+        keys.move("proj_out_2.weight", "final_layer.linear.weight")                  # 1 -> 1
+        keys.cat(["to_q.weight", "to_k.weight", "to_v.weight"], "attn.qkv.weight")  # N -> 1 (fuse q/k/v)
+        keys.chunk("in_proj_weight", ["q.weight", "k.weight", "v.weight"])          # 1 -> N (split)
+        keys.move("text_projection", "text_projection.weight", transpose)           # with a transform
+        keys.drop("pos_embed.pos_embed")    # the allow-list: only named keys may go unused (say why)
+        sd = keys.finish()                  # the renamed dict; raises if a source key was not used
+
+    `family` names the checkpoint in the errors ("the diffusers DiT checkpoint is missing ...").
+    """
+
+    def __init__(self, sd: Mapping[str, torch.Tensor], family: str):
+        self.family = family
+        self._left = dict(sd)          # source keys not used yet
+        self._out: StateDict = {}
+
+    def has(self, src: str) -> bool:
+        """Whether the source key `src` is there and not used yet."""
+        return src in self._left
+
+    def remaining(self) -> list[str]:
+        """The source keys not used yet, sorted."""
+        return sorted(self._left)
+
+    def take(self, src: str) -> torch.Tensor:
+        """Use the source tensor `src` (a missing key raises, naming it)."""
+        try:
+            return self._left.pop(src)
+        except KeyError:
+            raise CheckpointError(f"the {self.family} checkpoint is missing {src!r}") from None
+
+    def put(self, dst: str, tensor: torch.Tensor) -> None:
+        """Write minidit's key `dst` (at most once)."""
+        if dst in self._out:
+            raise CheckpointError(f"two keys of the {self.family} checkpoint map to {dst!r}")
+        self._out[dst] = tensor
+
+    def move(self, src: str, dst: str, transform=None) -> None:
+        """1 -> 1: `dst` = `src`, or `transform(src)` (e.g. `transpose`)."""
+        tensor = self.take(src)
+        self.put(dst, tensor if transform is None else transform(tensor))
+
+    def cat(self, srcs, dst: str, dim: int = 0) -> None:
+        """N -> 1: `dst` = the sources concatenated along `dim` (e.g. separate q, k, v -> fused qkv)."""
+        self.put(dst, torch.cat([self.take(s) for s in srcs], dim=dim))
+
+    def chunk(self, src: str, dsts, dim: int = 0) -> None:
+        """1 -> N: `src` split into len(dsts) equal parts along `dim` (e.g. fused qkv -> q, k, v)."""
+        tensor, dsts = self.take(src), list(dsts)
+        if tensor.shape[dim] % len(dsts):
+            raise CheckpointError(f"{src!r} {tuple(tensor.shape)} of the {self.family} checkpoint does not split "
+                                  f"into {len(dsts)} equal parts along dim {dim}")
+        for dst, part in zip(dsts, tensor.chunk(len(dsts), dim=dim)):
+            self.put(dst, part)
+
+    def drop(self, *names: str) -> list[str]:
+        """The allow-list of keys that may go unused: each name is one key, or, ending in ".", every
+        key under it (e.g. "visual."). Absent names are fine. Returns the keys dropped."""
+        gone = [k for k in self._left if any(k.startswith(n) if n.endswith(".") else k == n for n in names)]
+        for k in gone:
+            del self._left[k]
+        return sorted(gone)
+
+    def finish(self) -> StateDict:
+        """The renamed state dict; raises `CheckpointError` listing every source key not used."""
+        if self._left:
+            raise CheckpointError(f"{len(self._left)} keys of the {self.family} checkpoint have no place in the "
+                                  f"model: {_preview(self._left)}")
+        return self._out
+
+
+def transpose(tensor: torch.Tensor) -> torch.Tensor:
+    """A `KeyMap` transform: a (D, P) matrix used as `x @ W` -> the (P, D) weight of an `nn.Linear`."""
+    return tensor.T.contiguous()
+
+
 def _preview(keys, n=12) -> str:
     keys = sorted(keys)
     more = f" ... and {len(keys) - n} more" if len(keys) > n else ""
@@ -261,6 +343,19 @@ def load_into(model: nn.Module, sd: StateDict, *, dtype: torch.dtype | None = to
     if still_meta:  # a minidit module registered a tensor that is neither loaded nor recomputed
         raise CheckpointError(f"internal error: tensors left uninitialised after loading: {still_meta[:10]}")
     return model.eval()
+
+
+def apply_overrides(config, overrides: Mapping | None):
+    """`dataclasses.replace(config, **overrides)`, with an error naming the valid fields for a wrong name.
+    Every loader's `overrides=` goes through here, after the config is read or detected."""
+    if not overrides:
+        return config
+    fields = [f.name for f in dataclasses.fields(config)]
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise CheckpointError(f"overrides {unknown} are not fields of {type(config).__name__}; "
+                              f"its fields are {fields}")
+    return dataclasses.replace(config, **overrides)
 
 
 def build_on_meta(cls, config):

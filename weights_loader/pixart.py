@@ -29,21 +29,29 @@ from pathlib import Path
 import torch
 
 from minidit.embed import get_2d_sincos_pos_embed
-from minidit.pixart import KVCompressConfig, PixArt, PixArtConfig
-from .io import (CheckpointError, build_on_meta, component_folder, count_blocks, load_into, read_config,
-                 read_state_dict, strip_prefix)
+from minidit.pixart import CAPTION_TOKENS, KVCompressConfig, PixArt, PixArtConfig
+from .io import (CheckpointError, KeyMap, apply_overrides, build_on_meta, component_folder, count_blocks, load_into,
+                 read_config, read_state_dict, strip_prefix)
+from .pipeline_folder import PipelineFolder
 
 # Every PixArt model (XL/2: 1152 = 16 heads x 72) uses 72-d heads; the head count is read off the width.
 HEAD_DIM = 72
-# The caption length of each diffusers pipeline class (its `max_sequence_length` default).
-CAPTION_LENGTH = {"PixArtAlphaPipeline": 120, "PixArtSigmaPipeline": 300}
+# The model family of each diffusers pipeline class (model_index.json's `_class_name`), and so its
+# caption length (the pipeline's `max_sequence_length` default), from minidit.pixart.CAPTION_TOKENS.
+PIPELINE_VARIANTS = {"PixArtAlphaPipeline": "alpha", "PixArtSigmaPipeline": "sigma"}
+CAPTION_LENGTH = {name: CAPTION_TOKENS[variant] for name, variant in PIPELINE_VARIANTS.items()}
 # Candidate pe_interpolation values (training resolution / 512) to snap a detected value to.
 PE_VALUES = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 
-def load_pixart(source, config: PixArtConfig | None = None, *, dtype=torch.float32, device="cpu") -> PixArt:
+def load_pixart(source, config: PixArtConfig | None = None, *, overrides: dict | None = None,
+                dtype=torch.float32, device="cpu") -> PixArt:
     """Load an original PixArt `.pth`, a diffusers PixArt folder (pipeline root or `transformer/`) or a
     state dict into `minidit.pixart.PixArt` (eval mode).
+
+    `overrides`: `PixArtConfig` fields set on the config read off the folder or the file (or on
+    `config`), e.g. `overrides={"model_max_length": 300}` for a Σ `transformer/` whose
+    model_index.json is elsewhere.
 
     From a diffusers folder the null caption `y_embedder.y_embedding` is absent: it is filled with
     zeros and `model.y_embedder.has_null_caption` is set to False, so `null_caption()` raises
@@ -53,22 +61,24 @@ def load_pixart(source, config: PixArtConfig | None = None, *, dtype=torch.float
     folder = component_folder(source, "transformer")
     if folder is not None:
         config = config or pixart_config_from_diffusers(read_config(folder), _caption_length(folder))
-        sd = pixart_from_diffusers(read_state_dict(folder), config.depth)
-        what, null_caption = f"diffusers PixArt folder {folder}", False
+        sd, diffusers_layout = read_state_dict(folder), True
+        what = f"diffusers PixArt folder {folder}"
     else:
         sd = strip_prefix(read_state_dict(source), ("module.",))
         what = "PixArt checkpoint" if isinstance(source, dict) else f"PixArt checkpoint {source}"
-        if "transformer_blocks.0.attn1.to_q.weight" in sd:     # a diffusers state dict without its config.json
-            if config is None:
-                raise CheckpointError("this is a diffusers PixArt state dict without its config.json: pass the "
-                                      "folder that holds config.json, or config=minidit.pixart.PRESETS[...]")
-            sd, null_caption = pixart_from_diffusers(sd, config.depth), False
-        else:
-            config = _check_resolution(sd, config or detect_pixart_config(sd))
-            sd.pop("pos_embed", None)          # the fixed table: recomputed by PixArt.pos_embed (checked above)
-            null_caption = True
-    if not null_caption:
+        diffusers_layout = "transformer_blocks.0.attn1.to_q.weight" in sd
+        if diffusers_layout and config is None:          # a diffusers state dict without its config.json
+            raise CheckpointError("this is a diffusers PixArt state dict without its config.json: pass the "
+                                  "folder that holds config.json, or config=minidit.pixart.PRESETS[...]")
+        config = config or detect_pixart_config(sd)
+    config = apply_overrides(config, overrides)
+    null_caption = not diffusers_layout
+    if diffusers_layout:
+        sd = pixart_from_diffusers(sd, config.depth)
         sd["y_embedder.y_embedding"] = torch.zeros(config.model_max_length, config.caption_channels)
+    else:
+        _check_resolution(sd, config)
+        sd.pop("pos_embed", None)              # the fixed table: recomputed by PixArt.pos_embed (checked above)
     model = load_into(build_on_meta(PixArt, config), sd, dtype=dtype, device=device, what=what)
     model.y_embedder.has_null_caption = null_caption
     return model
@@ -147,15 +157,14 @@ def _check_resolution(sd, config: PixArtConfig) -> PixArtConfig:
 def _caption_length(folder: Path) -> int:
     """120 / 300 from the pipeline class in model_index.json (the folder or its parent); else α's 120.
     (Only the pipeline's default prompt length and training's null caption depend on it; a bare
-    transformer/ of a Σ model needs config= with model_max_length=300, as PixArtPipeline passes.)"""
-    for root in (folder, folder.parent):
-        index = root / "model_index.json"
-        if index.is_file():
-            return CAPTION_LENGTH.get(json.loads(index.read_text()).get("_class_name"), 120)
-    return PixArtConfig.model_max_length
+    transformer/ of a Σ model needs `overrides={"model_max_length": 300}`, or config=.)"""
+    index = PipelineFolder(folder, folder.parent).find("model_index.json")
+    if index is None:
+        return PixArtConfig.model_max_length
+    return CAPTION_LENGTH.get(json.loads(index.read_text()).get("_class_name"), CAPTION_TOKENS["alpha"])
 
 
-def pixart_config_from_diffusers(cfg: dict, model_max_length: int = 120) -> PixArtConfig:
+def pixart_config_from_diffusers(cfg: dict, model_max_length: int = CAPTION_TOKENS["alpha"]) -> PixArtConfig:
     """Translate a diffusers `PixArtTransformer2DModel` config.json, with diffusers' own defaults."""
     for key, want in [("norm_type", "ada_norm_single"), ("activation_fn", "gelu-approximate"),
                       ("norm_elementwise_affine", False), ("attention_bias", True), ("attention_type", "default")]:
@@ -185,43 +194,28 @@ def pixart_config_from_diffusers(cfg: dict, model_max_length: int = 120) -> PixA
 
 def pixart_from_diffusers(sd, depth: int):
     """Rename a diffusers PixArt state dict to the official (= minidit) keys. Every key must be used."""
-    sd = dict(sd)
-    out = {}
-
-    def take(src):
-        try:
-            return sd.pop(src)
-        except KeyError:
-            raise CheckpointError(f"diffusers PixArt checkpoint is missing {src!r}") from None
-
-    def move(src, dst):
-        out[dst] = take(src)
-
+    keys = KeyMap(sd, "diffusers PixArt")
     emb = "adaln_single.emb."
     top = [("pos_embed.proj", "x_embedder.proj"), ("caption_projection.linear_1", "y_embedder.y_proj.fc1"),
            ("caption_projection.linear_2", "y_embedder.y_proj.fc2"), ("adaln_single.linear", "t_block.1"),
            (emb + "timestep_embedder.linear_1", "t_embedder.mlp.0"),
            (emb + "timestep_embedder.linear_2", "t_embedder.mlp.2"), ("proj_out", "final_layer.linear")]
-    if emb + "resolution_embedder.linear_1.weight" in sd:                   # α-1024 micro-conditions
+    if keys.has(emb + "resolution_embedder.linear_1.weight"):              # α-1024 micro-conditions
         for n, i in [("1", "0"), ("2", "2")]:
             top += [(emb + f"resolution_embedder.linear_{n}", f"csize_embedder.mlp.{i}"),
                     (emb + f"aspect_ratio_embedder.linear_{n}", f"ar_embedder.mlp.{i}")]
     for src, dst in top:
         for kind in ("weight", "bias"):
-            move(f"{src}.{kind}", f"{dst}.{kind}")
-    move("scale_shift_table", "final_layer.scale_shift_table")
+            keys.move(f"{src}.{kind}", f"{dst}.{kind}")
+    keys.move("scale_shift_table", "final_layer.scale_shift_table")
     for i in range(depth):
         a, b = f"transformer_blocks.{i}.", f"blocks.{i}."
-        move(a + "scale_shift_table", b + "scale_shift_table")
+        keys.move(a + "scale_shift_table", b + "scale_shift_table")
         for kind in ("weight", "bias"):
-            out[b + f"attn.qkv.{kind}"] = torch.cat([take(a + f"attn1.to_{n}.{kind}") for n in "qkv"], dim=0)
-            out[b + f"cross_attn.kv_linear.{kind}"] = torch.cat(
-                [take(a + f"attn2.to_{n}.{kind}") for n in "kv"], dim=0)
+            keys.cat([a + f"attn1.to_{n}.{kind}" for n in "qkv"], b + f"attn.qkv.{kind}")
+            keys.cat([a + f"attn2.to_{n}.{kind}" for n in "kv"], b + f"cross_attn.kv_linear.{kind}")
             for src, dst in [("attn1.to_out.0", "attn.proj"), ("attn2.to_q", "cross_attn.q_linear"),
                              ("attn2.to_out.0", "cross_attn.proj"), ("ff.net.0.proj", "mlp.fc1"),
                              ("ff.net.2", "mlp.fc2")]:
-                move(f"{a}{src}.{kind}", f"{b}{dst}.{kind}")
-    if sd:
-        raise CheckpointError(f"{len(sd)} keys of the diffusers PixArt checkpoint have no place in PixArt: "
-                              f"{sorted(sd)[:12]}")
-    return out
+                keys.move(f"{a}{src}.{kind}", f"{b}{dst}.{kind}")
+    return keys.finish()

@@ -27,18 +27,19 @@ import torch
 
 from minidit.text.t5 import T5Config, T5EncoderModel, t5_weight_dtype
 from minidit.text.tokenizers import T5Tokenizer
-from .io import (CheckpointError, build_on_meta, check_state_dict, count_blocks, load_into, read_config,
-                 read_state_dict)
+from .io import (CheckpointError, apply_overrides, build_on_meta, check_state_dict, count_blocks, load_into,
+                 read_config, read_state_dict)
 from .text_io import model_folder, select_text_encoder, tokenizer_folder, tokenizer_max_length
 
 MODEL_TYPES = ("t5", "mt5")
 TANH_GELU = ("gelu_new", "gelu_pytorch_tanh")
 
 
-def load_t5(source, config: T5Config | None = None, *, dtype=torch.float32, device="cpu",
-            component: str | None = None) -> T5EncoderModel:
+def load_t5(source, config: T5Config | None = None, *, overrides: dict | None = None, dtype=torch.float32,
+            device="cpu", component: str | None = None) -> T5EncoderModel:
     """Load a T5 v1.1 / mT5 encoder (eval mode) from a transformers folder, a pipeline root
-    (`component="text_encoder_3"` to choose), a single file or a state dict."""
+    (`component="text_encoder_3"` to choose), a single file or a state dict.
+    `overrides`: `T5Config` fields set on the config read or detected (or on `config`)."""
     folder = model_folder(source, MODEL_TYPES, component, "T5 encoder")
     if folder is not None:
         sd = read_state_dict(folder)
@@ -48,7 +49,7 @@ def load_t5(source, config: T5Config | None = None, *, dtype=torch.float32, devi
         sd = select_text_encoder(read_state_dict(source), ("t5xxl", "t5"), component, "T5 encoder")
         what = "T5 state dict" if isinstance(source, dict) else f"T5 checkpoint {source}"
     sd = t5_from_transformers(sd)
-    config = config or detect_t5_config(sd)
+    config = apply_overrides(config or detect_t5_config(sd), overrides)
     model = build_on_meta(T5EncoderModel, config)
     check_state_dict(model, sd, what)             # before anything is copied
     # The fp16 policy casts per key; cast and move in one step (no converted copy of T5-XXL in CPU memory).

@@ -25,8 +25,8 @@ from dataclasses import replace
 import torch
 
 from minidit.vae import SD3_VAE, SD_VAE, SDXL_VAE, AutoencoderKL, VAEConfig
-from .io import (CheckpointError, build_on_meta, component_folder, count_blocks, load_into, read_config,
-                 read_state_dict, select_prefix)
+from .io import (CheckpointError, KeyMap, apply_overrides, build_on_meta, component_folder, count_blocks, load_into,
+                 read_config, read_state_dict, select_prefix)
 
 LDM_PREFIXES = ("first_stage_model.", "vae.")
 TRAINING_ONLY_PREFIXES = ("loss.",)     # ldm's LPIPS + patch-GAN discriminator; not part of the VAE
@@ -38,9 +38,11 @@ _ATTN = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0"
          "query": "q", "key": "k", "value": "v", "proj_attn": "proj_out"}
 
 
-def load_vae(source, config: VAEConfig | None = None, *, dtype=torch.float32, device="cpu") -> AutoencoderKL:
+def load_vae(source, config: VAEConfig | None = None, *, overrides: dict | None = None, dtype=torch.float32,
+             device="cpu") -> AutoencoderKL:
     """Load an ldm VAE file (standalone or inside a full SD/SDXL/SD3 file), a diffusers
     `AutoencoderKL` folder (pipeline root or `vae/`) or a state dict into minidit's AutoencoderKL.
+    `overrides`: `VAEConfig` fields set on the config read or detected (or on `config`).
 
     float32 is the default dtype on purpose (see "Precision" in `minidit/vae.py`).
     """
@@ -54,9 +56,10 @@ def load_vae(source, config: VAEConfig | None = None, *, dtype=torch.float32, de
         sd = select_vae_part(full)
         if any(k.startswith("encoder.down_blocks.") for k in sd):      # a diffusers state dict
             sd = vae_from_diffusers(sd, count_blocks(sd, "encoder.down_blocks."))
-        sd = {k: v[:, :, None, None] if _is_attn_weight(k) and v.ndim == 2 else v for k, v in sd.items()}
+        sd = {k: _linear_to_conv(v) if _is_attn_weight(k) else v for k, v in sd.items()}
         config = config or detect_vae_config(sd, full)
         what = "VAE checkpoint" if isinstance(source, dict) else f"VAE checkpoint {source}"
+    config = apply_overrides(config, overrides)
     if dtype == torch.float16 and config.force_upcast:
         warnings.warn("this VAE is known to overflow in float16 (force_upcast=True): decoding may give NaN. "
                       "Use float32/bfloat16, or the fp16-fix weights (madebyollin/sdxl-vae-fp16-fix).",
@@ -176,16 +179,14 @@ def _ldm_key(key: str, num_levels: int) -> str | None:
 
 def vae_from_diffusers(sd: dict, num_levels: int) -> dict:
     """Rename a diffusers AutoencoderKL state dict to ldm (= minidit) keys. Every key must be used."""
-    out, unused = {}, []
-    for key, value in sd.items():
+    keys = KeyMap(sd, "diffusers AutoencoderKL")
+    for key in keys.remaining():
         new = _ldm_key(key, num_levels)
-        if new is None:
-            unused.append(key)
-            continue
-        if _is_attn_weight(new) and value.ndim == 2:
-            value = value[:, :, None, None]                    # Linear [C, C] -> 1x1 conv [C, C, 1, 1]
-        out[new] = value
-    if unused:
-        raise CheckpointError(f"{len(unused)} keys of the diffusers AutoencoderKL checkpoint have no place in "
-                              f"the VAE: {sorted(unused)[:12]}")
-    return out
+        if new is not None:               # a key with no ldm name stays unused: finish() lists it
+            keys.move(key, new, _linear_to_conv if _is_attn_weight(new) else None)
+    return keys.finish()
+
+
+def _linear_to_conv(weight):
+    """diffusers' attention Linear [C, C] -> ldm's 1x1 conv [C, C, 1, 1] (already 4-D: unchanged)."""
+    return weight[:, :, None, None] if weight.ndim == 2 else weight
