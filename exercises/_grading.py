@@ -1,8 +1,8 @@
 """Shared helpers for the exercise graders.
 
-A student edits `exercises/exNN_topic.py` and runs its grader:
+A student edits an exercise stub (e.g. `exercises/ex01_patchify.py`) and runs its grader:
 
-    python -m pytest exercises/test_exNN_topic.py
+    python -m pytest exercises/test_ex01_patchify.py
 
 Each stub names the minidit reference of every function/class it asks for in `REFERENCE`. With
 `MINIDIT_EXERCISE_TARGET=reference` the graders grade minidit itself instead of the stubs; CI does

@@ -67,7 +67,7 @@ def test_padding_tokens_are_ignored():
 
 def test_matches_diffusers_basic_transformer_block():
     # An independent implementation: diffusers' BasicTransformerBlock(norm_type="ada_norm_single"),
-    # given the same weights (q/k/v and k/v split as in checkpoints.md §2.6).
+    # given the same weights (q/k/v and k/v split as in docs/checkpoints.md#fused-attention-weights).
     from diffusers.models.attention import BasicTransformerBlock
     ref, student = make_blocks()
     other = BasicTransformerBlock(D, HEADS, D // HEADS, cross_attention_dim=D, activation_fn="gelu-approximate",

@@ -338,7 +338,7 @@ def to_pil(image):
 
 
 # --------------------------------------------------------------------------------------------
-# Presets (facts: shared/reference/checkpoints.md §7.1)
+# Presets (facts: docs/checkpoints.md#which-vae-each-model-uses)
 # --------------------------------------------------------------------------------------------
 SD_VAE = VAEConfig()                                        # stabilityai/sd-vae-ft-mse, -ema, SD 1.x/2.x
 SDXL_VAE = replace(SD_VAE, scaling_factor=0.13025)          # stabilityai/sdxl-vae (PixArt-Σ)

@@ -1,5 +1,5 @@
-"""The documented key layout of an original DiT checkpoint (checkpoints.md §1.2), written out by hand
-so tests can check minidit against it and write random checkpoints in exactly that layout."""
+"""The documented key layout of an original DiT checkpoint (docs/checkpoints.md#dit-original-checkpoint-pt),
+written out by hand so tests can check minidit against it and write random checkpoints in exactly that layout."""
 import torch
 
 

@@ -1,6 +1,6 @@
 """Tiny random PixArt-α / PixArt-Σ pipeline folders written by diffusers' `save_pretrained`.
 
-The recipe (shared/reference/environment-recipes.md §1-§2): a sentencepiece model trained here
+The recipe (docs/testing.md#tiny-oracles-what-makes-them-work-offline): a sentencepiece model trained here
 (T5's id layout), a 2-layer T5 encoder, a 4-level VAE (x8 like the real ones), the transformer,
 `DPMSolverMultistepScheduler()` (what the PixArt repositories ship). transformers 5 saves only
 `tokenizer.json`, so `spiece.model` is copied into `tokenizer/` (the hub folders hold it too).

@@ -52,7 +52,8 @@ def test_matches_diffusers_with_its_timestep_convention(diffusers_dit):
 
 
 def test_default_follows_the_official_timestep_frequencies(diffusers_dit):
-    """checkpoints.md §13: diffusers' DiT uses downscale_freq_shift=1; the official code divides by half."""
+    """diffusers' DiT uses downscale_freq_shift=1; the official code divides by half
+    (docs/checkpoints.md#the-timestep-frequency-trap)."""
     ref, folder = diffusers_dit
     model = load_dit(folder)                             # default: official convention
     assert model.config.timestep_freq_shift == 0
@@ -123,7 +124,7 @@ def test_the_twelve_presets_and_xl2_parameter_count():
     with torch.device("meta"):
         model = DiT(DIT_XL_2)
     n = sum(p.numel() for p in model.parameters())
-    assert abs(n - 674.8e6) < 0.1e6, n                  # checkpoints.md §1.1: 674.8 M without pos_embed
+    assert abs(n - 674.8e6) < 0.1e6, n                  # 674.8 M without pos_embed: docs/checkpoints.md#dit-architecture
     assert CHECKPOINTS["DiT-XL-2-512x512"].input_size == 64
 
 

@@ -35,7 +35,7 @@ def test_timestep_embedding_matches_diffusers(shift):
 
 
 def test_freq_shift_changes_the_embedding():
-    # The trap of checkpoints.md §13: diffusers' DiT (shift 1) is not the official DiT (shift 0).
+    # diffusers' DiT (shift 1) is not the official DiT (shift 0): docs/checkpoints.md#the-timestep-frequency-trap
     t = torch.tensor([500.0])
     diff = (timestep_embedding(t, 256, freq_shift=0) - timestep_embedding(t, 256, freq_shift=1)).abs().max()
     assert diff > 0.5

@@ -23,7 +23,7 @@ def tiny(**kw):
 
 
 def test_presets_match_the_documented_checkpoint_table():
-    # checkpoints.md §2.2: (latent side, T5 tokens, pe_interpolation, micro-conditions)
+    # (latent side, T5 tokens, pe_interpolation, micro-conditions): docs/checkpoints.md#pixart-released-checkpoints
     table = {"PixArt-XL-2-512x512": (64, 120, 1, False), "PixArt-XL-2-1024-MS": (128, 120, 2, True),
              "PixArt-Sigma-XL-2-256x256": (32, 300, 0.5, False), "PixArt-Sigma-XL-2-512-MS": (64, 300, 1, False),
              "PixArt-Sigma-XL-2-1024-MS": (128, 300, 2, False), "PixArt-Sigma-XL-2-2K-MS": (256, 300, 4, False)}
@@ -40,7 +40,7 @@ def test_parameter_counts_on_meta():
     with torch.device("meta"):
         sigma, alpha = PixArt(PRESETS["PixArt-Sigma-XL-2-1024-MS"]), PixArt(PRESETS["PixArt-XL-2-1024-MS"])
     n = sum(p.numel() for p in sigma.parameters())
-    assert n == 610_856_096                                  # checkpoints.md: ~610.9 M (computed)
+    assert n == 610_856_096                                  # ~610.9 M: docs/checkpoints.md#pixart-architecture
     size_embedders = 2 * (256 * 384 + 384 + 384 * 384 + 384)
     assert sum(p.numel() for p in alpha.parameters()) == n + size_embedders
 

@@ -13,8 +13,9 @@ from oracles import require
 
 diffusers = require("diffusers")
 
-# Tiny configs (environment-recipes §2). α-like: sample_size 128 with use_additional_conditions and
-# interpolation_scale left unset (diffusers' defaults -> micro-conditions on, pe 2). Σ-like: explicit.
+# Tiny configs (docs/testing.md#tiny-oracles-what-makes-them-work-offline). α-like: sample_size 128
+# with use_additional_conditions and interpolation_scale left unset (diffusers' defaults ->
+# micro-conditions on, pe 2). Σ-like: explicit.
 ALPHA_LIKE = dict(num_attention_heads=2, attention_head_dim=12, in_channels=4, out_channels=8, num_layers=2,
                   cross_attention_dim=24, caption_channels=32, sample_size=128, patch_size=2)
 SIGMA_LIKE = dict(num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8, num_layers=2,
@@ -103,7 +104,7 @@ def test_diffusers_folder_has_no_null_caption(diffusers_models, tmp_path):
 
 
 def documented_original_keys(c: PixArtConfig) -> dict:
-    """The original .pth layout as listed in checkpoints.md §2.5, with shapes."""
+    """The original .pth layout, with shapes, as listed in docs/checkpoints.md#pixart-original-checkpoint-pth."""
     D, p, C = c.hidden_size, c.patch_size, c.in_channels
     keys = {"x_embedder.proj.weight": (D, C, p, p), "x_embedder.proj.bias": (D,),
             "pos_embed": (1, c.base_size**2, D),
@@ -166,7 +167,8 @@ ORIG = PixArtConfig(input_size=16, hidden_size=144, depth=2, num_heads=2, captio
 
 
 def original_to_diffusers(sd, depth):
-    """checkpoints.md §2.6 rename rules, written out independently of weights_loader."""
+    """The rename rules of docs/checkpoints.md#pixart-diffusers-layout-and-rename-rules, written out
+    independently of weights_loader."""
     sd, out = dict(sd), {}
     rules = {"x_embedder.proj": "pos_embed.proj", "y_embedder.y_proj.fc1": "caption_projection.linear_1",
              "y_embedder.y_proj.fc2": "caption_projection.linear_2",

@@ -4,8 +4,9 @@
 
 The folder holds `DiT-XL-2-256x256.pt` (and optionally `-512x512.pt`), from
 `wget https://dl.fbaipublicfiles.com/DiT/models/DiT-XL-2-256x256.pt`. The oracle is diffusers'
-DiTTransformer2DModel holding the same weights (mapped by the rules of checkpoints.md §1.3, written
-independently below) with the official timestep frequencies.
+DiTTransformer2DModel holding the same weights (mapped by the rules of
+docs/checkpoints.md#dit-diffusers-layout-and-rename-rules, written independently below) with the
+official timestep frequencies.
 """
 import os
 from pathlib import Path

@@ -126,7 +126,7 @@ def test_sharded_folder_and_pipeline_root(t5_folders, tmp_path):
 
 def test_pytorch_bin_shards_as_pixart_alpha_ships_t5(t5_folders, tmp_path):
     """PixArt-α's t5-v1_1-xxl/ folder holds pytorch_model-0000{1,2}-of-00002.bin and
-    pytorch_model.bin.index.json (checkpoints.md §6.2); transformers 5 no longer writes .bin files, so
+    pytorch_model.bin.index.json (docs/checkpoints.md#t5-v11-and-mt5); transformers 5 no longer writes .bin files, so
     the layout is written here by hand. The shards are read with torch.load(weights_only=True)."""
     hf_t5, _, root = t5_folders
     sd = hf_t5.state_dict()

@@ -129,7 +129,8 @@ def test_posterior_logvar_is_clamped_like_ldm(tmp_path):
 # --------------------------------------------------------------------------------------------
 
 def ldm_shapes(ch, ch_mult, num_res_blocks, z, quant=True, in_ch=3, out_ch=3):
-    """The ldm VAE keys and shapes, written from the architecture (checkpoints.md §7.2-7.3)."""
+    """The ldm VAE keys and shapes, written from the architecture
+    (docs/checkpoints.md#vae-architecture, docs/checkpoints.md#vae-ldm-and-diffusers-key-names)."""
     s = {}
 
     def conv(name, cout, cin, k):

@@ -1,6 +1,6 @@
 """Load BERT encoders into `minidit.text.bert.BertModel`, and the WordPiece tokenizer.
 
-Layouts (facts: shared/reference/checkpoints.md §6.1-6.3):
+Layouts (facts: docs/checkpoints.md#bert, docs/checkpoints.md#tokenizers):
   * transformers `BertModel` folders (Hunyuan-DiT's `t2i/clip_text_encoder/`, sentence-transformers'
     all-MiniLM-L6-v2, the diffusers Hunyuan pipeline's `text_encoder/`), or a pipeline root.
   * dumps of `BertForMaskedLM` / `BertForPreTraining` / ... whose keys start with `bert.`: the

@@ -1,6 +1,6 @@
 """Load CLIP text towers into `minidit.text.clip.CLIPTextModel`, and the CLIP BPE tokenizer.
 
-Layouts (facts: shared/reference/checkpoints.md §4.2, §6.2, §14):
+Layouts (facts: docs/checkpoints.md#clip-text-towers):
   * transformers folders: `CLIPTextModel` (transformers 5 keys have no `text_model.` prefix, 4.x
     keys do), `CLIPTextModelWithProjection` (`text_model.*` + `text_projection.weight`), or a full
     `CLIPModel` (its `vision_model.*`, `visual_projection.weight` and `logit_scale` are dropped);
@@ -12,8 +12,8 @@ Layouts (facts: shared/reference/checkpoints.md §4.2, §6.2, §14):
     SD 2.x's `cond_stage_model.model.*` once that prefix is the only one): `token_embedding`,
     `positional_embedding`, `transformer.resblocks.{i}.{ln_1, attn.in_proj_*, attn.out_proj, ln_2,
     mlp.c_fc, mlp.c_proj}`, `ln_final`, `text_projection` ((D, P): transposed into the Linear's
-    (P, D)); the fused in_proj is split q, k, v (§0.4); `visual.*`, `logit_scale` and a stored
-    `attn_mask` are dropped.
+    (P, D)); the fused in_proj is split q, k, v (docs/checkpoints.md#fused-attention-weights);
+    `visual.*`, `logit_scale` and a stored `attn_mask` are dropped.
 
 Config from tensors: width, vocab, positions, layers, MLP width and projection from the shapes;
 heads and activation from the width (768: OpenAI CLIP-L, 12 heads, quick_gelu; 1024: OpenCLIP H,

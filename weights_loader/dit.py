@@ -1,6 +1,7 @@
 """Load DiT checkpoints into `minidit.dit.DiT`.
 
-Layouts (facts: shared/reference/checkpoints.md §1.2-1.3):
+Layouts (facts: docs/checkpoints.md#dit-original-checkpoint-pt,
+docs/checkpoints.md#dit-diffusers-layout-and-rename-rules):
   * original  `DiT-XL-2-256x256.pt`, `DiT-XL-2-512x512.pt`: a plain state dict whose keys are
     minidit's own, plus the fixed `pos_embed` table; `train.py` checkpoints wrap it as
     {"model", "ema", "opt", "args"} (the EMA weights are used, as DiT's `find_model` does).

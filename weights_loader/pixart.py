@@ -1,6 +1,7 @@
 """Load PixArt-α / PixArt-Σ checkpoints into `minidit.pixart.PixArt`.
 
-Layouts (facts: shared/reference/checkpoints.md §2.5-2.6):
+Layouts (facts: docs/checkpoints.md#pixart-original-checkpoint-pth,
+docs/checkpoints.md#pixart-diffusers-layout-and-rename-rules):
   * original `.pth` (`PixArt-XL-2-512x512.pth`, `PixArt-XL-2-1024-MS.pth`,
     `PixArt-Sigma-XL-2-{256x256,512-MS,1024-MS,2K-MS}.pth`): `{"state_dict": {...}}` whose keys are
     minidit's own, plus the fixed `pos_embed` buffer (computed at the training resolution).

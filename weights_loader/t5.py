@@ -1,6 +1,6 @@
 """Load T5 v1.1 / mT5 encoders into `minidit.text.t5.T5EncoderModel`, and their tokenizer.
 
-Layouts (facts: shared/reference/checkpoints.md §4.2, §6.2, §14) — all use transformers' key names:
+Layouts (facts: docs/checkpoints.md#t5-v11-and-mt5) — all use transformers' key names:
   * transformers folders: `T5EncoderModel` / `MT5EncoderModel` (`model.safetensors`, or shards with
     `model.safetensors.index.json` / `pytorch_model.bin.index.json` as `DeepFloyd/t5-v1_1-xxl`), or
     a pipeline root whose `text_encoder*/` holds one (PixArt `text_encoder/`, SD3 `text_encoder_3/`,

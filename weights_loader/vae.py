@@ -1,6 +1,6 @@
 """Load AutoencoderKL checkpoints into `minidit.vae.AutoencoderKL` (whose names are the ldm keys).
 
-Layouts (facts: shared/reference/checkpoints.md §7):
+Layouts (facts: docs/checkpoints.md#vae):
   * ldm single files: a standalone VAE (`vae-ft-mse-840000-ema-pruned.ckpt`, `sdxl_vae.safetensors`:
     keys `encoder.*`, `decoder.*`, `quant_conv.*`, `post_quant_conv.*`), or the VAE inside a full
     model file under `first_stage_model.` (SD 1.x/2.x/SDXL, SD3/3.5 `sd3_medium.safetensors`) or

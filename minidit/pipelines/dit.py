@@ -10,7 +10,7 @@ embedding (`timestep_freq_shift=0`) and `decode(latents / 0.18215)`. With the gl
 on the same folder: the folder's scheduler (a DDIMScheduler with "leading" timesteps from the current
 converter, or the DDPMScheduler of early converted folders, whose step noise diffusers draws from the
 global RNG), guidance on all latent channels, the learned-sigma half dropped before the step, and
-diffusers' timestep embedding (`timestep_freq_shift=1`, see checkpoints.md §13). Every such choice
+diffusers' timestep embedding (`timestep_freq_shift=1`: docs/checkpoints.md#the-timestep-frequency-trap). Every such choice
 is a field of `DiTSampling` or of the model config, so nothing is special-cased.
 
     pipe = DiTPipeline.from_pretrained("DiT-XL-2-256")     # huggingface-cli download facebook/DiT-XL-2-256

@@ -18,7 +18,7 @@ arXiv:2212.07143) for ViT-bigG/14. Official code: openai/CLIP `model.py`, mlfoun
 
 SD3 uses hidden_states[-2] — the output of the second-to-last block, *without* the final
 LayerNorm — as the sequence, CLIP-L's pooler_output (unprojected) and bigG's text_embeds as the
-pooled vectors (shared/reference/checkpoints.md §4.4, §14).
+pooled vectors (docs/checkpoints.md#which-encoder-output-each-diffusion-model-uses).
 
 Glossary (paper symbol | code name | checkpoint key)
   width          | hidden_size          | embeddings.token_embedding.weight.shape[1]

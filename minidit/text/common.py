@@ -12,7 +12,8 @@ Every encoder is called the same way and returns the same record:
     out.text_embeds          (B, P) CLIP's projected EOS vector (`text_projection`), else None
 
 The names are transformers' (`BaseModelOutputWithPooling`, `CLIPTextModelOutput`) so readers can
-switch between the two. Which field each diffusion model uses (shared/reference/checkpoints.md §4.4, §6.1):
+switch between the two. Which field each diffusion model uses
+(docs/checkpoints.md#which-encoder-output-each-diffusion-model-uses):
   PixArt-α/Σ      T5-XXL  last_hidden_state (120 / 300 tokens), with the attention mask
   SD3 / 3.5       CLIP-L  hidden_states[-2] + pooler_output (unprojected)
                   bigG    hidden_states[-2] + text_embeds   (projected)
