@@ -11,6 +11,7 @@ import torch
 from minidit.cli import main as cli_main
 from minidit.pipelines.pixart import (DIFFUSERS_SAMPLING, OFFICIAL_ALPHA_SAMPLING, OFFICIAL_SAMPLING, PixArtPipeline,
                                       PixArtSampling, sampling_from_scheduler_config)
+from minidit.cli import MODELS
 from minidit.pipelines.pixart_cli import _load_for_cli
 from minidit.pipelines.resolution import (ASPECT_RATIO_1024, aspect_ratio_table, classify_height_width_bin,
                                           inference_bins, resize_and_crop)
@@ -401,7 +402,7 @@ def test_cli_finds_an_original_checkpoint_with_its_t5_and_vae(folders, tmp_path)
     shutil.copytree(folder / "text_encoder", tmp_path / "t5-v1_1-xxl")
     shutil.copy(folder / "tokenizer" / "spiece.model", tmp_path / "t5-v1_1-xxl" / "spiece.model")
     shutil.copytree(folder / "vae", tmp_path / "sd-vae-ft-ema")
-    pipe = _load_for_cli("pixart-alpha-1024", tmp_path, None, "cpu")
+    pipe = _load_for_cli(MODELS["pixart-alpha-1024"], tmp_path, None, "cpu")
     assert pipe.variant == "alpha" and pipe.sampling == OFFICIAL_ALPHA_SAMPLING
     assert pipe.transformer.config.input_size == 128 and pipe.transformer.config.micro_condition
 

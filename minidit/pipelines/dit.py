@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import difflib
 import functools
-import json
 import operator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,9 +32,7 @@ from minidit.dit import DiT
 from minidit.samplers import Sampler
 from minidit.scheduler_config import sampler_from_scheduler_config
 from minidit.vae import SD_VAE, AutoencoderKL, decode_latents
-from weights_loader import load_dit, load_vae
-from weights_loader.dit import dit_config_from_diffusers
-from weights_loader.io import read_config
+from weights_loader import PipelineFolder, load_dit, load_vae
 from .common import check_output_type, guided_model_fn, initial_noise, to_output
 
 CLASS_NAMES_FILE = Path(__file__).resolve().parents[1] / "assets" / "imagenet_classes.txt"
@@ -157,23 +154,17 @@ class DiTPipeline:
         follow="official": DiT's own sampler and timestep embedding (the weights were trained so);
         follow="diffusers": exactly what diffusers' DiTPipeline computes from this folder.
         """
-        folder = Path(folder)
         if follow not in ("official", "diffusers"):
             raise ValueError(f"follow must be 'official' or 'diffusers', not {follow!r}")
-        missing = [p for p in ("transformer/config.json", "vae/config.json", "scheduler/scheduler_config.json")
-                   if not (folder / p).is_file()]
-        if missing:
-            raise FileNotFoundError(f"{folder} is not a diffusers DiT folder: missing {missing}. Download one with "
-                                    "`huggingface-cli download facebook/DiT-XL-2-256 --local-dir DIR`")
-        config = dit_config_from_diffusers(read_config(folder / "transformer"))
-        config = replace(config, timestep_freq_shift=1 if follow == "diffusers" else 0)
-        transformer = load_dit(folder, config, dtype=dtype, device=device)
-        vae = load_vae(folder, dtype=vae_dtype, device=device)
-        sampling = OFFICIAL_SAMPLING
-        if follow == "diffusers":
-            sched = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
-            sampling = sampling_from_scheduler_config(sched)
-        return cls(transformer, vae, sampling)
+        parts = PipelineFolder(folder, hint="Download one with `huggingface-cli download facebook/DiT-XL-2-256 "
+                                            "--local-dir DIR`")
+        parts.require("transformer", "vae", "scheduler")
+        transformer = load_dit(parts.component("transformer"), dtype=dtype, device=device,
+                               overrides={"timestep_freq_shift": 1 if follow == "diffusers" else 0})
+        vae = load_vae(parts.component("vae"), dtype=vae_dtype, device=device)
+        if follow == "official":
+            return cls(transformer, vae)
+        return cls(transformer, vae, sampling_from_scheduler_config(parts.scheduler_config()))
 
     @classmethod
     def from_original(cls, checkpoint, vae, *, config=None, dtype=torch.float32, vae_dtype=torch.float32,

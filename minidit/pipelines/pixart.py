@@ -6,7 +6,7 @@
 
 The run, in stages (each timed, its peak memory recorded in `pipe.last_run_stats`, see
 `minidit/pipelines/memory.py` for what "peak" means on GPU and CPU):
-  1. text     the prompt, lower-cased and stripped, -> T5 tokens (120 for α, 300 for Σ) -> T5-XXL
+  1. text     the prompt, lower-cased and stripped, -> T5 tokens (`CAPTION_TOKENS`: 120 for α, 300 for Σ) -> T5-XXL
               states (B, L, 4096) + mask; the same for the negative prompt ("" by default). T5 is
               loaded for this stage and freed after it (`keep_text_encoder=False`, the default of
               `from_pretrained`), so its 4.7 B parameters never share memory with the denoising.
@@ -45,27 +45,24 @@ Shape legend: B prompts x images per prompt, L caption tokens, C latent channels
 """
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
-from minidit.pixart import PixArt
+from minidit.pixart import CAPTION_TOKENS, PixArt
 from minidit.samplers import Sampler
 from minidit.scheduler_config import sampler_from_scheduler_config
 from minidit.text.t5 import guard_fp16
 from minidit.vae import SD_VAE, SDXL_VAE, AutoencoderKL, decode_latents
-from weights_loader import load_pixart, load_t5, load_t5_tokenizer, load_vae
-from weights_loader.io import read_config
-from weights_loader.pixart import CAPTION_LENGTH, pixart_config_from_diffusers
+from weights_loader import PipelineFolder, load_pixart, load_t5, load_t5_tokenizer, load_vae
+from weights_loader.pixart import CAPTION_LENGTH, PIPELINE_VARIANTS
 from .common import PromptEmbeds, Staged, check_output_type, guided_model_fn, initial_noise, to_output
 from .memory import memory_method, stage
 from .resolution import SIDES, classify_height_width_bin, inference_bins, resize_and_crop
 
 
-PIPELINE_CLASSES = {"PixArtAlphaPipeline": "alpha", "PixArtSigmaPipeline": "sigma"}
 # Decode in tiles above this many pixels. An untiled SDXL-VAE decode needs ~4.5 KiB per output pixel
 # in float32 (benchmarks/vae_decode.py, CPU, fitted on 128² and 256²: ~5 GiB at 1024², ~19 GiB at
 # 2048²). So the 1024 buckets (0.9-1.0 x 1024² px) decode whole, and the 2K model's (4x that) in tiles,
@@ -104,6 +101,11 @@ def sampling_from_scheduler_config(cfg: dict) -> PixArtSampling:
     return PixArtSampling(sampler=sampler)
 
 
+def variant_of(transformer: PixArt) -> str:
+    """"alpha" or "sigma", from the caption length the transformer was trained with (CAPTION_TOKENS)."""
+    return "alpha" if transformer.config.model_max_length == CAPTION_TOKENS["alpha"] else "sigma"
+
+
 def default_dtypes(device) -> tuple[torch.dtype, torch.dtype, torch.dtype]:
     """(transformer, T5, VAE) dtypes: see "Precision" in the module docstring."""
     if torch.device(device).type == "cuda":
@@ -123,7 +125,7 @@ class PixArtPipeline:
         self.transformer, self.vae, self.tokenizer = transformer.eval(), vae.eval(), tokenizer
         self.text = Staged(text_encoder, text_encoder_loader, keep=keep_text_encoder, what="T5 text encoder")
         self.sampling = sampling
-        self.variant = variant or ("alpha" if transformer.config.model_max_length == 120 else "sigma")
+        self.variant = variant or variant_of(transformer)
         self.last_run_stats: dict = {}
 
     # ---------------------------------------------------------------- loading
@@ -135,40 +137,24 @@ class PixArtPipeline:
         `base`: another such folder supplying the components `folder` lacks (e.g. a transformer-only
         download + `PixArt-alpha/pixart_sigma_sdxlvae_T5_diffusers` for T5, tokenizer and VAE).
         Dtypes default to `default_dtypes(device)`."""
-        folder = Path(folder)
-        roots = [folder] + ([Path(base)] if base is not None else [])
-        index = next((r / "model_index.json" for r in roots if (r / "model_index.json").is_file()), None)
-        if index is None:
-            raise FileNotFoundError(f"{folder} is not a diffusers pipeline folder (no model_index.json). "
-                                    f"{MISSING_PARTS}")
-        pipeline_class = json.loads(index.read_text()).get("_class_name")
-        if pipeline_class not in PIPELINE_CLASSES:
-            raise ValueError(f"{index} names a {pipeline_class}, not a PixArt pipeline ({', '.join(PIPELINE_CLASSES)})")
-
-        def find(component, marker):
-            for root in roots:
-                if (root / component / marker).is_file():
-                    return root / component
-            raise FileNotFoundError(f"no {component}/{marker} in {' or '.join(map(str, roots))}. {MISSING_PARTS}")
+        parts = PipelineFolder(folder, base, hint=MISSING_PARTS)
+        pipeline_class = parts.pipeline_class(tuple(PIPELINE_VARIANTS))
         d, te, v = default_dtypes(device)
-        # The caption length (α 120, Σ 300 tokens) comes from the pipeline class: its model_index.json
-        # may be in `base`, where load_pixart, given only transformer/, would not look.
-        transformer_dir = find("transformer", "config.json")
-        config = pixart_config_from_diffusers(read_config(transformer_dir), CAPTION_LENGTH[pipeline_class])
-        transformer = load_pixart(transformer_dir, config, dtype=dtype or d, device=device)
-        text_dir = find("text_encoder", "config.json")
-        sched = next((r / "scheduler" / "scheduler_config.json" for r in roots
-                      if (r / "scheduler" / "scheduler_config.json").is_file()), None)
+        # The caption length (CAPTION_TOKENS) comes from the pipeline class: its model_index.json may be
+        # in `base`, where load_pixart, given only transformer/, would not look.
+        transformer = load_pixart(parts.component("transformer"), dtype=dtype or d, device=device,
+                                  overrides={"model_max_length": CAPTION_LENGTH[pipeline_class]})
+        text_dir = parts.component("text_encoder")
+        sched = parts.scheduler_config()
         if sched is None:
             warnings.warn(f"no scheduler/scheduler_config.json in {folder}: sampling with the defaults of "
                           "DPMSolverMultistepScheduler(), the scheduler every PixArt repository ships", stacklevel=2)
-        sampling = sampling_from_scheduler_config(json.loads(sched.read_text()) if sched else
-                                                  {"_class_name": "DPMSolverMultistepScheduler"})
-        return cls(transformer, load_vae(find("vae", "config.json"), dtype=vae_dtype or v, device=device),
-                   load_t5_tokenizer(find("tokenizer", "tokenizer_config.json")),
-                   sampling=sampling, keep_text_encoder=keep_text_encoder,
+        sampling = sampling_from_scheduler_config(sched or {"_class_name": "DPMSolverMultistepScheduler"})
+        return cls(transformer, load_vae(parts.component("vae"), dtype=vae_dtype or v, device=device),
+                   load_t5_tokenizer(parts.component("tokenizer")), sampling=sampling,
+                   keep_text_encoder=keep_text_encoder,
                    text_encoder_loader=lambda: load_t5(text_dir, dtype=text_encoder_dtype or te, device=device),
-                   variant=PIPELINE_CLASSES[pipeline_class])
+                   variant=PIPELINE_VARIANTS[pipeline_class])
 
     @classmethod
     def from_original(cls, checkpoint, text_encoder, vae, *, tokenizer=None, config=None,
@@ -182,7 +168,7 @@ class PixArtPipeline:
         `OFFICIAL_SAMPLING`) unless `sampling=` says otherwise (e.g. `DIFFUSERS_SAMPLING`)."""
         d, te, v = default_dtypes(device)
         transformer = load_pixart(checkpoint, config, dtype=dtype or d, device=device)
-        alpha = transformer.config.model_max_length == 120
+        alpha = variant_of(transformer) == "alpha"
         vae_config = None if Path(vae).is_dir() else SD_VAE if alpha else SDXL_VAE
         return cls(transformer, load_vae(vae, vae_config, dtype=vae_dtype or v, device=device),
                    load_t5_tokenizer(tokenizer or text_encoder),
