@@ -1,0 +1,70 @@
+"""`python -m minidit`: one model table, defaults from the pipelines' signatures, help that shows them."""
+import pytest
+
+from minidit import cli
+from minidit.pipelines import dit_cli, pixart_cli
+
+# The pipelines' documented defaults (DiT's sample.py: 250 steps, cfg 4.0; PixArt: 20 DPM-Solver steps, 4.5;
+# the toy: 50 steps, guidance 2.0), written out here so the help text is checked against the numbers users read.
+DOCUMENTED = {"dit": (250, 4.0), "pixart": (20, 4.5)}
+
+
+def help_text(capsys, *argv):
+    assert cli.main([*argv, "--help"]) == 0
+    return capsys.readouterr().out
+
+
+def test_generate_help_lists_every_model_with_its_defaults(capsys):
+    text = help_text(capsys, "generate")
+    assert len(cli.MODELS) == 8
+    for name, entry in cli.MODELS.items():
+        steps, guidance = DOCUMENTED[entry.family]
+        row = next(line for line in text.splitlines() if line.startswith(name + " "))
+        assert row.split()[1:3] == [str(steps), str(guidance)], row
+    # per-family options, in their own groups
+    assert "DiT (class-conditional ImageNet)" in text and "--class" in text
+    assert "PixArt-α / PixArt-Σ (text-to-image)" in text and "--negative-prompt" in text
+
+
+def test_defaults_come_from_the_pipeline_signatures():
+    for family, (steps, guidance) in DOCUMENTED.items():
+        assert cli.defaults(family) == {"steps": steps, "guidance": guidance}
+
+
+def test_sample_help_shows_its_defaults(capsys):
+    text = " ".join(help_text(capsys, "sample").split())
+    for fragment in ("(default: 50)", "(default: 2.0)", "(default: 0)", "(default: digits.png)", "(default: 4)"):
+        assert fragment in text, fragment
+
+
+@pytest.mark.parametrize("argv,expected", [([], {}), (["--steps", "7"], {"num_inference_steps": 7}),
+                                           (["--steps", "0", "--guidance", "0"], {"num_inference_steps": 0,
+                                                                                   "guidance_scale": 0.0})])
+def test_only_given_values_reach_the_pipeline(monkeypatch, argv, expected):
+    """No `args.steps or 250` copies: an option left out leaves the pipeline's default; a given 0 stays 0."""
+    seen = {}
+    monkeypatch.setattr(dit_cli, "generate", lambda args, entry, kw: seen.update(entry=entry, kw=kw) or 0)
+    assert cli.main(["generate", "--model", "dit-xl-2-512", "--class", "1", *argv]) == 0
+    assert seen["kw"] == expected and seen["entry"] is cli.MODELS["dit-xl-2-512"]
+
+
+def test_dispatch_is_by_the_table(monkeypatch):
+    seen = []
+    for module in (dit_cli, pixart_cli):
+        monkeypatch.setattr(module, "generate", lambda args, entry, kw, m=module: seen.append((m.FAMILY, entry.name)) or 0)
+    for name in cli.MODELS:
+        assert cli.main(["generate", "--model", name]) == 0
+    assert seen == [(entry.family, name) for name, entry in cli.MODELS.items()]
+
+
+def test_unknown_model_lists_the_choices(capsys):
+    assert cli.main(["generate", "--model", "sd3-medium"]) == 2
+    err = capsys.readouterr().err
+    assert "sd3-medium" in err and "dit-xl-2-256" in err and "pixart-sigma-2k" in err
+
+
+def test_models_lists_how_to_get_each(capsys):
+    assert cli.main(["models"]) == 0
+    out = capsys.readouterr().out
+    for name, entry in cli.MODELS.items():
+        assert name in out and f"huggingface-cli download {entry.repo}" in out and entry.original in out
