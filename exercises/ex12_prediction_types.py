@@ -1,0 +1,47 @@
+"""Exercise 12 — what the network predicts: epsilon, v and the flow velocity (chapter 02, section 9).
+
+Every sampler in minidit walks a grid of points x = alpha x0 + sigma eps and needs one thing from the
+network: its guess of the clean sample x0. DiT and PixArt predict the noise eps, Hunyuan-DiT predicts
+v = alpha eps - sigma x0, SD3 predicts the velocity of the straight flow path, v = eps - x0 (there
+alpha = 1 - sigma). And SD3 moves its grid towards high noise with a shift. Write both, then check:
+
+    python -m pytest exercises/test_ex12_prediction_types.py
+"""
+import torch
+
+# The minidit functions this stub re-implements (used by CI to check the grader itself).
+REFERENCE = {"predict_x0": "minidit.diffusion:predict_x0", "shift_sigmas": "minidit.flow:shift_sigmas"}
+
+
+def predict_x0(prediction, x_t, alpha, sigma, prediction_type: str = "epsilon"):
+    """The clean sample x0 from the network's `prediction` at a point x_t = alpha x0 + sigma eps.
+
+    prediction_type: "epsilon" | "v_prediction" | "flow" | "sample"; anything else is a ValueError.
+    """
+    # ┌──────────────────────────────────────────────────────────────────────────────────────┐
+    # │ TODO: prediction and x_t have one shape (B, C, H, W); alpha and sigma are numbers or  │
+    # │ tensors that broadcast against them, e.g. (B, 1, 1, 1).                               │
+    # │ Solve x_t = alpha x0 + sigma eps for x0, given what the network predicted:           │
+    # │   "epsilon"       the noise eps                                                       │
+    # │   "v_prediction"  v = alpha eps - sigma x0   (use alpha^2 + sigma^2 = 1: VP grids)    │
+    # │   "flow"          v = eps - x0               (flow grids: alpha = 1 - sigma)          │
+    # │   "sample"        x0 itself                                                           │
+    # │ Return a tensor of x_t's shape; raise ValueError(...) naming an unknown type.         │
+    # └──────────────────────────────────────────────────────────────────────────────────────┘
+    # *****START OF YOUR CODE*****
+    raise NotImplementedError("predict_x0")
+    # *****END OF YOUR CODE*****
+
+
+def shift_sigmas(sigma, shift: float):
+    """SD3's timestep shift (Esser et al., arXiv:2403.03206, eq. 23): sigma -> a noisier sigma'."""
+    # ┌──────────────────────────────────────────────────────────────────────────────────────┐
+    # │ TODO: sigma is a tensor (any shape) in [0, 1], shift > 0 a number.                    │
+    # │ The shift multiplies the noise-to-signal ratio of the flow path by `shift`:           │
+    # │        sigma' / (1 - sigma') = shift * sigma / (1 - sigma)                            │
+    # │ Solve it for sigma' (a one-line formula that also holds at sigma = 0 and 1).          │
+    # │ A shift <= 0 is meaningless: raise ValueError.                                        │
+    # └──────────────────────────────────────────────────────────────────────────────────────┘
+    # *****START OF YOUR CODE*****
+    raise NotImplementedError("shift_sigmas")
+    # *****END OF YOUR CODE*****
