@@ -244,3 +244,22 @@ def test_scheduler_config_refuses_what_it_cannot_reproduce():
     with pytest.raises(ValueError, match="sampler"):
         Sampler("heun")
     assert set(PREDICTION_TYPES) == {"epsilon", "v_prediction", "flow", "sample"}
+
+
+def test_dpm_solver_on_a_flow_grid_matches_diffusers():
+    """DPM-Solver++(2M) needs only alpha and sigma at each point, so it runs on the rectified-flow path
+    (alpha = 1 - sigma) unchanged. Oracle: DPMSolverMultistepScheduler with flow sigmas and a flow
+    (velocity) prediction, on the same points (its own flow grid, shift 3)."""
+    ref = diffusers.DPMSolverMultistepScheduler(use_flow_sigmas=True, prediction_type="flow_prediction", flow_shift=3.0)
+    ref.set_timesteps(9)
+    sigmas = ref.sigmas.double()
+    grid = Grid(ref.timesteps.double(), 1 - sigmas, sigmas)
+    x_T = torch.randn(2, 3, 4, 4)
+    trace = []
+    dpm_solver_sample(wiggly, x_T, grid, prediction_type="flow", progress=False,
+                      callback=lambda i, t, x: trace.append((t.clone(), x.clone())))
+    x, expected = x_T.clone(), []
+    for t in ref.timesteps:
+        x = ref.step(wiggly(x, t.expand(2)), t, x).prev_sample
+        expected.append((t, x))
+    assert_steps_match(trace, expected, "DPM-Solver++ on a flow grid")
