@@ -12,7 +12,7 @@ from minidit.dit import DiTConfig
 from weights_loader import CheckpointError, load_dit, read_state_dict
 from weights_loader.io import save_safetensors
 
-from dit_layout import random_original_dit
+from helpers.layouts.dit import random_original_dit
 
 # DiT-S/8 at 256 px: the smallest paper size, so heads are detected from the preset table.
 S8 = dict(D=384, depth=12, p=8, input_size=32)

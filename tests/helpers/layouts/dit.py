@@ -1,6 +1,9 @@
-"""The documented key layout of an original DiT checkpoint (checkpoints.md §1.2), written out by hand
-so tests can check minidit against it and write random checkpoints in exactly that layout."""
+"""DiT: the documented key layout of an original checkpoint (checkpoints.md §1.2) and the rename rules
+to diffusers' DiTTransformer2DModel (§1.3), written out by hand so tests can check minidit against
+them and write random checkpoints in exactly that layout."""
 import torch
+
+from helpers.weights import random_state_dict
 
 
 def official_dit_keys(D, depth, p, C=4, input_size=32, num_classes=1000, learn_sigma=True):
@@ -26,8 +29,32 @@ def random_original_dit(D, depth, p, input_size, seed=0, **kw):
     """Random weights in the original layout; `pos_embed` is the sin-cos table computed by diffusers'
     independent implementation (what the official code stores)."""
     from diffusers.models.embeddings import get_2d_sincos_pos_embed
-    g = torch.Generator().manual_seed(seed)
-    sd = {k: torch.randn(shape, generator=g) * 0.05 for k, shape in official_dit_keys(D, depth, p, input_size=input_size, **kw).items()}
+    sd = random_state_dict(official_dit_keys(D, depth, p, input_size=input_size, **kw), seed, 0.05)
     side = input_size // p
     sd["pos_embed"] = get_2d_sincos_pos_embed(D, side, base_size=side, output_type="pt").float()[None]
     return sd
+
+
+def original_to_diffusers(sd, depth=28):
+    """An original state dict in diffusers' layout (checkpoints.md §1.3): q/k/v split, and the one
+    timestep/label embedder copied into every block (diffusers stores it per block)."""
+    out = {"pos_embed.proj.weight": sd["x_embedder.proj.weight"], "pos_embed.proj.bias": sd["x_embedder.proj.bias"],
+           "proj_out_1.weight": sd["final_layer.adaLN_modulation.1.weight"],
+           "proj_out_1.bias": sd["final_layer.adaLN_modulation.1.bias"],
+           "proj_out_2.weight": sd["final_layer.linear.weight"], "proj_out_2.bias": sd["final_layer.linear.bias"]}
+    for i in range(depth):
+        a, b = f"transformer_blocks.{i}.", f"blocks.{i}."
+        emb = a + "norm1.emb."
+        out[emb + "timestep_embedder.linear_1.weight"] = sd["t_embedder.mlp.0.weight"]
+        out[emb + "timestep_embedder.linear_1.bias"] = sd["t_embedder.mlp.0.bias"]
+        out[emb + "timestep_embedder.linear_2.weight"] = sd["t_embedder.mlp.2.weight"]
+        out[emb + "timestep_embedder.linear_2.bias"] = sd["t_embedder.mlp.2.bias"]
+        out[emb + "class_embedder.embedding_table.weight"] = sd["y_embedder.embedding_table.weight"]
+        for kind in ("weight", "bias"):
+            q, k, v = sd[b + f"attn.qkv.{kind}"].chunk(3)
+            out[a + f"attn1.to_q.{kind}"], out[a + f"attn1.to_k.{kind}"], out[a + f"attn1.to_v.{kind}"] = q, k, v
+            out[a + f"attn1.to_out.0.{kind}"] = sd[b + f"attn.proj.{kind}"]
+            out[a + f"ff.net.0.proj.{kind}"] = sd[b + f"mlp.fc1.{kind}"]
+            out[a + f"ff.net.2.{kind}"] = sd[b + f"mlp.fc2.{kind}"]
+            out[a + f"norm1.linear.{kind}"] = sd[b + f"adaLN_modulation.1.{kind}"]
+    return out
