@@ -78,13 +78,14 @@ def check_close(actual, expected, what: str, tol: float = FP32, scale: float | N
 def require(module: str, install: str):
     """`import module` for a check against an independent implementation, or fail this check (not the
     others) saying what to install: the graders need only the runtime requirements and pytest."""
+    import pytest
     try:
         return importlib.import_module(module)
     except ImportError as e:
-        import pytest
-        pytest.fail(f"this check compares against {module}, which is not installed ({e}). Install it with "
-                    f"`pip install {install}` (or all dev requirements: `pip install -r requirements-dev.txt`).",
-                    pytrace=False)
+        error = e                       # fail outside the except block: no chained ImportError traceback
+    pytest.fail(f"this check compares against {module}, which is not installed ({error}). Install it with "
+                f"`pip install {install}` (or all dev requirements: `pip install -r requirements-dev.txt`).",
+                pytrace=False)
 
 
 def copy_weights(reference: torch.nn.Module, student: torch.nn.Module) -> None:
