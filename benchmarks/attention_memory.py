@@ -14,8 +14,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.common import (ChildFailed, child_case, machine, markdown_table, median, peak_since, report,  # noqa: E402
-                               reset_peak, run_child, time_calls)
+from benchmarks.common import (ChildFailed, child_case, machine, markdown_table, median, peak_memory,  # noqa: E402
+                               report, run_child, time_calls)
 
 
 def child(case):
@@ -24,11 +24,9 @@ def child(case):
     from minidit.attention import attention
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(1, 16, case["tokens"], 72, generator=g) for _ in range(3))
-    with torch.no_grad():
-        base = reset_peak()
+    with torch.no_grad(), peak_memory() as memory:
         times = time_calls(lambda: attention(q, k, v, backend=case["backend"]), repeats=case["repeats"], warmup=1)
-        peak = peak_since(base)
-    report({"median_s": round(median(times), 3), "peak_mib": peak})
+    report({"median_s": round(median(times), 3), "peak_mib": memory["peak_mib"]})
 
 
 def main():

@@ -1,15 +1,18 @@
 """Measuring speed and peak memory fairly: one fresh interpreter per measured case.
 
-Peak memory on CPU is the process's resident-set high-water mark (VmHWM). The child resets it to the
-current RSS (`/proc/self/clear_refs` = 5, Linux >= 4.0) after its inputs and weights are in memory,
-runs the measured code, and reports the increase — so imports, weights and inputs are excluded, and
-no other case's allocations can leak into it. (`tracemalloc` does not see tensor memory.)
+Peak memory on CPU is the process's resident-set high-water mark (VmHWM), measured by minidit's own
+probe, `minidit.pipelines.memory.stage` (what the pipelines' `last_run_stats` report): the child
+resets it to the current RSS (`/proc/self/clear_refs` = 5, Linux >= 4.0) after its inputs and weights
+are in memory, runs the measured code, and reports the increase — so imports, weights and inputs
+are excluded, and no other case's allocations can leak into it. (`tracemalloc` does not see tensor
+memory.)
 
 A benchmark script is its own child: the parent calls `run_child(__file__, case)` which runs
 `python script.py --child '<json case>'`; the child calls `report(dict)` to print its result.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -19,21 +22,20 @@ import sys
 import time
 
 
-def _hwm_kib() -> int:
-    with open("/proc/self/status") as f:
-        return int(next(line for line in f if line.startswith("VmHWM")).split()[1])
-
-
-def _rss_kib() -> int:
-    with open("/proc/self/status") as f:
-        return int(next(line for line in f if line.startswith("VmRSS")).split()[1])
-
-
-def reset_peak() -> int:
-    """Reset the high-water mark to the current RSS; returns that baseline in KiB."""
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    return _hwm_kib()
+@contextlib.contextmanager
+def peak_memory():
+    """Measure the block's peak resident memory on the CPU with `minidit.pipelines.memory.stage`.
+    Yields a dict that, once the block has ended, holds "peak_mib" (the peak's increase over the RSS
+    at the start of the block) and "peak_rss_mib" (the whole process's peak, weights and libraries
+    included)."""
+    from minidit.pipelines.memory import stage
+    stats: dict = {}
+    with stage(stats, "measured", "cpu") as record:
+        yield record
+    if record["start_gib"] is None or record["peak_gib"] is None:
+        raise RuntimeError("peak memory needs Linux's /proc/self/status (VmHWM) and a writable /proc/self/clear_refs")
+    record["peak_mib"] = round((record["peak_gib"] - record["start_gib"]) * 1024, 1)
+    record["peak_rss_mib"] = round(record["peak_gib"] * 1024, 1)
 
 
 def touch(module) -> None:
@@ -43,11 +45,6 @@ def touch(module) -> None:
     with torch.no_grad():
         for t in module.state_dict().values():
             t.sum()
-
-
-def peak_since(baseline_kib: int) -> float:
-    """MiB the resident set grew above `baseline_kib` at its peak since `reset_peak()`."""
-    return round((_hwm_kib() - baseline_kib) / 1024, 1)
 
 
 def time_calls(fn, repeats: int = 3, warmup: int = 1) -> list[float]:
@@ -72,10 +69,10 @@ def measure(run, repeats: int) -> tuple[object, dict]:
     import torch
     with torch.no_grad():
         out = run()
-        base = reset_peak()
-        times = time_calls(run, repeats=repeats, warmup=0)
-        peak = peak_since(base)
-    return out, {"median_s": round(median(times), 4), "times": [round(s, 4) for s in times], "peak_mib": peak}
+        with peak_memory() as memory:
+            times = time_calls(run, repeats=repeats, warmup=0)
+    return out, {"median_s": round(median(times), 4), "times": [round(s, 4) for s in times],
+                 "peak_mib": memory["peak_mib"]}
 
 
 # The columns `comparison_rows` fills, in table order (scripts put their own label columns first).
@@ -110,11 +107,6 @@ def max_abs_diff(path_a: str, path_b: str) -> float:
     """The largest elementwise difference between two outputs the children saved with torch.save."""
     import torch
     return (torch.load(path_a, weights_only=True) - torch.load(path_b, weights_only=True)).abs().max().item()
-
-
-def peak_rss_mib() -> float:
-    """The whole process's resident-set high-water mark (weights, libraries, everything)."""
-    return round(_hwm_kib() / 1024, 1)
 
 
 def child_case() -> dict | None:

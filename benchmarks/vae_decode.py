@@ -39,8 +39,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.common import (ChildFailed, child_case, machine, markdown_table, max_abs_diff, peak_rss_mib,  # noqa: E402
-                               peak_since, report, reset_peak, run_child, touch)
+from benchmarks.common import (ChildFailed, child_case, machine, markdown_table, max_abs_diff, peak_memory,  # noqa: E402
+                               report, run_child, touch)
 
 FULL = dict(block_out_channels=(128, 256, 512, 512), layers_per_block=2, norm_num_groups=32)
 TINY = dict(block_out_channels=(32, 64, 64, 64), layers_per_block=1, norm_num_groups=32)
@@ -78,8 +78,7 @@ def child(case: dict) -> None:
     channels = vae.config.z_channels if case["impl"] == "minidit" else vae.config.latent_channels
     z = torch.randn(1, channels, side, side, generator=torch.Generator().manual_seed(0))
     touch(vae)                     # page in memory-mapped weights: they are not activation memory
-    with torch.inference_mode():
-        base = reset_peak()                                # weights + latent, nothing decoded yet
+    with torch.inference_mode(), peak_memory() as memory:  # from here: weights + latent, nothing decoded yet
         decode(z[..., :8, :8])                             # warm-up on a tiny latent (one-time kernel setup;
         times = []                                         # counted in the peak, which the real decode exceeds)
         for _ in range(case["repeats"]):
@@ -88,7 +87,7 @@ def child(case: dict) -> None:
             times.append(time.perf_counter() - t0)
     if case.get("save"):
         torch.save(image.clone(), case["save"])
-    report({"time_s": min(times), "peak_delta_mib": peak_since(base), "peak_rss_mib": peak_rss_mib()})
+    report({"time_s": min(times), "peak_delta_mib": memory["peak_mib"], "peak_rss_mib": memory["peak_rss_mib"]})
 
 
 def run_case(case: dict) -> dict:

@@ -19,7 +19,7 @@ def test_patchify_equals_strided_conv():
     conv = torch.nn.Conv2d(3, 5, kernel_size=2, stride=2)
     expected = conv(x).flatten(2).transpose(1, 2)                    # (B, T, D)
     got = ex.patchify(x, 2) @ conv.weight.flatten(1).T + conv.bias
-    check_close(got, expected.detach(), "patchify(x, 2) @ W.T + b vs the strided Conv2d", atol=1e-5)
+    check_close(got, expected.detach(), "patchify(x, 2) @ W.T + b vs the strided Conv2d")
 
 
 def test_patchify_rejects_bad_sizes():

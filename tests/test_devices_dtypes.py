@@ -20,16 +20,15 @@ from minidit.text.clip import CLIP_L, CLIP_TINY, CLIPTextModel
 from minidit.text.t5 import T5_TINY, T5_V1_1_XXL, T5EncoderModel, cast_t5
 from minidit.vae import SDXL_VAE, AutoencoderKL, VAEConfig
 
+from helpers import perturb
+
 TINY_VAE = VAEConfig(ch=16, ch_mult=(1, 2), num_res_blocks=1, norm_num_groups=8)
 
 
 def perturbed(model):
     """Random non-zero weights everywhere (DiT/PixArt start with zero outputs), float32, eval mode."""
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    return model.eval()
+    torch.manual_seed(0)                     # the inputs drawn after the weights continue this stream
+    return perturb(model, seed=None, scale=0.05)
 
 
 def tiny_pixart():

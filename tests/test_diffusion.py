@@ -11,6 +11,8 @@ from minidit.diffusion import (discretized_gaussian_log_likelihood, get_beta_sch
 from minidit.grid import Grid
 from minidit.samplers import ddim_sample, ddim_step, ddpm_sample, ddpm_step
 
+from helpers import FP32, FP32_OTHER_KERNEL, assert_parity
+
 LINEAR = make_schedule(get_beta_schedule("linear"))
 
 
@@ -21,7 +23,7 @@ def test_beta_schedules_match_diffusers(name):
     ref = DDPMScheduler(beta_schedule=name, **kw).betas          # diffusers builds them in float32
     ours = get_beta_schedule(name)
     assert ours.dtype == torch.float64
-    assert_close(ours.float(), ref, atol=1e-7, rtol=1e-5)
+    assert_parity(ours.float(), ref, tol=FP32, scale=ref.abs().max(), what=f"{name} betas vs diffusers")
 
 
 def test_linear_schedule_hand_values():
@@ -48,7 +50,7 @@ def test_posterior_against_bayes_rule():
     prec = (1 - b) / b + 1 / (1 - abar_prev)                          # precisions add
     mean_hand = (torch.sqrt(1 - b) / b * x_t + torch.sqrt(abar_prev) / (1 - abar_prev) * x0) / prec
     mean, var, _ = q_posterior_mean_variance(LINEAR, x0, x_t, torch.tensor([t]))
-    assert_close(mean, mean_hand.float(), atol=1e-5, rtol=1e-5)
+    assert_parity(mean, mean_hand.float(), what="posterior mean vs Bayes' rule")
     assert var.flatten()[0].item() == pytest.approx((1 / prec).item(), rel=1e-6)
 
 
@@ -85,7 +87,7 @@ def test_ddpm_step_learned_range_matches_diffusers(index):
     ours, _ = ddpm_step(sched, index, model_output, x_t, noise, learn_sigma=True)
     # At index 0 (the last step) no noise is added, so the official clipped log-variance at t = 0
     # (beta~_1 instead of diffusers' clamp to 1e-20) does not change the sample.
-    assert_close(ours, expected, atol=1e-5, rtol=1e-4)
+    assert_parity(ours, expected, tol=FP32_OTHER_KERNEL, what=f"DDPM step {index} vs DDPMScheduler")
 
 
 @pytest.mark.parametrize("eta", [0.0, 0.7])
@@ -100,7 +102,7 @@ def test_ddim_step_matches_diffusers(eta):
         eps, noise = torch.randn(2, 4, 4, 4), torch.randn(2, 4, 4, 4)
         expected = ref.step(eps, t, x, eta=eta, variance_noise=noise).prev_sample
         ours, _ = ddim_step(sched, i, eps, x, noise, eta=eta)
-        assert_close(ours, expected, atol=1e-5, rtol=1e-4)
+        assert_parity(ours, expected, tol=FP32_OTHER_KERNEL, what=f"DDIM step {i}, eta {eta} vs DDIMScheduler")
 
 
 def test_fixed_variances_and_clipping():
@@ -120,7 +122,7 @@ def test_normal_kl_against_torch_distributions():
     m1, lv1, m2, lv2 = torch.randn(4), torch.randn(4), torch.randn(4), torch.randn(4)
     ref = torch.distributions.kl_divergence(torch.distributions.Normal(m1, (0.5 * lv1).exp()),
                                             torch.distributions.Normal(m2, (0.5 * lv2).exp()))
-    assert_close(normal_kl(m1, lv1, m2, lv2), ref, atol=1e-5, rtol=1e-5)
+    assert_parity(normal_kl(m1, lv1, m2, lv2), ref, what="normal_kl vs torch.distributions")
 
 
 def test_discretized_likelihood_is_a_distribution_over_256_bins():

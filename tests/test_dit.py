@@ -11,7 +11,8 @@ from weights_loader import CheckpointError, load_dit
 from weights_loader.dit import dit_config_from_diffusers, dit_from_diffusers
 from weights_loader.io import read_config
 
-from dit_layout import official_dit_keys
+from helpers import FP32, assert_key_contract, assert_parity, randomize
+from helpers.layouts.dit import official_dit_keys
 
 TINY = dict(num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8, num_layers=2,
             sample_size=8, patch_size=2, num_embeds_ada_norm=10, norm_eps=1e-6)
@@ -22,10 +23,9 @@ def diffusers_dit(tmp_path_factory):
     """A tiny diffusers DiTTransformer2DModel with non-trivial random weights, saved to disk."""
     from diffusers import DiTTransformer2DModel
     torch.manual_seed(0)
-    ref = DiTTransformer2DModel(**TINY).eval()
-    with torch.no_grad():           # adaLN-Zero starts at zero: randomise everything so nothing is trivial
-        for p in ref.parameters():
-            p.normal_(0, 0.2)
+    # adaLN-Zero starts at zero: randomise everything so nothing is trivial
+    ref = randomize(DiTTransformer2DModel(**TINY), seed=None, scale=0.2)
+    with torch.no_grad():
         shared = ref.transformer_blocks[0].norm1.emb.state_dict()
         for block in ref.transformer_blocks[1:]:        # the per-block embedder copies are identical
             block.norm1.emb.load_state_dict(shared)
@@ -48,7 +48,7 @@ def test_matches_diffusers_with_its_timestep_convention(diffusers_dit):
     model = load_dit(folder, config)
     x, t, y = _inputs()
     with torch.no_grad():
-        assert_close(model(x, t, y), ref(x, t, y).sample, atol=1e-5, rtol=1e-5)
+        assert_parity(model(x, t, y), ref(x, t, y).sample, tol=FP32, what="DiT vs diffusers (shift 1)")
 
 
 def test_default_follows_the_official_timestep_frequencies(diffusers_dit):
@@ -65,7 +65,7 @@ def test_default_follows_the_official_timestep_frequencies(diffusers_dit):
         for block in ref.transformer_blocks:                   # give diffusers the official frequencies
             block.norm1.emb.time_proj.downscale_freq_shift = 0
         try:
-            assert_close(official, ref(x, t, y).sample, atol=1e-5, rtol=1e-5)
+            assert_parity(official, ref(x, t, y).sample, tol=FP32, what="DiT vs diffusers given the official shift 0")
         finally:
             for block in ref.transformer_blocks:
                 block.norm1.emb.time_proj.downscale_freq_shift = 1
@@ -93,11 +93,8 @@ def test_adaln_zero_blocks_start_as_identity():
 
 
 def _random_dit(**kw):
-    model = DiT(DiTConfig(input_size=8, hidden_size=32, depth=2, num_heads=2, num_classes=10, **kw)).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.2)
-    return model
+    return randomize(DiT(DiTConfig(input_size=8, hidden_size=32, depth=2, num_heads=2, num_classes=10, **kw)),
+                     seed=None, scale=0.2)
 
 
 def test_forward_with_cfg_guides_three_channels_like_the_official_code():
@@ -132,10 +129,9 @@ def test_the_twelve_presets_and_xl2_parameter_count():
 def test_contract_dit_xl2_against_the_original_key_list(name, input_size):
     with torch.device("meta"):
         model = DiT(CHECKPOINTS[name])
-    ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     official = official_dit_keys(1152, 28, 2, input_size=input_size)
     official.pop("pos_embed")                            # the one recomputed key (loader allow-list)
-    assert ours == official
+    assert_key_contract(model.state_dict(), official, f"{name} vs the original key list")
 
 
 def test_contract_dit_xl2_against_diffusers_after_mapping():
@@ -145,7 +141,7 @@ def test_contract_dit_xl2_against_diffusers_after_mapping():
                                     num_layers=28, sample_size=32, patch_size=2, num_embeds_ada_norm=1000)
         model = DiT(CHECKPOINTS["DiT-XL-2-256x256"])
     mapped = dit_from_diffusers(ref.state_dict(), depth=28)
-    assert {k: tuple(v.shape) for k, v in mapped.items()} == {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert_key_contract(model.state_dict(), mapped, "DiT-XL/2 vs diffusers after mapping")
     assert dit_config_from_diffusers(dict(ref.config)) == CHECKPOINTS["DiT-XL-2-256x256"]
 
 

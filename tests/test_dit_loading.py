@@ -12,7 +12,8 @@ from minidit.dit import DiTConfig
 from weights_loader import CheckpointError, load_dit, read_state_dict
 from weights_loader.io import save_safetensors
 
-from dit_layout import random_original_dit
+from helpers import FP32, assert_parity
+from helpers.layouts.dit import original_to_diffusers, random_original_dit
 
 # DiT-S/8 at 256 px: the smallest paper size, so heads are detected from the preset table.
 S8 = dict(D=384, depth=12, p=8, input_size=32)
@@ -34,6 +35,22 @@ def test_original_pt_loads_strictly_with_detected_config(original_sd, tmp_path):
     for k, v in model.state_dict().items():
         assert torch.equal(v, expected[k]), k
     assert not model.training
+
+
+def test_original_layout_maps_onto_diffusers_strictly(original_sd):
+    """The §1.3 rename rules the real-weight test (test_real_weights_dit.py) relies on: a random
+    original checkpoint loads strictly into diffusers and gives minidit's output (official shift 0)."""
+    from diffusers import DiTTransformer2DModel
+    model = load_dit(original_sd)
+    ref = DiTTransformer2DModel(num_attention_heads=6, attention_head_dim=64, num_layers=12, sample_size=32,
+                                patch_size=8, out_channels=8, norm_eps=1e-6).eval()
+    ref.load_state_dict(original_to_diffusers(original_sd, depth=12), strict=True)
+    for block in ref.transformer_blocks:
+        block.norm1.emb.time_proj.downscale_freq_shift = 0
+    g = torch.Generator().manual_seed(0)
+    x, t, y = torch.randn(2, 4, 32, 32, generator=g), torch.tensor([999, 250]), torch.tensor([207, 1000])
+    with torch.no_grad():
+        assert_parity(model(x, t, y), ref(x, t, y).sample, tol=FP32, what="DiT-S/8 original layout vs diffusers")
 
 
 def test_safetensors_and_train_checkpoint_wrapper(original_sd, tmp_path):

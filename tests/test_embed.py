@@ -8,6 +8,8 @@ from torch.testing import assert_close
 from minidit.embed import (LabelEmbedder, PatchEmbed, get_1d_sincos_pos_embed, get_2d_sincos_pos_embed,
                            patchify, timestep_embedding, unpatchify)
 
+from helpers import EXACT, FP32, FP32_ELEMENTWISE, assert_parity
+
 
 def test_timestep_embedding_hand_derived_cos_first():
     t = torch.tensor([0.0, 3.0])
@@ -16,7 +18,7 @@ def test_timestep_embedding_hand_derived_cos_first():
     freqs = [1.0, 0.1, 0.01, 0.001]
     expected = torch.tensor([[1.0] * 4 + [0.0] * 4,
                              [math.cos(3 * f) for f in freqs] + [math.sin(3 * f) for f in freqs]])
-    assert_close(emb, expected, atol=1e-6, rtol=1e-6)
+    assert_parity(emb, expected, tol=FP32_ELEMENTWISE, what="timestep_embedding vs cos/sin by hand")
 
 
 def test_timestep_embedding_odd_dim_is_zero_padded():
@@ -31,7 +33,7 @@ def test_timestep_embedding_matches_diffusers(shift):
     from diffusers.models.embeddings import get_timestep_embedding
     t = torch.tensor([0, 1, 17, 250, 999])
     ref = get_timestep_embedding(t, 256, flip_sin_to_cos=True, downscale_freq_shift=shift)
-    assert_close(timestep_embedding(t, 256, freq_shift=shift), ref, atol=0, rtol=0)
+    assert_parity(timestep_embedding(t, 256, freq_shift=shift), ref, tol=EXACT, what="vs diffusers' embedding")
 
 
 def test_freq_shift_changes_the_embedding():
@@ -65,8 +67,8 @@ def test_2d_sincos_w_first_row_major():
 def test_2d_sincos_matches_diffusers(grid, base, scale):
     from diffusers.models.embeddings import get_2d_sincos_pos_embed as ref_fn
     ref = ref_fn(32, grid, base_size=base, interpolation_scale=scale, output_type="pt")
-    assert_close(get_2d_sincos_pos_embed(32, grid, base_size=base, interpolation_scale=scale), ref.float(),
-                 atol=1e-6, rtol=1e-5)
+    assert_parity(get_2d_sincos_pos_embed(32, grid, base_size=base, interpolation_scale=scale), ref.float(),
+                  tol=FP32, what="2-D sin-cos table vs diffusers")
 
 
 def test_pixart_stretching_keeps_positions_in_base_range():
@@ -82,7 +84,7 @@ def test_patchify_is_the_strided_conv():
     ref = embed(x)
     ours = patchify(x, 4) @ embed.proj.weight.flatten(1).T + embed.proj.bias
     assert ref.shape == (2, 6, 7)
-    assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+    assert_parity(ours, ref, tol=FP32, what="patchify @ W.T + b vs the strided conv")
 
 
 def test_unpatchify_matches_official_einsum():
@@ -90,7 +92,7 @@ def test_unpatchify_matches_official_einsum():
     B, h, w, p, C = 2, 3, 4, 2, 5
     x = torch.randn(B, h * w, p * p * C)
     ref = torch.einsum("nhwpqc->nchpwq", x.reshape(B, h, w, p, p, C)).reshape(B, C, h * p, w * p)
-    assert_close(unpatchify(x, p, h, w), ref, atol=0, rtol=0)
+    assert_parity(unpatchify(x, p, h, w), ref, tol=EXACT, what="unpatchify vs the official einsum")
 
 
 def test_patch_errors_are_clear():

@@ -1,9 +1,15 @@
 """The loaders' shared pieces: the strict key map (`KeyMap`), config overrides and the pipeline-folder search."""
+import json
+
 import pytest
 import torch
 
-from weights_loader import CheckpointError
+from weights_loader import CheckpointError, MissingPartError, PipelineFolder, load_dit, load_pixart
 from weights_loader.io import KeyMap, transpose
+from weights_loader.pipeline_folder import marker_file
+
+from helpers import require
+from helpers.layouts.dit import random_original_dit
 
 
 def _sd():
@@ -80,8 +86,6 @@ def test_chunk_must_split_evenly_and_a_destination_is_written_once():
 # ---------------------------------------------------------------------------------------------
 
 def test_overrides_are_applied_after_detection_and_unknown_fields_are_named():
-    from dit_layout import random_original_dit
-    from weights_loader import load_dit
     sd = random_original_dit(D=384, depth=12, p=8, input_size=32)          # DiT-S/8: detectable
     assert load_dit(sd).config.timestep_freq_shift == 0
     model = load_dit(sd, overrides={"timestep_freq_shift": 1})
@@ -91,9 +95,7 @@ def test_overrides_are_applied_after_detection_and_unknown_fields_are_named():
 
 
 def test_pixart_transformer_folder_with_caption_length_override(tmp_path):
-    from oracles import require
     diffusers = require("diffusers")
-    from weights_loader import load_pixart
     ref = diffusers.PixArtTransformer2DModel(num_attention_heads=2, attention_head_dim=8, in_channels=4,
                                              out_channels=8, num_layers=1, cross_attention_dim=16, caption_channels=32,
                                              sample_size=16, patch_size=2, interpolation_scale=0.5,
@@ -109,8 +111,6 @@ def test_pixart_transformer_folder_with_caption_length_override(tmp_path):
 # ---------------------------------------------------------------------------------------------
 
 def _pipeline(root, class_name=None, components=()):
-    import json
-    from weights_loader.pipeline_folder import marker_file
     root.mkdir(parents=True, exist_ok=True)
     if class_name:
         (root / "model_index.json").write_text(json.dumps({"_class_name": class_name}))
@@ -121,7 +121,6 @@ def _pipeline(root, class_name=None, components=()):
 
 
 def test_pipeline_folder_finds_components_across_roots(tmp_path):
-    from weights_loader import PipelineFolder
     only = _pipeline(tmp_path / "only", components=["transformer"])
     base = _pipeline(tmp_path / "base", "PixArtSigmaPipeline", ["transformer", "vae", "tokenizer", "scheduler"])
     parts = PipelineFolder(only, base)
@@ -135,7 +134,6 @@ def test_pipeline_folder_finds_components_across_roots(tmp_path):
 
 
 def test_pipeline_folder_errors_name_the_roots_and_what_to_download(tmp_path):
-    from weights_loader import MissingPartError, PipelineFolder
     only = _pipeline(tmp_path / "only", components=["transformer"])
     parts = PipelineFolder(only, hint="Download the rest from some/repo.")
     assert parts.scheduler_config() is None

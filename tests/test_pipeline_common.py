@@ -6,7 +6,7 @@ from minidit.dit import DiT, DiTConfig
 from minidit.pipelines.common import (PromptEmbeds, Staged, check_output_type, guided_model_fn, initial_noise,
                                       to_output)
 
-from oracles import require
+from helpers import EXACT, assert_parity, require
 
 diffusers = require("diffusers")
 
@@ -57,7 +57,7 @@ def test_guided_model_fn_reproduces_dit_forward_with_cfg():
         for channels in (3, None):
             official = model.forward_with_cfg(torch.cat([x, x]), torch.cat([t, t]), y, 4.0, channels)[:2]
             ours = guided_model_fn(lambda x2, t2: model(x2, t2, y), 4.0, guided_channels=channels)(x, t)
-            torch.testing.assert_close(ours, official, rtol=1e-5, atol=1e-6)
+            assert_parity(ours, official, what=f"guided_model_fn vs forward_with_cfg, cfg_channels={channels}")
 
 
 def test_staged_component_lifetime():
@@ -108,9 +108,10 @@ def test_output_tail_is_diffusers_image_processor():
     from diffusers.image_processor import VaeImageProcessor
     image = torch.rand(2, 3, 8, 6) * 2.4 - 1.2                         # decoded images overshoot [-1, 1]
     proc = VaeImageProcessor()
-    torch.testing.assert_close(torch.from_numpy(to_output(image, "np")),
-                               torch.from_numpy(proc.postprocess(image, output_type="np")), rtol=0, atol=1e-7)
-    torch.testing.assert_close(to_output(image, "pt"), proc.postprocess(image, output_type="pt"), rtol=0, atol=1e-7)
+    assert_parity(torch.from_numpy(to_output(image, "np")), torch.from_numpy(proc.postprocess(image, output_type="np")),
+                  tol=EXACT, what="np output vs VaeImageProcessor")
+    assert_parity(to_output(image, "pt"), proc.postprocess(image, output_type="pt"), tol=EXACT,
+                  what="pt output vs VaeImageProcessor")
     pil = to_output(image, "pil")
     assert len(pil) == 2 and pil[0].size == (6, 8)
     for bad in ("numpy", "PIL", None):

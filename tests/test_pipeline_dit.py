@@ -15,7 +15,7 @@ from weights_loader import load_dit, load_vae
 from weights_loader.dit import dit_config_from_diffusers, dit_from_diffusers
 from weights_loader.io import read_config
 
-from oracles import require
+from helpers import require
 
 diffusers = require("diffusers")
 

@@ -10,16 +10,15 @@ from minidit.attention import attention_backend
 from minidit.dit import modulate
 from minidit.pixart import (PRESETS, AttentionKVCompress, KVCompressConfig, PixArt, PixArtConfig, t2i_modulate)
 
+from helpers import FP32, assert_parity, perturb
+
 TINY = PixArtConfig(input_size=16, hidden_size=24, depth=2, num_heads=2, caption_channels=32, model_max_length=7)
 
 
 def tiny(**kw):
     torch.manual_seed(0)
-    model = PixArt(PixArtConfig(**{**TINY.__dict__, **kw})).eval()
-    with torch.no_grad():                      # the official init zeroes the output: make it non-trivial
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    return model
+    model = PixArt(PixArtConfig(**{**TINY.__dict__, **kw}))
+    return perturb(model, seed=None, scale=0.05)   # the official init zeroes the output: make it non-trivial
 
 
 def test_presets_match_the_documented_checkpoint_table():
@@ -60,7 +59,7 @@ def test_pos_embed_matches_diffusers_for_any_grid():
         with torch.device("meta"):
             model = PixArt(c)
         expected = ref(c.hidden_size, (h, w), base_size=c.base_size, interpolation_scale=c.pe_interpolation)
-        torch.testing.assert_close(model.pos_embed(h, w)[0], expected.float(), rtol=1e-5, atol=1e-5)
+        assert_parity(model.pos_embed(h, w)[0], expected.float(), tol=FP32, what=f"{preset} {h}x{w} table vs diffusers")
 
 
 def test_forward_shapes_and_official_caption_shape():
@@ -197,4 +196,4 @@ def test_qk_norm_by_hand():
                                                                                      attn.k_norm.bias)
     heads = [torch.softmax(q[..., i:i + 8] @ k[..., i:i + 8].transpose(1, 2) / 8**0.5, -1) @ v[..., i:i + 8]
              for i in (0, 8)]
-    torch.testing.assert_close(attn(x), attn.proj(torch.cat(heads, -1)), rtol=1e-5, atol=1e-5)
+    assert_parity(attn(x), attn.proj(torch.cat(heads, -1)), tol=FP32, what="QK-norm attention vs by hand")

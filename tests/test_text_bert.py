@@ -11,8 +11,8 @@ from weights_loader import CheckpointError, load_bert, load_bert_tokenizer
 from weights_loader.bert import bert_config_from_transformers, bert_from_transformers, detect_bert_config
 from weights_loader.io import build_on_meta
 
-from oracles import require
-from text_oracles import minilm_dir
+from helpers import FP32, assert_key_contract, assert_parity, require
+from helpers.text import minilm_dir
 
 transformers = require("transformers")
 
@@ -25,11 +25,11 @@ SENTENCES = ["a red cube on a table", "a crimson block on a desk", "the stock ma
 
 
 def _compare(hf_out, out):
-    torch.testing.assert_close(out.last_hidden_state, hf_out.last_hidden_state, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(out.pooler_output, hf_out.pooler_output, atol=1e-5, rtol=1e-5)
+    assert_parity(out.last_hidden_state, hf_out.last_hidden_state, tol=FP32, what="last_hidden_state")
+    assert_parity(out.pooler_output, hf_out.pooler_output, tol=FP32, what="pooler_output")
     assert len(out.hidden_states) == len(hf_out.hidden_states)
-    for a, b in zip(out.hidden_states, hf_out.hidden_states):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    for i, (a, b) in enumerate(zip(out.hidden_states, hf_out.hidden_states)):
+        assert_parity(a, b, tol=FP32, what=f"hidden_states[{i}]")
 
 
 def _inputs():
@@ -63,7 +63,7 @@ def test_bert_folder_and_prefixed_dump(tmp_path):
     with torch.no_grad():
         ref = mlm.bert(input_ids=ids, attention_mask=mask)
         out = ours(ids, mask)
-    torch.testing.assert_close(out.last_hidden_state, ref.last_hidden_state, atol=1e-5, rtol=1e-5)
+    assert_parity(out.last_hidden_state, ref.last_hidden_state, tol=FP32, what="BertForMaskedLM dump vs .bert")
     assert out.pooler_output is None
     with pytest.raises(CheckpointError, match="heads"):
         load_bert(tmp_path / "mlm.safetensors")                # 3 x 32 is no released size: say so
@@ -104,8 +104,7 @@ def test_full_size_key_and_shape_contract(name):
     with torch.device("meta"):
         hf = transformers.BertModel(config)
     sd = bert_from_transformers(hf.state_dict())
-    theirs = {k: tuple(v.shape) for k, v in sd.items()}
-    ours = {k: tuple(v.shape) for k, v in build_on_meta(bert.BertModel, bert.PRESETS[name]).state_dict().items()}
-    assert ours == theirs
+    ours = build_on_meta(bert.BertModel, bert.PRESETS[name]).state_dict()
+    assert_key_contract(ours, sd, f"{name} vs transformers after mapping")
     assert bert_config_from_transformers(config.to_dict(), True) == bert.PRESETS[name]
     assert detect_bert_config(sd) == bert.PRESETS[name]

@@ -12,8 +12,8 @@ from weights_loader import CheckpointError, load_clip
 from weights_loader.clip import clip_config_from_transformers, clip_from_transformers, detect_clip_config
 from weights_loader.io import build_on_meta
 
-from oracles import require
-from text_oracles import open_clip_text_transformer
+from helpers import FP32, assert_key_contract, assert_parity, perturb, require
+from helpers.text import open_clip_text_transformer
 
 transformers = require("transformers")
 
@@ -54,16 +54,16 @@ def clip_folders(tmp_path_factory):
 def _compare(ours, ids, ref_last, ref_hidden, ref_pooled, ref_embeds=None, mask=None):
     with torch.no_grad():
         out = ours(ids, mask, output_hidden_states=True)
-    torch.testing.assert_close(out.last_hidden_state, ref_last, atol=1e-5, rtol=1e-5)
+    assert_parity(out.last_hidden_state, ref_last, tol=FP32, what="last_hidden_state")
     assert len(out.hidden_states) == len(ref_hidden)
-    torch.testing.assert_close(out.hidden_states[-2], ref_hidden[-2], atol=1e-5, rtol=1e-5)   # SD3's sequence
-    for a, b in zip(out.hidden_states, ref_hidden):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(out.pooler_output, ref_pooled, atol=1e-5, rtol=1e-5)
+    assert_parity(out.hidden_states[-2], ref_hidden[-2], tol=FP32, what="hidden_states[-2]")   # SD3's sequence
+    for i, (a, b) in enumerate(zip(out.hidden_states, ref_hidden)):
+        assert_parity(a, b, tol=FP32, what=f"hidden_states[{i}]")
+    assert_parity(out.pooler_output, ref_pooled, tol=FP32, what="pooler_output")
     if ref_embeds is None:
         assert out.text_embeds is None
     else:
-        torch.testing.assert_close(out.text_embeds, ref_embeds, atol=1e-5, rtol=1e-5)
+        assert_parity(out.text_embeds, ref_embeds, tol=FP32, what="text_embeds")
 
 
 def _hf(model, ids, mask=None):
@@ -152,9 +152,7 @@ def test_openclip_native_layout_against_open_clip():
     torch.manual_seed(0)
     ref = TextTransformer(context_length=77, vocab_size=VOCAB, width=32, heads=4, layers=3, mlp_ratio=1.5,
                           output_dim=24, act_layer=torch.nn.GELU, pool_type="argmax", output_tokens=True).eval()
-    with torch.no_grad():
-        for p in ref.parameters():                              # no zero biases / unit norms left
-            p.add_(0.02 * torch.randn_like(p))
+    perturb(ref, seed=None, scale=0.02)                          # no zero biases / unit norms left
     sd = {f"conditioner.embedders.1.model.{k}": v for k, v in ref.state_dict().items()}
     sd["conditioner.embedders.1.model.logit_scale"] = torch.tensor(4.6)
     ours = load_clip(sd, _tiny_minidit_config("gelu", 24))
@@ -163,11 +161,11 @@ def test_openclip_native_layout_against_open_clip():
         pooled_proj, tokens = ref(ids)
         blocks = ref.forward_intermediates(ids, output_fmt="NLC")["text_intermediates"]
         out = ours(ids, output_hidden_states=True)
-    torch.testing.assert_close(out.last_hidden_state, tokens, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(out.text_embeds, pooled_proj, atol=1e-5, rtol=1e-5)
+    assert_parity(out.last_hidden_state, tokens, tol=FP32, what="last_hidden_state vs open_clip tokens")
+    assert_parity(out.text_embeds, pooled_proj, tol=FP32, what="text_embeds vs open_clip pooled")
     assert len(blocks) == 3
-    for a, b in zip(out.hidden_states[1:], blocks):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    for i, (a, b) in enumerate(zip(out.hidden_states[1:], blocks)):
+        assert_parity(a, b, tol=FP32, what=f"block {i} output vs open_clip")
     bad = dict(sd)
     bad["conditioner.embedders.1.model.transformer.resblocks.0.attn.extra"] = torch.zeros(1)
     with pytest.raises(CheckpointError, match="attn.extra"):
@@ -198,8 +196,7 @@ def test_full_size_key_and_shape_contract(name):
     with torch.device("meta"):
         hf = transformers.CLIPTextModelWithProjection(config)
     sd = clip_from_transformers(hf.state_dict())
-    theirs = {k: tuple(v.shape) for k, v in sd.items()}
-    ours = {k: tuple(v.shape) for k, v in build_on_meta(clip.CLIPTextModel, clip.PRESETS[name]).state_dict().items()}
-    assert ours == theirs
+    ours = build_on_meta(clip.CLIPTextModel, clip.PRESETS[name]).state_dict()
+    assert_key_contract(ours, sd, f"{name} vs transformers after mapping")
     assert clip_config_from_transformers(config.to_dict(), True) == clip.PRESETS[name]
     assert detect_clip_config(sd) == clip.PRESETS[name]

@@ -14,7 +14,7 @@ from weights_loader import CheckpointError, load_t5
 from weights_loader.io import build_on_meta
 from weights_loader.t5 import detect_t5_config, t5_config_from_transformers, t5_from_transformers
 
-from oracles import require
+from helpers import BF16, EXACT, FP16, FP32, assert_key_contract, assert_parity, require
 
 transformers = require("transformers")
 
@@ -51,10 +51,10 @@ def _compare(hf, ours, ids, mask):
         ref = hf(input_ids=ids, attention_mask=mask, output_hidden_states=True)
         out = ours(ids, mask, output_hidden_states=True)
     assert len(out.hidden_states) == len(ref.hidden_states) == hf.config.num_layers + 1
-    torch.testing.assert_close(out.last_hidden_state, ref.last_hidden_state, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(out.hidden_states[-2], ref.hidden_states[-2], atol=1e-5, rtol=1e-5)
-    for a, b in zip(out.hidden_states, ref.hidden_states):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert_parity(out.last_hidden_state, ref.last_hidden_state, tol=FP32, what="last_hidden_state")
+    assert_parity(out.hidden_states[-2], ref.hidden_states[-2], tol=FP32, what="hidden_states[-2]")
+    for i, (a, b) in enumerate(zip(out.hidden_states, ref.hidden_states)):
+        assert_parity(a, b, tol=FP32, what=f"hidden_states[{i}]")
     assert out.pooler_output is None
 
 
@@ -103,7 +103,7 @@ def test_mask_changes_the_output(t5_folders):
         a = ours(ids, mask).last_hidden_state[1, :25]
         b = ours(ids).last_hidden_state[1, :25]
         c = ours(ids[1:, :25]).last_hidden_state[0]            # the prompt alone, unpadded
-    torch.testing.assert_close(a, c, atol=1e-5, rtol=1e-5)
+    assert_parity(a, c, tol=FP32, what="masked padded prompt vs the prompt alone")
     assert (a - b).abs().max() > 1e-2
 
 
@@ -238,22 +238,22 @@ def test_fp16_overflow_is_real_and_the_guard_works(overflowing_t5):
     with torch.no_grad():
         good = guarded(ids, mask).last_hidden_state
     assert torch.isfinite(good).all()
-    torch.testing.assert_close(good.float(), out32.last_hidden_state, atol=3e-2, rtol=3e-2)
+    assert_parity(good.float(), out32.last_hidden_state, tol=FP16, what="guarded fp16 vs fp32")
 
     # transformers applies the same guard (_keep_in_fp32_modules = ["wo"]): same numbers.
     hf16 = transformers.T5EncoderModel.from_pretrained(folder, dtype=torch.float16).eval()
     assert hf16.encoder.block[0].layer[1].DenseReluDense.wo.weight.dtype == torch.float32
     with torch.no_grad():
         ref16 = hf16(input_ids=ids, attention_mask=mask).last_hidden_state
-    torch.testing.assert_close(good.float(), ref16.float(), atol=2e-2, rtol=2e-2)
+    assert_parity(good.float(), ref16.float(), tol=FP16, what="guarded fp16 vs transformers' fp16")
 
     # cast_t5 applies the same policy to a model already in memory; bf16 needs no guard.
     cast = t5.cast_t5(load_t5(folder), torch.float16)
     with torch.no_grad():
-        torch.testing.assert_close(cast(ids, mask).last_hidden_state, good, atol=0, rtol=0)
+        assert_parity(cast(ids, mask).last_hidden_state, good, tol=EXACT, what="cast_t5 vs load_t5(dtype=float16)")
         b16 = load_t5(folder, dtype=torch.bfloat16)(ids, mask).last_hidden_state
     assert torch.isfinite(b16).all()
-    torch.testing.assert_close(b16.float(), out32.last_hidden_state, atol=0.15, rtol=0.1)
+    assert_parity(b16.float(), out32.last_hidden_state, tol=BF16, what="bf16 vs fp32")
 
 
 # --------------------------------------------------------------------------------------------
@@ -275,8 +275,7 @@ def test_full_size_key_and_shape_contract(name):
     config = getattr(transformers, f"{kind}Config")(**{"vocab_size": 32128, **kwargs, "feed_forward_proj": "gated-gelu"})
     with torch.device("meta"):
         hf = getattr(transformers, f"{kind}EncoderModel")(config)
-    theirs = {k: tuple(v.shape) for k, v in t5_from_transformers(hf.state_dict()).items()}
-    ours = {k: tuple(v.shape) for k, v in build_on_meta(t5.T5EncoderModel, t5.PRESETS[name]).state_dict().items()}
-    assert ours == theirs
+    ours = build_on_meta(t5.T5EncoderModel, t5.PRESETS[name]).state_dict()
+    assert_key_contract(ours, t5_from_transformers(hf.state_dict()), f"{name} vs transformers after mapping")
     assert t5_config_from_transformers(config.to_dict()) == t5.PRESETS[name]
     assert detect_t5_config(hf.state_dict()) == t5.PRESETS[name]

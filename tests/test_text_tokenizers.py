@@ -12,8 +12,8 @@ import torch
 from minidit.text.tokenizers import CLIPTokenizer, WordPieceTokenizer, bpe, bytes_to_unicode, pre_tokenize
 from weights_loader import CheckpointError, load_bert_tokenizer, load_clip_tokenizer, load_t5_tokenizer
 
-from oracles import require
-from text_oracles import (minilm_dir, open_clip_tokenizer_module, openai_bpe_gz, train_spiece,
+from helpers import require
+from helpers.text import (minilm_dir, open_clip_tokenizer_module, openai_bpe_gz, train_spiece,
                           write_clip_vocab_folder)
 
 transformers = require("transformers")

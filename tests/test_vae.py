@@ -14,7 +14,8 @@ from minidit.attention import attention_backend
 from weights_loader import CheckpointError, load_vae
 from weights_loader.vae import vae_config_from_diffusers, vae_from_diffusers
 
-from oracles import require
+from helpers import BF16, EXACT, FP32, FP32_OTHER_KERNEL, assert_key_contract, assert_parity, perturb, require
+from helpers.layouts.vae import ldm_shapes, random_ldm
 
 diffusers = require("diffusers")
 from diffusers import AutoencoderKL as DiffusersVAE  # noqa: E402
@@ -24,24 +25,21 @@ def diffusers_vae(widths=(8, 16, 16, 16), layers=1, latent=4, groups=8, **kw):
     torch.manual_seed(0)
     vae = DiffusersVAE(block_out_channels=widths, layers_per_block=layers, latent_channels=latent,
                        norm_num_groups=groups, down_block_types=("DownEncoderBlock2D",) * len(widths),
-                       up_block_types=("UpDecoderBlock2D",) * len(widths), **kw).eval()
-    with torch.no_grad():   # GroupNorm starts as (1, 0): make it matter, so a swapped norm is caught
-        for name, p in vae.named_parameters():
-            if "norm" in name:
-                p.add_(0.2 * torch.randn_like(p))
-    return vae
+                       up_block_types=("UpDecoderBlock2D",) * len(widths), **kw)
+    # GroupNorm starts as (1, 0): make it matter, so a swapped norm is caught
+    return perturb(vae, seed=None, scale=0.2, where=lambda name: "norm" in name)
 
 
 SD3_KW = dict(use_quant_conv=False, use_post_quant_conv=False, scaling_factor=1.5305, shift_factor=0.0609)
 FULL = dict(widths=(128, 256, 512, 512), layers=2, groups=32)
 
 
-def assert_same_vae(ours, ref, x, z, atol):
+def assert_same_vae(ours, ref, x, z, tol=FP32_OTHER_KERNEL):
     with torch.no_grad():
         post_ref, post = ref.encode(x).latent_dist, ours.encode(x)
-        torch.testing.assert_close(post.mean, post_ref.mean, atol=atol, rtol=1e-4)
-        torch.testing.assert_close(post.logvar, post_ref.logvar, atol=atol, rtol=1e-4)
-        torch.testing.assert_close(ours.decode(z), ref.decode(z).sample, atol=atol, rtol=1e-4)
+        assert_parity(post.mean, post_ref.mean, tol=tol, what="posterior mean")
+        assert_parity(post.logvar, post_ref.logvar, tol=tol, what="posterior logvar")
+        assert_parity(ours.decode(z), ref.decode(z).sample, tol=tol, what="decode")
 
 
 @pytest.mark.parametrize("kind", ["sd", "sd3"])
@@ -53,10 +51,10 @@ def test_tiny_parity_with_diffusers_folder(kind, tmp_path):
     assert ours.config.scaling_factor == ref.config.scaling_factor
     torch.manual_seed(1)
     x, z = torch.rand(2, 3, 64, 48) * 2 - 1, torch.randn(2, ref.config.latent_channels, 8, 6)
-    assert_same_vae(ours, ref, x, z, atol=1e-5)
+    assert_same_vae(ours, ref, x, z)
     # the SDPA and the manual attention path give the same VAE
     with torch.no_grad(), attention_backend("manual"):
-        torch.testing.assert_close(ours.decode(z), ref.decode(z).sample, atol=1e-5, rtol=1e-4)
+        assert_parity(ours.decode(z), ref.decode(z).sample, tol=FP32_OTHER_KERNEL, what="decode, manual attention")
 
 
 @pytest.fixture(scope="module")
@@ -80,14 +78,15 @@ def test_full_config_parity_at_64px(full_vaes, name, preset):
     x, z = torch.rand(1, 3, 64, 64) * 2 - 1, torch.randn(1, preset.z_channels, 8, 8)
     with torch.no_grad():
         post_ref, post = ref.encode(x).latent_dist, ours.encode(x)
-        torch.testing.assert_close(post.mean, post_ref.mean, atol=1e-4, rtol=1e-4)
-        torch.testing.assert_close(post.logvar, post_ref.logvar, atol=1e-4, rtol=1e-4)
+        assert_parity(post.mean, post_ref.mean, tol=FP32_OTHER_KERNEL, what=f"{name} posterior mean")
+        assert_parity(post.logvar, post_ref.logvar, tol=FP32_OTHER_KERNEL, what=f"{name} posterior logvar")
         # diffusers' pipelines decode latents as decode(z / scaling_factor + shift_factor)
         scale, shift = ref.config.scaling_factor, ref.config.shift_factor or 0.0
-        torch.testing.assert_close(V.decode_latents(ours, z), ref.decode(z / scale + shift).sample,
-                                   atol=1e-4, rtol=1e-4)
+        assert_parity(V.decode_latents(ours, z), ref.decode(z / scale + shift).sample, tol=FP32_OTHER_KERNEL,
+                      what=f"{name} decode_latents")
         # ... and encode images to (mean - shift_factor) * scaling_factor
-        torch.testing.assert_close(V.encode_latents(ours, x), (post_ref.mean - shift) * scale, atol=1e-4, rtol=1e-4)
+        assert_parity(V.encode_latents(ours, x), (post_ref.mean - shift) * scale, tol=FP32_OTHER_KERNEL,
+                      what=f"{name} encode_latents")
 
 
 def test_posterior_sample_uses_the_generator_like_diffusers(tmp_path):
@@ -98,10 +97,10 @@ def test_posterior_sample_uses_the_generator_like_diffusers(tmp_path):
     with torch.no_grad():
         a = ref.encode(x).latent_dist.sample(generator=torch.Generator().manual_seed(5))
         b = ours.encode(x).sample(generator=torch.Generator().manual_seed(5))
-    torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
+    assert_parity(b, a, tol=FP32_OTHER_KERNEL, what="posterior sample with the same generator")
     assert not torch.allclose(a, ours.encode(x).mode())
     with torch.no_grad():                               # the KL regulariser of VAE training, too
-        torch.testing.assert_close(ours.encode(x).kl(), ref.encode(x).latent_dist.kl(), atol=1e-4, rtol=1e-5)
+        assert_parity(ours.encode(x).kl(), ref.encode(x).latent_dist.kl(), tol=FP32, what="KL")
 
 
 def test_posterior_logvar_is_clamped_like_ldm(tmp_path):
@@ -117,63 +116,17 @@ def test_posterior_logvar_is_clamped_like_ldm(tmp_path):
     with torch.no_grad():
         post, post_ref = ours.encode(x), ref.encode(x).latent_dist
         assert torch.all(post.logvar[:, :2] == 20.0) and torch.all(post.logvar[:, 2:] == -30.0)
-        torch.testing.assert_close(post.logvar, post_ref.logvar, atol=0, rtol=0)
+        assert_parity(post.logvar, post_ref.logvar, tol=EXACT, what="clamped logvar")
         torch.testing.assert_close(post.std, torch.exp(0.5 * post.logvar))
         z = post.sample(generator=torch.Generator().manual_seed(0))
         assert torch.isfinite(z).all()
-        torch.testing.assert_close(z, post_ref.sample(generator=torch.Generator().manual_seed(0)), atol=1e-5, rtol=1e-4)
+        assert_parity(z, post_ref.sample(generator=torch.Generator().manual_seed(0)), tol=FP32_OTHER_KERNEL,
+                      what="sample from the clamped posterior")
 
 
 # --------------------------------------------------------------------------------------------
 # Key / shape contracts at full size (meta device)
 # --------------------------------------------------------------------------------------------
-
-def ldm_shapes(ch, ch_mult, num_res_blocks, z, quant=True, in_ch=3, out_ch=3):
-    """The ldm VAE keys and shapes, written from the architecture
-    (docs/checkpoints.md#vae-architecture, docs/checkpoints.md#vae-ldm-and-diffusers-key-names)."""
-    s = {}
-
-    def conv(name, cout, cin, k):
-        s[f"{name}.weight"], s[f"{name}.bias"] = (cout, cin, k, k), (cout,)
-
-    def norm(name, c):
-        s[f"{name}.weight"], s[f"{name}.bias"] = (c,), (c,)
-
-    def resnet(name, cin, cout):
-        norm(f"{name}.norm1", cin), conv(f"{name}.conv1", cout, cin, 3)
-        norm(f"{name}.norm2", cout), conv(f"{name}.conv2", cout, cout, 3)
-        if cin != cout:
-            conv(f"{name}.nin_shortcut", cout, cin, 1)
-
-    def mid(prefix, c):
-        resnet(f"{prefix}.mid.block_1", c, c), resnet(f"{prefix}.mid.block_2", c, c)
-        norm(f"{prefix}.mid.attn_1.norm", c)
-        for n in ("q", "k", "v", "proj_out"):
-            conv(f"{prefix}.mid.attn_1.{n}", c, c, 1)
-
-    widths = [ch * m for m in ch_mult]
-    conv("encoder.conv_in", ch, in_ch, 3)
-    cin = ch
-    for i, w in enumerate(widths):
-        for j in range(num_res_blocks):
-            resnet(f"encoder.down.{i}.block.{j}", cin if j == 0 else w, w)
-        if i < len(widths) - 1:
-            conv(f"encoder.down.{i}.downsample.conv", w, w, 3)
-        cin = w
-    mid("encoder", cin), norm("encoder.norm_out", cin), conv("encoder.conv_out", 2 * z, cin, 3)
-    conv("decoder.conv_in", widths[-1], z, 3), mid("decoder", widths[-1])
-    cin = widths[-1]
-    for i in reversed(range(len(widths))):
-        for j in range(num_res_blocks + 1):
-            resnet(f"decoder.up.{i}.block.{j}", cin if j == 0 else widths[i], widths[i])
-        if i > 0:
-            conv(f"decoder.up.{i}.upsample.conv", widths[i], widths[i], 3)
-        cin = widths[i]
-    norm("decoder.norm_out", cin), conv("decoder.conv_out", out_ch, cin, 3)
-    if quant:
-        conv("quant_conv", 2 * z, 2 * z, 1), conv("post_quant_conv", z, z, 1)
-    return s
-
 
 @pytest.mark.parametrize("name", ["sd-vae-ft-mse", "sdxl-vae", "sdxl-vae-fp16-fix", "sd3-vae"])
 def test_full_size_key_contract(name):
@@ -184,10 +137,9 @@ def test_full_size_key_contract(name):
                            latent_channels=preset.z_channels, down_block_types=("DownEncoderBlock2D",) * 4,
                            up_block_types=("UpDecoderBlock2D",) * 4, use_quant_conv=preset.use_quant_conv,
                            use_post_quant_conv=preset.use_post_quant_conv)
-    shapes = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
-    assert shapes == ldm_shapes(128, (1, 2, 4, 4), 2, preset.z_channels, quant=preset.use_quant_conv)
-    mapped = vae_from_diffusers(ref.state_dict(), 4)
-    assert {k: tuple(v.shape) for k, v in mapped.items()} == shapes
+    ldm = ldm_shapes(128, (1, 2, 4, 4), 2, preset.z_channels, quant=preset.use_quant_conv)
+    assert_key_contract(ours.state_dict(), ldm, f"{name} vs the ldm layout")
+    assert_key_contract(ours.state_dict(), vae_from_diffusers(ref.state_dict(), 4), f"{name} vs diffusers, mapped")
     n = sum(v.numel() for v in ours.state_dict().values())
     assert n == (83_819_683 if preset.z_channels == 16 else 83_653_863), n     # the "83M" VAE
 
@@ -195,17 +147,6 @@ def test_full_size_key_contract(name):
 # --------------------------------------------------------------------------------------------
 # Original (ldm) single files
 # --------------------------------------------------------------------------------------------
-
-def random_ldm(shapes, prefix="", seed=0):
-    g = torch.Generator().manual_seed(seed)
-    sd = {}
-    for k, shape in shapes.items():
-        fan_in = shape[1] * shape[2] * shape[3] if len(shape) == 4 else 1
-        scale = fan_in ** -0.5 if len(shape) == 4 else 0.3
-        base = 1.0 if k.endswith("weight") and len(shape) == 1 else 0.0
-        sd[prefix + k] = base + scale * torch.randn(shape, generator=g)
-    return sd
-
 
 SMALL = dict(ch=32, ch_mult=(1, 2, 2, 2), num_res_blocks=1)
 
@@ -231,7 +172,7 @@ def test_ldm_single_file_loads_strictly_and_matches_diffusers_converter(kind, tm
     ref = DiffusersVAE(**cfg).eval()
     ref.load_state_dict(convert_ldm_vae_checkpoint(sd, cfg), strict=True)
     torch.manual_seed(3)
-    assert_same_vae(ours, ref, torch.rand(1, 3, 32, 32) * 2 - 1, torch.randn(1, z, 4, 4), atol=1e-5)
+    assert_same_vae(ours, ref, torch.rand(1, 3, 32, 32) * 2 - 1, torch.randn(1, z, 4, 4))
 
 
 def test_ldm_file_errors_and_training_keys():
@@ -266,7 +207,7 @@ def test_old_diffusers_attention_names(tmp_path):
     ours = load_vae(old, config)
     z = torch.randn(1, 4, 4, 4)
     with torch.no_grad():
-        torch.testing.assert_close(ours.decode(z), ref.decode(z).sample, atol=1e-5, rtol=1e-4)
+        assert_parity(ours.decode(z), ref.decode(z).sample, tol=FP32_OTHER_KERNEL, what="decode, legacy names")
 
 
 def test_unsupported_diffusers_config_is_refused():
@@ -289,8 +230,8 @@ def test_nan_decode_raises_instead_of_a_black_image(tmp_path):
     # bfloat16 has float32's range: a safe (if less precise) decode
     z = torch.randn(1, 4, 4, 4)
     with torch.no_grad():
-        torch.testing.assert_close(V.decode_latents(load_vae(tmp_path, dtype=torch.bfloat16), z).float(),
-                                   V.decode_latents(vae, z), atol=0.1, rtol=0.05)
+        assert_parity(V.decode_latents(load_vae(tmp_path, dtype=torch.bfloat16), z).float(), V.decode_latents(vae, z),
+                      tol=BF16, what="bf16 decode vs fp32")
     # float16: activations beyond 65504 overflow to inf (what the SDXL VAE does at real scale)
     with pytest.warns(UserWarning, match="float16"):
         half = load_vae(tmp_path, dtype=torch.float16)
@@ -322,11 +263,11 @@ def test_real_vae_matches_diffusers(name):
     photo = torch.tensor(load_sample_image("china.jpg")[:256, :256]).permute(2, 0, 1)[None] / 127.5 - 1
     with torch.no_grad():
         latents = V.encode_latents(ours, photo)
-        torch.testing.assert_close(latents, ref.encode(photo).latent_dist.mean * ref.config.scaling_factor,
-                                   atol=1e-4, rtol=1e-4)
+        assert_parity(latents, ref.encode(photo).latent_dist.mean * ref.config.scaling_factor,
+                      tol=FP32_OTHER_KERNEL, what=f"{name} encode_latents")
         image = V.decode_latents(ours, latents)
-        torch.testing.assert_close(image, ref.decode(latents / ref.config.scaling_factor).sample,
-                                   atol=1e-4, rtol=1e-4)
+        assert_parity(image, ref.decode(latents / ref.config.scaling_factor).sample, tol=FP32_OTHER_KERNEL,
+                      what=f"{name} decode_latents")
     assert ((image - photo) ** 2).mean() < 0.01            # a real autoencoder reconstructs the photo
 
 
@@ -351,4 +292,4 @@ def test_mid_block_attention_gets_channel_contiguous_inputs(monkeypatch):
         w = torch.softmax(q @ k.transpose(1, 2) / 32**0.5, dim=-1)
         expected = x + block.proj_out((w @ v).transpose(1, 2).reshape(2, 32, 6, 5))
     assert seen == [[1, 1, 1]]
-    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    assert_parity(out, expected, tol=FP32, what="AttnBlock vs the ldm formula")

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from minidit.tiling import blend_ramp, tile_starts, tiled_apply
 from weights_loader import load_vae
 
-from oracles import require
+from helpers import FP32_ELEMENTWISE, assert_parity, perturb, require
 
 diffusers = require("diffusers")
 
@@ -36,7 +36,7 @@ def test_blending_is_exact_for_position_independent_functions(scale, fn):
     torch.manual_seed(0)
     x = torch.randn(2, 3, 40, 56)
     tile, overlap = (16, 8) if scale != 1 / 8 else (24, 8)
-    torch.testing.assert_close(tiled_apply(fn, x, tile, overlap, scale), fn(x), atol=1e-6, rtol=1e-6)
+    assert_parity(tiled_apply(fn, x, tile, overlap, scale), fn(x), tol=FP32_ELEMENTWISE, what="tiled vs untiled")
 
 
 @pytest.fixture(scope="module")
@@ -45,11 +45,8 @@ def vaes(tmp_path_factory):
     torch.manual_seed(0)
     ref = diffusers.AutoencoderKL(latent_channels=4, layers_per_block=1, block_out_channels=(8, 16, 16, 16),
                                   norm_num_groups=8, down_block_types=("DownEncoderBlock2D",) * 4,
-                                  up_block_types=("UpDecoderBlock2D",) * 4).eval()
-    with torch.no_grad():
-        for name, p in ref.named_parameters():
-            if "norm" in name:
-                p.add_(0.2 * torch.randn_like(p))
+                                  up_block_types=("UpDecoderBlock2D",) * 4)
+    perturb(ref, seed=None, scale=0.2, where=lambda name: "norm" in name)
     folder = tmp_path_factory.mktemp("tiny_vae")
     ref.save_pretrained(folder)
     return load_vae(folder), ref

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-from text_oracles import train_spiece
+from helpers.text import train_spiece
+from helpers.weights import randomize
 
 VOCAB = 600
 T5_WIDTH = 32          # = the transformer's caption_channels
@@ -35,14 +36,6 @@ def scale(name: str) -> float:
     return 0.6 if "caption_projection" in name else 0.15
 
 
-def randomize(model, seed: int):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * scale(name))
-    return model.eval()
-
-
 def build_pipeline_folder(folder: Path, which: str, spiece_dir: Path) -> Path:
     """Write a tiny `PixArtSigmaPipeline` ("sigma") or `PixArtAlphaPipeline` ("alpha") to `folder`."""
     from diffusers import (AutoencoderKL, DPMSolverMultistepScheduler, PixArtAlphaPipeline, PixArtSigmaPipeline,
@@ -57,7 +50,7 @@ def build_pipeline_folder(folder: Path, which: str, spiece_dir: Path) -> Path:
     vae = AutoencoderKL(latent_channels=4, layers_per_block=1, block_out_channels=(8, 16, 16, 16), norm_num_groups=8,
                         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
                         scaling_factor=0.13025 if which == "sigma" else 0.18215)
-    transformer = randomize(PixArtTransformer2DModel(**(SIGMA if which == "sigma" else ALPHA)), seed=1)
+    transformer = randomize(PixArtTransformer2DModel(**(SIGMA if which == "sigma" else ALPHA)), seed=1, scale=scale)
     cls = PixArtSigmaPipeline if which == "sigma" else PixArtAlphaPipeline
     cls(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer,
         scheduler=DPMSolverMultistepScheduler()).save_pretrained(folder)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from oracles import INSTALL_HINT, require
+from helpers.oracles import INSTALL_HINT, require
 
 
 def package_dir(name: str) -> Path:

@@ -17,4 +17,5 @@ def require(module: str):
     try:
         return importlib.import_module(module)
     except ImportError as e:
-        pytest.fail(f"{module} is missing ({e}): {INSTALL_HINT}", pytrace=False)
+        error = e                       # fail outside the except block: no chained ImportError traceback
+    pytest.fail(f"{module} is missing ({error}): {INSTALL_HINT}", pytrace=False)
