@@ -114,13 +114,12 @@ def ddpm_sample(model_fn, x_T, grid: Grid, *, prediction_type: str = "epsilon", 
     _check_prediction_type(prediction_type)
     if variance == "learned_range" and not learn_sigma:
         raise ValueError("variance='learned_range' needs a learned-sigma model (learn_sigma=True)")
-    schedule, x = grid.to_schedule(), x_T
+    schedule, x, learned = grid.to_schedule(), x_T, variance == "learned_range"
     for j in _loop(grid, "DDPM", progress):
         i = grid.num_steps - 1 - j                                  # index into the ascending schedule
         t = grid.model_timesteps(j, x.shape[0], x.device)
         with torch.no_grad():
             out = model_fn(x, t)
-        learned = variance == "learned_range"
         if not learned:                                             # drop a learned-sigma half, if any
             out, _ = split_output(out, x, learn_sigma)
         noise = _randn(x, generator) if noise_fn is None else noise_fn(x)
