@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .pipelines import dit_cli, pixart_cli, toy
-from .pipelines.common import call_defaults
+from .pipelines.common import call_defaults, hub_download
 
 FAMILIES = {module.FAMILY: module for module in (dit_cli, pixart_cli)}
 MODELS = {entry.name: entry for module in FAMILIES.values() for entry in module.MODELS}
@@ -37,19 +38,24 @@ def model_table() -> str:
 
 def _generate(args) -> int:
     entry = MODELS[args.model]
+    family = FAMILIES[entry.family]
+    if args.weights is None or not Path(args.weights).exists():
+        missing = "no --weights given" if args.weights is None else f"{args.weights} does not exist"
+        print(f"{missing}.\n{family.how_to_get(entry)}", file=sys.stderr)
+        return 2
     call_kwargs = {}
     if args.steps is not None:
         call_kwargs["num_inference_steps"] = args.steps
     if args.guidance is not None:
         call_kwargs["guidance_scale"] = args.guidance
-    return FAMILIES[entry.family].generate(args, entry, call_kwargs)
+    return family.generate(args, entry, call_kwargs)
 
 
 def _models(args) -> int:
     for name, entry in MODELS.items():
         d = defaults(entry.family)
         print(f"{name:24s} {entry.summary}\n{'':24s} defaults: {d['steps']} steps, guidance {d['guidance']}\n"
-              f"{'':24s} get it: {FAMILIES[entry.family].download(entry)}  (or the original {entry.original})")
+              f"{'':24s} get it: {hub_download(entry)}  (or the original {entry.original})")
     return 0
 
 

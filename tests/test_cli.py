@@ -40,21 +40,25 @@ def test_sample_help_shows_its_defaults(capsys):
 @pytest.mark.parametrize("argv,expected", [([], {}), (["--steps", "7"], {"num_inference_steps": 7}),
                                            (["--steps", "0", "--guidance", "0"], {"num_inference_steps": 0,
                                                                                    "guidance_scale": 0.0})])
-def test_only_given_values_reach_the_pipeline(monkeypatch, argv, expected):
+def test_only_given_values_reach_the_pipeline(monkeypatch, tmp_path, argv, expected):
     """No `args.steps or 250` copies: an option left out leaves the pipeline's default; a given 0 stays 0."""
     seen = {}
     monkeypatch.setattr(dit_cli, "generate", lambda args, entry, kw: seen.update(entry=entry, kw=kw) or 0)
-    assert cli.main(["generate", "--model", "dit-xl-2-512", "--class", "1", *argv]) == 0
+    assert cli.main(["generate", "--model", "dit-xl-2-512", "--weights", str(tmp_path), "--class", "1", *argv]) == 0
     assert seen["kw"] == expected and seen["entry"] is cli.MODELS["dit-xl-2-512"]
 
 
-def test_dispatch_is_by_the_table(monkeypatch):
+def test_dispatch_is_by_the_table(monkeypatch, tmp_path, capsys):
     seen = []
     for module in (dit_cli, pixart_cli):
         monkeypatch.setattr(module, "generate", lambda args, entry, kw, m=module: seen.append((m.FAMILY, entry.name)) or 0)
     for name in cli.MODELS:
-        assert cli.main(["generate", "--model", name]) == 0
+        assert cli.main(["generate", "--model", name, "--weights", str(tmp_path)]) == 0
     assert seen == [(entry.family, name) for name, entry in cli.MODELS.items()]
+    for name, entry in cli.MODELS.items():           # no weights: the family's download instructions, no run
+        assert cli.main(["generate", "--model", name]) == 2
+        assert f"huggingface-cli download {entry.repo}" in capsys.readouterr().err
+    assert len(seen) == len(cli.MODELS)
 
 
 def test_unknown_model_lists_the_choices(capsys):

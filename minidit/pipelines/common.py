@@ -159,6 +159,18 @@ class ModelEntry:
     variant: str = ""  # PixArt: "alpha" | "sigma"
 
 
+def hub_download(entry: ModelEntry) -> str:
+    """The command that downloads a model's diffusers repository into a folder of the same name."""
+    return f"huggingface-cli download {entry.repo} --local-dir {entry.repo.split('/')[1]}"
+
+
+def default_device(device: str | None) -> str:
+    """The device asked for, or CUDA when there is one, else the CPU."""
+    if device is not None:
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def call_defaults(fn) -> dict:
     """The default of every keyword of `fn` (a pipeline's __call__): the one source of the CLI's defaults."""
     return {k: p.default for k, p in inspect.signature(fn).parameters.items() if p.default is not inspect.Parameter.empty}

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from weights_loader.io import CheckpointError
-from .common import ModelEntry
+from .common import ModelEntry, default_device, hub_download
 from .dit import DiTPipeline, class_ids
 
 FAMILY = "dit"
@@ -29,14 +29,10 @@ def add_arguments(group) -> None:
                        help="ImageNet class id(s) or name(s), comma-separated, e.g. 207 or 'golden retriever'")
 
 
-def download(entry: ModelEntry) -> str:
-    return f"huggingface-cli download {entry.repo} --local-dir {entry.repo.split('/')[1]}"
-
-
 def how_to_get(entry: ModelEntry) -> str:
     local = entry.repo.split("/")[1]
     return (f"Get the {entry.name} weights with one of:\n"
-            f"  {download(entry)}\n"
+            f"  {hub_download(entry)}\n"
             f"  python -m minidit generate --model {entry.name} --weights {local} --class 207\n"
             f"or the original checkpoint and the VAE it was sampled with, in one folder:\n"
             f"  mkdir DiT && cd DiT && wget https://dl.fbaipublicfiles.com/DiT/models/{entry.original}\n"
@@ -57,13 +53,10 @@ def _load(entry: ModelEntry, weights: Path, dtype, device) -> DiTPipeline:
 
 
 def generate(args, entry: ModelEntry, call_kwargs: dict) -> int:
-    """Run `generate` for a DiT row; `call_kwargs` holds the pipeline arguments given on the command line."""
+    """Run `generate` for a DiT row whose --weights exist; `call_kwargs` holds the pipeline arguments
+    given on the command line."""
     if args.prompt:
         print("DiT is class-conditional: pass --class (ImageNet ids or names), not --prompt", file=sys.stderr)
-        return 2
-    if args.weights is None or not Path(args.weights).exists():
-        missing = "no --weights given" if args.weights is None else f"{args.weights} does not exist"
-        print(f"{missing}.\n{how_to_get(entry)}", file=sys.stderr)
         return 2
     if any(v is not None and v != entry.side for v in (args.height, args.width)):
         print(f"{entry.name} makes {entry.side}x{entry.side} images only (drop --height/--width)", file=sys.stderr)
@@ -72,7 +65,7 @@ def generate(args, entry: ModelEntry, call_kwargs: dict) -> int:
         print("pass --class, e.g. --class 207 or --class 'golden retriever' (comma-separated for several)",
               file=sys.stderr)
         return 2
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = default_device(args.device)
     dtype = torch.float32 if args.dtype is None else getattr(torch, args.dtype)
     try:
         pipe = _load(entry, Path(args.weights), dtype, device)

@@ -13,7 +13,7 @@ import torch
 
 from minidit.pixart import CAPTION_TOKENS
 from weights_loader.io import CheckpointError
-from .common import ModelEntry
+from .common import ModelEntry, default_device
 from .memory import format_stats
 from .pixart import PixArtPipeline
 
@@ -49,10 +49,6 @@ def add_arguments(group) -> None:
     group.add_argument("--height", type=int, default=None, help="pixels (default: the model's training side; "
                        "snapped to the nearest aspect-ratio bucket, then resized back)")
     group.add_argument("--width", type=int, default=None, help="pixels (default: the training side)")
-
-
-def download(entry: ModelEntry) -> str:
-    return f"huggingface-cli download {entry.repo} --local-dir {entry.repo.split('/')[1]}"
 
 
 # the T5 and VAE folders an original .pth is used with (the layout of the official repositories)
@@ -96,18 +92,15 @@ def _load_for_cli(entry: ModelEntry, weights: Path, dtype, device) -> PixArtPipe
 
 
 def generate(args, entry: ModelEntry, call_kwargs: dict) -> int:
-    """Run `generate` for a PixArt row; `call_kwargs` holds the pipeline arguments given on the command line."""
+    """Run `generate` for a PixArt row whose --weights exist; `call_kwargs` holds the pipeline
+    arguments given on the command line."""
     if args.class_labels:
         print("PixArt is text-conditional: pass --prompt, not --class", file=sys.stderr)
-        return 2
-    if args.weights is None or not Path(args.weights).exists():
-        missing = "no --weights given" if args.weights is None else f"{args.weights} does not exist"
-        print(f"{missing}.\n{how_to_get(entry)}", file=sys.stderr)
         return 2
     if not args.prompt:
         print('pass --prompt "..." (and optionally --negative-prompt)', file=sys.stderr)
         return 2
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = default_device(args.device)
     dtype = None if args.dtype is None else getattr(torch, args.dtype)
     try:
         pipe = _load_for_cli(entry, Path(args.weights), dtype, device)
