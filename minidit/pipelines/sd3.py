@@ -1,0 +1,215 @@
+"""SD3 / SD3.5, prompt -> image: CLIP-L + bigG + T5-XXL -> MM-DiT on the rectified-flow path -> SD3 VAE.
+
+    pipe = SD3Pipeline.from_pretrained("stable-diffusion-3.5-medium")       # a diffusers folder
+    pipe = SD3Pipeline.from_single_file("sd3.5_medium.safetensors", text_encoders="text_encoders",
+                                        tokenizers="sd35-tokenizers")      # the official files
+    images = pipe("a photo of a cat", generator=torch.Generator().manual_seed(23))
+
+The run, in stages (each timed, its peak memory in `pipe.last_run_stats`):
+  1. text     the prompt and the negative prompt ("") -> `SD3TextEncoders` (pipelines/sd3_text.py):
+              context (B, 77 + L_t5, 4096) and the pooled vector (B, 2048); the encoders are loaded
+              for this stage and freed after it unless kept.
+  2. denoise  x_T = randn(B, 16, H/8, W/8) from `generator` (the same numbers as the official
+              `torch.manual_seed(seed)` draw and diffusers' randn_tensor) -> N steps of the sampler,
+              each one MM-DiT call on [cond | uncond] (classifier-free guidance) -> latents.
+  3. decode   latents / 1.5305 + 0.0609 (the SD3 VAE's scaling and shift) -> VAE -> image.
+
+Two ways to sample (`SD3Sampling`):
+  official (`from_single_file`, Stability-AI/sd3.5 `sd3_infer.py`): the model's own CONFIGS entry —
+      SD3-medium: DPM-Solver++(2M), shift 1.0, 50 steps, CFG 5.0; SD3.5-large: DPM-Solver++(2M),
+      shift 3.0, 40 steps, CFG 4.5; SD3.5-large-turbo: Euler, shift 3.0, 4 steps, CFG 1.0;
+      SD3.5-medium: DPM-Solver++(2M), shift 3.0, 50 steps, CFG 5.0 (with skip-layer guidance on
+      request: layers 7-9, scale 2.5, steps 1 %-20 %, CFG 4.0). The samplers are k-diffusion's
+      (spacing "flow_k_diffusion"), T5 is padded to at least 77 tokens (no maximum), CFG runs on
+      the denoised x0 with [cond | uncond].
+  diffusers (`from_pretrained`): exactly StableDiffusion3Pipeline on the same folder — its
+      FlowMatchEulerDiscreteScheduler (shift 3.0 in the released folders), T5 at 256 tokens, CFG on
+      the velocity with [uncond | cond], 28 steps and guidance 7.0 by default.
+CFG on x0 and on the velocity are the same linear combination (x0 = x - sigma v), so only the
+rounding differs.
+
+Shape legend: B prompts x images per prompt, C = 16 latent channels, h w = H/8 W/8, L text tokens.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from minidit.mmdit import MMDiT
+from minidit.samplers import Sampler
+from minidit.scheduler_config import sampler_from_scheduler_config
+from minidit.vae import SD3_VAE, AutoencoderKL, decode_latents
+from weights_loader import PipelineFolder, load_mmdit, load_vae
+from .common import check_output_type, guided_model_fn, initial_noise, to_output
+from .memory import memory_method, stage
+from .sd3_text import SD3TextEncoders
+
+MISSING_PARTS = ("A diffusers SD3 folder: `huggingface-cli download stabilityai/stable-diffusion-3.5-medium --local-dir "
+                 "DIR` (or stable-diffusion-3-medium-diffusers, stable-diffusion-3.5-large; gated: accept the licence "
+                 "on the hub first).")
+
+
+@dataclass(frozen=True)
+class SkipLayerGuidance:
+    """Skip-layer guidance (SD3.5-medium's official option): in the steps between `start` and `end`
+    (fractions of the run) the conditional prediction is computed once more with `layers` left out,
+    and out += scale * (cond - cond_without_layers)."""
+    layers: tuple[int, ...] = (7, 8, 9)
+    scale: float = 2.5
+    start: float = 0.01
+    end: float = 0.20
+
+
+@dataclass(frozen=True)
+class SD3Sampling:
+    sampler: Sampler                          # the flow sampler and its grid (shift)
+    steps: int                                # the default number of steps
+    guidance: float                           # the default CFG scale
+    t5_length: str = "official"               # "official": at least 77 tokens, no maximum | "diffusers": 256
+    uncond_first: bool = False                # the guided batch [uncond | cond] (diffusers) or [cond | uncond]
+    skip_layer_guidance: SkipLayerGuidance | None = None
+
+
+def _official(name, steps, guidance, shift, sampler="dpm_solver++", **kw) -> SD3Sampling:
+    return SD3Sampling(Sampler(sampler, prediction_type="flow", spacing="flow_k_diffusion", shift=shift), steps,
+                       guidance, **kw)
+
+
+# sd3_infer.py CONFIGS, per released file
+OFFICIAL_SAMPLING = {
+    "sd3-medium": _official("sd3-medium", 50, 5.0, 1.0),
+    "sd3.5-large": _official("sd3.5-large", 40, 4.5, 3.0),
+    "sd3.5-large-turbo": _official("sd3.5-large-turbo", 4, 1.0, 3.0, sampler="euler"),
+    "sd3.5-medium": _official("sd3.5-medium", 50, 5.0, 3.0),
+}
+# SD3.5-medium with the official skip-layer guidance (`--skip_layer_cfg True`): CFG 4.0
+OFFICIAL_SLG_SAMPLING = SD3Sampling(OFFICIAL_SAMPLING["sd3.5-medium"].sampler, 50, 4.0,
+                                    skip_layer_guidance=SkipLayerGuidance())
+
+
+def diffusers_sampling(scheduler_config: dict | None) -> SD3Sampling:
+    """What StableDiffusion3Pipeline does with a folder's scheduler: its sampler, 28 steps, guidance 7.0,
+    T5 at 256 tokens, [uncond | cond]."""
+    sampler = sampler_from_scheduler_config(scheduler_config or {"_class_name": "FlowMatchEulerDiscreteScheduler"})
+    if sampler.prediction_type != "flow":
+        raise ValueError(f"{scheduler_config.get('_class_name')}: SD3 is a rectified-flow model; its folders ship "
+                         "FlowMatchEulerDiscreteScheduler")
+    return SD3Sampling(sampler, steps=28, guidance=7.0, t5_length="diffusers", uncond_first=True)
+
+
+def release_name(transformer: MMDiT, file_name: str = "") -> str:
+    """Which release a loaded MM-DiT is (its sampling defaults): by size, and "turbo" in the file name
+    for SD3.5-large-turbo (the same network as SD3.5-large)."""
+    c = transformer.config
+    if c.depth == 38:
+        return "sd3.5-large-turbo" if "turbo" in Path(file_name).name.lower() else "sd3.5-large"
+    if c.depth == 24:
+        return "sd3.5-medium" if c.x_block_self_attn_layers else "sd3-medium"
+    raise ValueError(f"a depth-{c.depth} MM-DiT is none of the releases: pass sampling= (e.g. "
+                     "OFFICIAL_SAMPLING['sd3.5-medium'])")
+
+
+class SD3Pipeline:
+    """pipe(prompt, negative_prompt="", height=1024, width=1024, num_inference_steps=None,
+    guidance_scale=None, generator=None) -> list[PIL.Image]; None = the sampling's defaults."""
+
+    def __init__(self, transformer: MMDiT, vae: AutoencoderKL, text: SD3TextEncoders, sampling: SD3Sampling):
+        self.transformer, self.vae, self.text, self.sampling = transformer.eval(), vae.eval(), text, sampling
+        self.last_run_stats: dict = {}
+
+    @classmethod
+    def from_pretrained(cls, folder, *, base=None, drop_t5: bool = False, dtype=torch.float32, text_dtype=None,
+                        vae_dtype=torch.float32, device="cpu", keep_text_encoders: bool = False) -> "SD3Pipeline":
+        """A diffusers StableDiffusion3Pipeline folder (`base`: another one for the parts it lacks)."""
+        parts = PipelineFolder(folder, base, hint=MISSING_PARTS)
+        parts.pipeline_class(("StableDiffusion3Pipeline",))
+        transformer = load_mmdit(parts.component("transformer"), dtype=dtype, device=device)
+        vae = load_vae(parts.component("vae"), dtype=vae_dtype, device=device)
+        text = SD3TextEncoders.from_pretrained(folder, base=base, drop_t5=drop_t5, clip_dtype=text_dtype,
+                                               t5_dtype=text_dtype, device=device, keep=keep_text_encoders)
+        return cls(transformer, vae, text, diffusers_sampling(parts.scheduler_config()))
+
+    @classmethod
+    def from_single_file(cls, checkpoint, *, tokenizers, text_encoders=None, drop_t5: bool = False,
+                         sampling: SD3Sampling | None = None, dtype=torch.float32, text_dtype=None,
+                         vae_dtype=torch.float32, device="cpu", keep_text_encoders: bool = False) -> "SD3Pipeline":
+        """An official file (`sd3_medium.safetensors`, `sd3.5_large.safetensors`, ...; MM-DiT and VAE
+        inside) + the text encoders: a folder with clip_l.safetensors, clip_g.safetensors and
+        t5xxl_fp16.safetensors (`text_encoders/` of the repository), or None when the checkpoint holds
+        them (`*_incl_clips_t5xxlfp16.safetensors`) + `tokenizers`: a folder with tokenizer/,
+        tokenizer_2/, tokenizer_3/. Samples the official way for the release (`OFFICIAL_SAMPLING`)."""
+        transformer = load_mmdit(checkpoint, dtype=dtype, device=device)
+        vae = load_vae(checkpoint, SD3_VAE, dtype=vae_dtype, device=device)
+        if text_encoders is None:
+            clip_l = clip_g = t5 = checkpoint
+        else:
+            folder = Path(text_encoders)
+            clip_l, clip_g = folder / "clip_l.safetensors", folder / "clip_g.safetensors"
+            t5 = next((p for p in sorted(folder.glob("t5xxl*.safetensors"))), folder / "t5xxl_fp16.safetensors")
+        text = SD3TextEncoders.from_files(clip_l, clip_g, None if drop_t5 else t5, tokenizers=tokenizers,
+                                          clip_dtype=text_dtype, t5_dtype=text_dtype, device=device,
+                                          keep=keep_text_encoders)
+        return cls(transformer, vae, text, sampling or OFFICIAL_SAMPLING[release_name(transformer, str(checkpoint))])
+
+    @property
+    def device(self):
+        return next(self.transformer.parameters()).device
+
+    def _model_fn(self, e, guidance_scale: float, num_steps: int):
+        """The sampler's model_fn: the MM-DiT's velocity, guided (and with skip-layer guidance)."""
+        model, s = self.transformer, self.sampling
+        dtype = next(model.parameters()).dtype
+        context, _, pooled = e.batched(uncond_first=s.uncond_first)
+        context, pooled = context.to(dtype), pooled.to(dtype)
+
+        def forward(x, t):          # x: (2B, ...) when guided ([cond | uncond] as e.batched), else (B, ...)
+            return model(x.to(dtype), t, y=pooled, context=context).float()
+        if guidance_scale <= 1:
+            return forward
+        guided = guided_model_fn(forward, guidance_scale, uncond_first=s.uncond_first)
+        slg = s.skip_layer_guidance
+        if slg is None:
+            return guided
+        cond_context, cond_pooled = e.cond.to(dtype), e.cond_pooled.to(dtype)
+        calls = {"step": 0}
+
+        def with_slg(x, t):
+            out, i = guided(x, t), calls["step"]
+            calls["step"] += 1
+            if slg.scale > 0 and slg.start * num_steps < i < slg.end * num_steps:
+                cond = model(x.to(dtype), t, y=cond_pooled, context=cond_context).float()
+                skipped = model(x.to(dtype), t, y=cond_pooled, context=cond_context, skip_layers=slg.layers).float()
+                out = out + slg.scale * (cond - skipped)
+            return out
+        return with_slg
+
+    @torch.no_grad()
+    def __call__(self, prompt, negative_prompt="", height: int = 1024, width: int = 1024,
+                 num_inference_steps: int | None = None, guidance_scale: float | None = None,
+                 generator: torch.Generator | None = None, num_images_per_prompt: int = 1,
+                 max_sequence_length: int | None = None, output_type: str = "pil", progress: bool = True):
+        """Images for `prompt` (str or list). output_type "pil" | "np" | "pt" | "latent".
+        num_inference_steps / guidance_scale None: the sampling's defaults (`self.sampling`)."""
+        check_output_type(output_type)
+        s, model, device = self.sampling, self.transformer, self.device
+        steps = s.steps if num_inference_steps is None else num_inference_steps
+        guidance = s.guidance if guidance_scale is None else guidance_scale
+        step = self.vae.config.downsample_factor * model.config.patch_size
+        if height % step or width % step:
+            raise ValueError(f"height and width must be multiples of {step} (VAE x patch), got {height}x{width}")
+        stats = self.last_run_stats = {"device": str(device), "memory": memory_method(device)}
+        with stage(stats, "text", device):
+            e = self.text.encode(prompt, negative_prompt, guided=guidance > 1, num_images_per_prompt=num_images_per_prompt,
+                                 t5_length=s.t5_length, max_sequence_length=max_sequence_length, device=device)
+        with stage(stats, "denoise", device) as record:
+            f = self.vae.config.downsample_factor
+            x_T = initial_noise((e.cond.shape[0], model.config.in_channels, height // f, width // f), generator, device)
+            latents = s.sampler.run(self._model_fn(e, guidance, steps), x_T, steps, progress=progress)  # (B, C, h, w)
+            record.update(size=f"{height}x{width}", steps=steps, text_tokens=e.cond.shape[1])
+        if output_type == "latent":
+            return latents
+        with stage(stats, "decode", device):
+            image = to_output(decode_latents(self.vae, latents), output_type)
+        return image
