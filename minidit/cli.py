@@ -15,23 +15,23 @@ import argparse
 import sys
 from pathlib import Path
 
-from .pipelines import dit_cli, pixart_cli, toy
-from .pipelines.common import call_defaults, hub_download
+from .pipelines import dit_cli, pixart_cli, sd3_cli, toy
+from .pipelines.common import hub_download
 
-FAMILIES = {module.FAMILY: module for module in (dit_cli, pixart_cli)}
+FAMILIES = {module.FAMILY: module for module in (dit_cli, pixart_cli, sd3_cli)}
 MODELS = {entry.name: entry for module in FAMILIES.values() for entry in module.MODELS}
 
 
-def defaults(family: str) -> dict:
-    """(steps, guidance) defaults of a family: its pipeline's __call__ signature."""
-    d = call_defaults(FAMILIES[family].PIPELINE.__call__)
-    return {"steps": d["num_inference_steps"], "guidance": d["guidance_scale"]}
+def defaults(entry) -> dict:
+    """{"steps", "guidance"} a model runs with when not given: its family's `defaults(entry)` (the
+    pipeline's __call__ signature for DiT and PixArt, each release's official config for SD3)."""
+    return FAMILIES[entry.family].defaults(entry)
 
 
 def model_table() -> str:
     lines = [f"{'model':<20} {'steps':>5} {'guidance':>8}  what"]
     for name, entry in MODELS.items():
-        d = defaults(entry.family)
+        d = defaults(entry)
         lines.append(f"{name:<20} {d['steps']:>5} {d['guidance']:>8}  {entry.summary}")
     return "\n".join(lines)
 
@@ -53,7 +53,7 @@ def _generate(args) -> int:
 
 def _models(args) -> int:
     for name, entry in MODELS.items():
-        d = defaults(entry.family)
+        d = defaults(entry)
         print(f"{name:24s} {entry.summary}\n{'':24s} defaults: {d['steps']} steps, guidance {d['guidance']}\n"
               f"{'':24s} get it: {hub_download(entry)}  (or the original {entry.original})")
     return 0
@@ -84,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", type=str, default=None, choices=["float32", "bfloat16", "float16"],
                    help="the transformer's dtype (default: float16 on CUDA for PixArt, else float32)")
     p.add_argument("--out", type=str, default="out.png", help="(default: %(default)s)")
+    text = p.add_argument_group("text-to-image models (PixArt, SD3)")
+    text.add_argument("--prompt", type=str, default=None, help="what to draw")
+    text.add_argument("--negative-prompt", type=str, default=None, help="what to steer away from (default: none)")
+    text.add_argument("--height", type=int, default=None, help="pixels (default: the model's; PixArt snaps it to "
+                      "the nearest aspect-ratio bucket and resizes back)")
+    text.add_argument("--width", type=int, default=None, help="pixels (default: the model's)")
     for family, module in FAMILIES.items():
         names = ", ".join(e.name for e in module.MODELS)
         module.add_arguments(p.add_argument_group(f"{module.TITLE}: {names}"))

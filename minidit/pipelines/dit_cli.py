@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from weights_loader.io import CheckpointError
-from .common import ModelEntry, default_device, hub_download
+from .common import ModelEntry, call_defaults, default_device, hub_download
 from .dit import DiTPipeline, class_ids
 
 FAMILY = "dit"
@@ -27,6 +27,11 @@ MODELS = tuple(
 def add_arguments(group) -> None:
     group.add_argument("--class", dest="class_labels", type=str, default=None,
                        help="ImageNet class id(s) or name(s), comma-separated, e.g. 207 or 'golden retriever'")
+
+
+def defaults(entry: ModelEntry) -> dict:
+    d = call_defaults(PIPELINE.__call__)
+    return {"steps": d["num_inference_steps"], "guidance": d["guidance_scale"]}
 
 
 def how_to_get(entry: ModelEntry) -> str:

@@ -13,7 +13,7 @@ import torch
 
 from minidit.pixart import CAPTION_TOKENS
 from weights_loader.io import CheckpointError
-from .common import ModelEntry, default_device
+from .common import ModelEntry, call_defaults, default_device
 from .memory import format_stats
 from .pixart import PixArtPipeline
 
@@ -44,11 +44,12 @@ MODELS = (
 
 
 def add_arguments(group) -> None:
-    group.add_argument("--prompt", type=str, default=None, help="what to draw")
-    group.add_argument("--negative-prompt", type=str, default=None, help="what to steer away from (default: none)")
-    group.add_argument("--height", type=int, default=None, help="pixels (default: the model's training side; "
-                       "snapped to the nearest aspect-ratio bucket, then resized back)")
-    group.add_argument("--width", type=int, default=None, help="pixels (default: the training side)")
+    """PixArt has no options of its own: --prompt, --negative-prompt, --height, --width are cli.py's."""
+
+
+def defaults(entry: ModelEntry) -> dict:
+    d = call_defaults(PIPELINE.__call__)
+    return {"steps": d["num_inference_steps"], "guidance": d["guidance_scale"]}
 
 
 # the T5 and VAE folders an original .pth is used with (the layout of the official repositories)

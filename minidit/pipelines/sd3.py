@@ -99,12 +99,12 @@ def diffusers_sampling(scheduler_config: dict | None) -> SD3Sampling:
     return SD3Sampling(sampler, steps=28, guidance=7.0, t5_length="diffusers", uncond_first=True)
 
 
-def release_name(transformer: MMDiT, file_name: str = "") -> str:
-    """Which release a loaded MM-DiT is (its sampling defaults): by size, and "turbo" in the file name
-    for SD3.5-large-turbo (the same network as SD3.5-large)."""
+def release_name(transformer: MMDiT, path: str = "") -> str:
+    """Which release a loaded MM-DiT is (its sampling defaults): by size, and "turbo" in the file or
+    folder name for SD3.5-large-turbo (the same network as SD3.5-large)."""
     c = transformer.config
     if c.depth == 38:
-        return "sd3.5-large-turbo" if "turbo" in Path(file_name).name.lower() else "sd3.5-large"
+        return "sd3.5-large-turbo" if "turbo" in Path(path).name.lower() else "sd3.5-large"
     if c.depth == 24:
         return "sd3.5-medium" if c.x_block_self_attn_layers else "sd3-medium"
     raise ValueError(f"a depth-{c.depth} MM-DiT is none of the releases: pass sampling= (e.g. "
@@ -120,16 +120,25 @@ class SD3Pipeline:
         self.last_run_stats: dict = {}
 
     @classmethod
-    def from_pretrained(cls, folder, *, base=None, drop_t5: bool = False, dtype=torch.float32, text_dtype=None,
-                        vae_dtype=torch.float32, device="cpu", keep_text_encoders: bool = False) -> "SD3Pipeline":
-        """A diffusers StableDiffusion3Pipeline folder (`base`: another one for the parts it lacks)."""
+    def from_pretrained(cls, folder, *, base=None, follow: str = "diffusers", drop_t5: bool = False,
+                        dtype=torch.float32, text_dtype=None, vae_dtype=torch.float32, device="cpu",
+                        keep_text_encoders: bool = False) -> "SD3Pipeline":
+        """A diffusers StableDiffusion3Pipeline folder (`base`: another one for the parts it lacks).
+        follow="diffusers": exactly what diffusers computes from it; "official": the release's
+        official sampling (`OFFICIAL_SAMPLING`, the release read off the network and, for Turbo, the
+        folder's name)."""
+        if follow not in ("diffusers", "official"):
+            raise ValueError(f"follow must be 'diffusers' or 'official', not {follow!r}")
         parts = PipelineFolder(folder, base, hint=MISSING_PARTS)
         parts.pipeline_class(("StableDiffusion3Pipeline",))
         transformer = load_mmdit(parts.component("transformer"), dtype=dtype, device=device)
         vae = load_vae(parts.component("vae"), dtype=vae_dtype, device=device)
         text = SD3TextEncoders.from_pretrained(folder, base=base, drop_t5=drop_t5, clip_dtype=text_dtype,
-                                               t5_dtype=text_dtype, device=device, keep=keep_text_encoders)
-        return cls(transformer, vae, text, diffusers_sampling(parts.scheduler_config()))
+                                               t5_dtype=text_dtype, device=device, keep=keep_text_encoders,
+                                               context_width=transformer.config.context_dim)
+        sampling = (diffusers_sampling(parts.scheduler_config()) if follow == "diffusers" else
+                    OFFICIAL_SAMPLING[release_name(transformer, str(Path(folder).resolve()))])
+        return cls(transformer, vae, text, sampling)
 
     @classmethod
     def from_single_file(cls, checkpoint, *, tokenizers, text_encoders=None, drop_t5: bool = False,
@@ -150,7 +159,7 @@ class SD3Pipeline:
             t5 = next((p for p in sorted(folder.glob("t5xxl*.safetensors"))), folder / "t5xxl_fp16.safetensors")
         text = SD3TextEncoders.from_files(clip_l, clip_g, None if drop_t5 else t5, tokenizers=tokenizers,
                                           clip_dtype=text_dtype, t5_dtype=text_dtype, device=device,
-                                          keep=keep_text_encoders)
+                                          keep=keep_text_encoders, context_width=transformer.config.context_dim)
         return cls(transformer, vae, text, sampling or OFFICIAL_SAMPLING[release_name(transformer, str(checkpoint))])
 
     @property
