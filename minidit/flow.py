@@ -1,15 +1,33 @@
-"""Rectified-flow maths: the straight path from data to noise, its velocity, and the SD3 shift.
+"""Rectified-flow maths: the straight path, its velocity, where to train on it, and the shifts.
 
 Papers: Flow Matching (Lipman et al., arXiv:2210.02747), Rectified Flow (Liu et al.,
-arXiv:2209.03003); Stable Diffusion 3 (Esser et al., arXiv:2403.03206, §2-3: the shift and the
-timestep densities). Code that uses it: `minidit/samplers.py` (the flow grid, Euler), the SD3
-and video models (their own issues).
+arXiv:2209.03003); Stable Diffusion 3 (Esser et al., arXiv:2403.03206: §3.1 the training densities,
+§5.3.2 the resolution-dependent shift). Code that uses it: `minidit/grid.py` (the flow grids),
+`minidit/samplers.py` (Euler, DPM-Solver++), `scripts/train_toy_flow.py`, the SD3 and video models.
 
     path        x_sigma = (1 - sigma) x_0 + sigma eps,        sigma in [0, 1]  (0 = data, 1 = noise)
     velocity    v = d x_sigma / d sigma = eps - x_0           what the network predicts
-    x_0 back    x_0 = x_sigma - sigma v                        (`samplers.predict_x0`, "flow")
+    x_0 back    x_0 = x_sigma - sigma v                        (`diffusion.predict_x0`, "flow")
     loss        || v_theta(x_sigma, sigma) - (eps - x_0) ||^2
     shift       sigma' = s sigma / (1 + (s - 1) sigma)         s > 1 spends more steps at high noise
+
+Where to train (the density of sigma during training, SD3 §3.1):
+
+    uniform        sigma ~ U(0, 1)                              (rectified flow as first published)
+    logit_normal   sigma = sigmoid(m + s n),  n ~ N(0, 1)       SD3's choice (m = 0, s = 1): the middle
+    mode           sigma = f_mode(u; s) = 1 - u - s (cos^2(pi u / 2) - 1 + u),  u ~ U(0, 1)
+                   (paper eq. 20: s > 0 favours the middle but, unlike logit-normal, keeps
+                   density at both ends; s = 0 is uniform; monotone for -1 <= s <= 2 / (pi - 2))
+
+Where to sample (the grid's shift; the same maths, applied at sampling time):
+
+    SD3's shift         s = sqrt(m / n) for an image with m / n times the pixels the shift-free
+                        schedule was made for (`resolution_shift`); SD3.5's official configs use s = 3
+    dynamic shifting    diffusers' `use_dynamic_shifting` (Flux and others; `DynamicShift`):
+                        mu = linear in the image's token count, from base_shift at
+                        base_image_seq_len to max_shift at max_image_seq_len, then
+                        "exponential": sigma' = e^mu / (e^mu + (1/sigma - 1))  = SD3's shift with s = e^mu
+                        "linear":      sigma' = mu / (mu + (1/sigma - 1))      = SD3's shift with s = mu
 
 The same path is a diffusion with alpha = 1 - sigma (not variance preserving: alpha^2 + sigma^2 < 1
 in between), which is how `samplers.Grid` stores it, so DPM-Solver++ runs on it unchanged.
@@ -20,6 +38,9 @@ diffusers' `FlowMatchEulerDiscreteScheduler` do.
 Shape legend: B batch, any further dims are the sample's.
 """
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 import torch
 
@@ -59,3 +80,109 @@ def shift_sigmas(sigma, shift: float):
     if shift <= 0:
         raise ValueError(f"shift must be positive, got {shift}")
     return shift * sigma / (1 + (shift - 1) * sigma)
+
+
+# --------------------------------------------------------------------------------------------
+# Where to train: the density of sigma (SD3 §3.1)
+# --------------------------------------------------------------------------------------------
+
+TRAINING_DENSITIES = ("uniform", "logit_normal", "mode")
+MODE_SCALE_MAX = 2 / (math.pi - 2)           # f_mode is monotone (a valid map) for -1 <= s <= this
+
+
+def mode_map(u, scale: float):
+    """SD3's f_mode(u; s) = 1 - u - s (cos^2(pi u / 2) - 1 + u) (paper eq. 20): u ~ U(0, 1) -> sigma.
+
+    f(0) = 1 and f(1) = 0 for every s; s = 0 is 1 - u (uniform). Its slope is
+    -1 + s (pi/2 sin(pi u) - 1), which stays <= 0 only for -1 <= s <= 2 / (pi - 2) ~ 1.75."""
+    if not -1.0 <= scale <= MODE_SCALE_MAX:
+        raise ValueError(f"mode scale must lie in [-1, 2/(pi-2) = {MODE_SCALE_MAX:.4f}] (else f_mode is not "
+                         f"monotone and leaves [0, 1]), got {scale}")
+    return 1 - u - scale * (torch.cos(math.pi / 2 * u) ** 2 - 1 + u)
+
+
+def logit_normal_density(sigma, loc: float = 0.0, scale: float = 1.0):
+    """The density of sigma = sigmoid(loc + scale n), n ~ N(0, 1), on (0, 1):
+    exp(-(logit(sigma) - loc)^2 / (2 scale^2)) / (scale sqrt(2 pi) sigma (1 - sigma))."""
+    sigma = torch.as_tensor(sigma, dtype=torch.float64)
+    z = (torch.logit(sigma) - loc) / scale
+    return torch.exp(-0.5 * z**2) / (scale * math.sqrt(2 * math.pi) * sigma * (1 - sigma))
+
+
+def training_sigmas(batch: int, density: str = "logit_normal", *, loc: float = 0.0, scale: float = 1.0,
+                    mode_scale: float = 1.29, generator=None, device=None) -> torch.Tensor:
+    """Draw the noise level sigma of each training example, (B,) float32 in [0, 1].
+
+    density: "uniform" | "logit_normal" (sigmoid(loc + scale n), SD3's default m = 0, s = 1) |
+    "mode" (f_mode(u; mode_scale); 1.29 is the default of diffusers' SD3 training scripts).
+    One draw of `batch` numbers from `generator` (or the global RNG), as diffusers'
+    `compute_density_for_timestep_sampling` draws them."""
+    if density not in TRAINING_DENSITIES:
+        raise ValueError(f"unknown training density {density!r}: one of {', '.join(TRAINING_DENSITIES)}")
+    if density == "logit_normal":
+        if scale <= 0:
+            raise ValueError(f"the logit-normal scale must be positive, got {scale}")
+        return torch.sigmoid(loc + scale * torch.randn(batch, generator=generator, device=device))
+    u = torch.rand(batch, generator=generator, device=device)
+    return u if density == "uniform" else mode_map(u, mode_scale)
+
+
+# --------------------------------------------------------------------------------------------
+# Where to sample: the resolution-dependent shift (SD3 §5.3.2) and diffusers' dynamic shifting
+# --------------------------------------------------------------------------------------------
+
+def resolution_shift(num_pixels: int, base_pixels: int) -> float:
+    """SD3's shift for an image with m = num_pixels instead of n = base_pixels: sqrt(m / n).
+
+    The paper's argument: if all n pixels hold one value c, x = (1 - sigma) c + sigma eps estimates c
+    with standard error (sigma / (1 - sigma)) / sqrt(n). With m pixels the same certainty comes at
+    sigma' / (1 - sigma') = sqrt(m / n) sigma / (1 - sigma): `shift_sigmas(sigma, sqrt(m / n))`.
+    (1024^2 vs 256^2: 4; the official SD3.5 configs use 3.)"""
+    if num_pixels <= 0 or base_pixels <= 0:
+        raise ValueError(f"pixel counts must be positive, got {num_pixels} and {base_pixels}")
+    return math.sqrt(num_pixels / base_pixels)
+
+
+TIME_SHIFT_TYPES = ("exponential", "linear")
+
+
+def time_shift(mu: float, sigma, time_shift_type: str = "exponential"):
+    """diffusers' dynamic time shift (`FlowMatchEulerDiscreteScheduler.time_shift`, exponent 1):
+
+        "exponential"   e^mu / (e^mu + (1/sigma - 1))     = shift_sigmas(sigma, e^mu)
+        "linear"        mu / (mu + (1/sigma - 1))         = shift_sigmas(sigma, mu)
+    """
+    if time_shift_type == "exponential":
+        return shift_sigmas(sigma, math.exp(mu))
+    if time_shift_type == "linear":
+        if mu <= 0:
+            raise ValueError(f"the linear time shift needs mu > 0, got {mu}")
+        return shift_sigmas(sigma, mu)
+    raise ValueError(f"unknown time_shift_type {time_shift_type!r}: one of {', '.join(TIME_SHIFT_TYPES)}")
+
+
+@dataclass(frozen=True)
+class DynamicShift:
+    """diffusers' `use_dynamic_shifting`: the shift is chosen per image from its token count
+    (`mu`, the pipelines' `calculate_shift`), then applied by `time_shift`. The defaults are
+    `FlowMatchEulerDiscreteScheduler`'s."""
+    base_shift: float = 0.5
+    max_shift: float = 1.15
+    base_image_seq_len: int = 256
+    max_image_seq_len: int = 4096
+    time_shift_type: str = "exponential"
+
+    def __post_init__(self):
+        if self.time_shift_type not in TIME_SHIFT_TYPES:
+            raise ValueError(f"unknown time_shift_type {self.time_shift_type!r}: one of {', '.join(TIME_SHIFT_TYPES)}")
+        if self.max_image_seq_len == self.base_image_seq_len:
+            raise ValueError("base_image_seq_len and max_image_seq_len must differ (mu is a line through them)")
+
+    def mu(self, image_seq_len: int) -> float:
+        """mu on the line through (base_image_seq_len, base_shift) and (max_image_seq_len, max_shift);
+        image_seq_len = (H / patch) (W / patch), the image's tokens (latent H W). Not clamped: a longer
+        sequence extrapolates, as in diffusers."""
+        if image_seq_len < 1:
+            raise ValueError(f"image_seq_len (the image's token count) must be positive, got {image_seq_len}")
+        slope = (self.max_shift - self.base_shift) / (self.max_image_seq_len - self.base_image_seq_len)
+        return self.base_shift + slope * (image_seq_len - self.base_image_seq_len)

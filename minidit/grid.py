@@ -11,6 +11,7 @@ fits this one description:
                                  steps; the end point is the data (alpha 1, sigma 0)
     DPM-Solver++ (PixArt)        the same, on diffusers' grid, or the official continuous-time grid
     rectified flow (SD3, video)  alpha = 1 - sigma, sigma from the shifted flow grid, model fed sigma*1000
+                                 (the official SD3.5 samplers, k-diffusion's: the same points with alpha = 1)
 
 Spacing functions (all in this file):
     "iddpm"         IDDPM's `space_timesteps` (DiT's official "250"), ends included
@@ -19,6 +20,13 @@ Spacing functions (all in this file):
                     for DPMSolverMultistepScheduler: `multistep=True`), with `steps_offset`
     "time_uniform"  the official PixArt DPM-Solver grid (continuous time, fractional timesteps)
     "flow"          the shifted rectified-flow grid of SD3 / FlowMatchEulerDiscreteScheduler
+                    (static or dynamic shift), alpha = 1 - sigma
+    "flow_k_diffusion"
+                    the same points as SD3.5's official sampler sees them: its `sample_euler` and
+                    `sample_dpmpp_2m` are k-diffusion's, which treat x as x0 + sigma eps (alpha = 1).
+                    Euler and first-order steps are the same on both; DPM-Solver++(2M) is not (its
+                    second-order term is linear in lambda, and lambda = -log sigma here,
+                    log((1 - sigma) / sigma) on "flow")
 
 Everything is float64; samplers cast to the sample's dtype when they use a number.
 
@@ -31,9 +39,9 @@ from dataclasses import dataclass
 import torch
 
 from .diffusion import Schedule, space_timesteps
-from .flow import shift_sigmas
+from .flow import TIME_SHIFT_TYPES, shift_sigmas, time_shift
 
-SPACINGS = ("iddpm", "leading", "trailing", "linspace", "time_uniform", "flow")
+SPACINGS = ("iddpm", "leading", "trailing", "linspace", "time_uniform", "flow", "flow_k_diffusion")
 
 
 @dataclass(frozen=True)
@@ -151,17 +159,37 @@ def time_uniform_grid(alphas_cumprod, num_steps: int) -> Grid:
     return Grid((s[:-1] - 1.0 / T) * T, la.exp(), (1 - (2 * la).exp()).sqrt())
 
 
-def flow_grid(num_steps: int, shift: float = 1.0, num_train_timesteps: int = 1000) -> Grid:
-    """The rectified-flow grid of SD3's official sampler and diffusers' FlowMatchEulerDiscreteScheduler.
+def flow_sigmas(num_steps: int, shift: float = 1.0, num_train_timesteps: int = 1000, *, mu: float | None = None,
+                time_shift_type: str = "exponential") -> torch.Tensor:
+    """The N + 1 noise levels of SD3's official sampler and diffusers' FlowMatchEulerDiscreteScheduler,
+    from sigma = 1 down to 0 (float64).
 
-    Both space N timesteps evenly from sigma_max * T to sigma_min * T, where sigma_max = 1 and
-    sigma_min = shift(1/T) is the smallest *shifted* training sigma, then shift every point
-    (so the low end is shifted twice, in both codes), and end at sigma = 0. alpha = 1 - sigma;
-    the model is fed sigma * T."""
+    Static shift (mu None): N points evenly spaced from sigma_max = 1 to sigma_min = shift(1/T), the
+    smallest *shifted* training sigma, then every point shifted (so the low end is shifted twice, in
+    both codes); then 0. Dynamic shift (diffusers' `use_dynamic_shifting`; `flow.DynamicShift.mu`):
+    N points from 1 to 1/T (unshifted), then `flow.time_shift(mu, ., time_shift_type)`; then 0."""
     T = num_train_timesteps
     if num_steps < 1:
         raise ValueError(f"num_steps must be at least 1, got {num_steps}")
-    sigma_min = shift_sigmas(1.0 / T, shift)
-    t = torch.linspace(T, sigma_min * T, num_steps, dtype=torch.float64)                    # (N,)
-    sigmas = torch.cat([shift_sigmas(t / T, shift), torch.zeros(1, dtype=torch.float64)])  # (N+1,)
-    return Grid(sigmas[:-1] * T, 1.0 - sigmas, sigmas)
+    if mu is None:
+        t = torch.linspace(1.0, shift_sigmas(1.0 / T, shift), num_steps, dtype=torch.float64)     # (N,)
+        sigmas = shift_sigmas(t, shift)
+    else:
+        if shift != 1.0:
+            raise ValueError(f"give a static shift or a dynamic mu, not both (shift={shift}, mu={mu}); diffusers "
+                             "ignores `shift` when use_dynamic_shifting is on")
+        if time_shift_type not in TIME_SHIFT_TYPES:
+            raise ValueError(f"unknown time_shift_type {time_shift_type!r}: one of {', '.join(TIME_SHIFT_TYPES)}")
+        sigmas = time_shift(mu, torch.linspace(1.0, 1.0 / T, num_steps, dtype=torch.float64), time_shift_type)
+    return torch.cat([sigmas, torch.zeros(1, dtype=torch.float64)])                             # (N+1,)
+
+
+def flow_grid(num_steps: int, shift: float = 1.0, num_train_timesteps: int = 1000, *, mu: float | None = None,
+              time_shift_type: str = "exponential", k_diffusion: bool = False) -> Grid:
+    """The rectified-flow grid on `flow_sigmas` (static `shift`, or dynamic `mu`); the model is fed
+    sigma * T. alpha = 1 - sigma (the path itself; diffusers' schedulers), or, with `k_diffusion`,
+    alpha = 1 at every point: how SD3.5's official `sample_euler` / `sample_dpmpp_2m` (copied from
+    k-diffusion) see the same points (spacing "flow_k_diffusion")."""
+    sigmas = flow_sigmas(num_steps, shift, num_train_timesteps, mu=mu, time_shift_type=time_shift_type)
+    alphas = torch.ones_like(sigmas) if k_diffusion else 1.0 - sigmas
+    return Grid(sigmas[:-1] * num_train_timesteps, alphas, sigmas)

@@ -9,6 +9,9 @@
     Euler (flow)              x <- x + (sigma_next - sigma) v on the rectified-flow path (SD3,
                               diffusers' FlowMatchEulerDiscreteScheduler, the official sample_euler).
 
+SD3.5's official samplers (`sd3_impls.py`: `sample_euler`, `sample_dpmpp_2m`, copied from
+k-diffusion) are these two on `grid.flow_grid(..., k_diffusion=True)` (spacing "flow_k_diffusion").
+
 `model_fn(x, t)` returns the network output for a batch x at timesteps t (B,). `grid`
 (`minidit/grid.py`) says where it is evaluated. `prediction_type` says what the output is:
 
@@ -41,6 +44,7 @@ from tqdm.auto import tqdm
 
 from .diffusion import (PREDICTION_TYPES, Schedule, extract, get_beta_schedule, make_schedule, p_mean_variance,
                         predict_x0, split_output)
+from .flow import DynamicShift
 from .grid import SPACINGS, Grid, discrete_grid, flow_grid, time_uniform_grid, training_timesteps
 
 
@@ -239,22 +243,34 @@ def dpm_solver_sample(model_fn, x_T, grid: Grid, *, prediction_type: str = "epsi
 # Euler on the rectified-flow path
 # --------------------------------------------------------------------------------------------
 
+def euler_step(x, v, sigma, sigma_next):
+    """One Euler step of the flow ODE dx/dsigma = v: x + (sigma_next - sigma) v (sigma_next < sigma).
+
+    Also k-diffusion's / SD3.5's `sample_euler` step, which writes v as (x - x0) / sigma."""
+    return _f32(x) + float(sigma_next - sigma) * _f32(v)
+
+
 def euler_sample(model_fn, x_T, grid: Grid, *, prediction_type: str = "flow", learn_sigma: bool = False,
                  callback=None, progress: bool = True):
     """The flow ODE dx/dsigma = v with Euler steps: x <- x + (sigma_{i+1} - sigma_i) v_i, in float32.
 
-    For a "flow" model v is its output; for other prediction types v = (x - x0) / sigma."""
+    For a "flow" model v is its output; for other prediction types v = (x - x0) / sigma. Runs on a
+    flow grid (alpha = 1 - sigma) or the official k-diffusion view of it (alpha = 1): the steps are
+    the same, since (x - x0) / sigma is the velocity on both."""
     _check_prediction_type(prediction_type)
-    if not torch.allclose(grid.alphas + grid.sigmas, torch.ones_like(grid.alphas), rtol=0, atol=1e-12):
-        raise ValueError("the Euler flow sampler needs a flow grid (alpha = 1 - sigma), e.g. grid.flow_grid")
+    ones = torch.ones_like(grid.alphas)
+    if not (torch.allclose(grid.alphas + grid.sigmas, ones, rtol=0, atol=1e-12)
+            or torch.equal(grid.alphas, ones)):
+        raise ValueError("the Euler flow sampler needs a flow grid (alpha = 1 - sigma, or alpha = 1 as in "
+                         "k-diffusion), e.g. grid.flow_grid")
     S, x = grid.sigmas, _f32(x_T)
     for i in _loop(grid, "Euler", progress):
         t = grid.model_timesteps(i, x.shape[0], x.device)
         with torch.no_grad():
             pred, _ = split_output(model_fn(x, t), x, learn_sigma)
-        v = _f32(pred) if prediction_type == "flow" else \
-            (x - predict_x0(pred, x, 1 - S[i].item(), S[i].item(), prediction_type)) / S[i].item()
-        x = x + float(S[i + 1] - S[i]) * v
+        v = pred if prediction_type == "flow" else \
+            (x - predict_x0(pred, x, grid.alphas[i].item(), S[i].item(), prediction_type)) / S[i].item()
+        x = euler_step(x, v, S[i], S[i + 1])
         if callback is not None:
             callback(i, t, x)
     return x
@@ -270,7 +286,10 @@ SAMPLERS = ("ddpm", "ddim", "dpm_solver++", "euler")
 @dataclass(frozen=True)
 class Sampler:
     """A sampler and the grid it runs on. `grid(num_steps)` builds the grid, `run(...)` samples.
-    (`scheduler_config.sampler_from_scheduler_config` reads one from a diffusers folder.)"""
+    (`scheduler_config.sampler_from_scheduler_config` reads one from a diffusers folder.)
+
+    With `dynamic_shift` (diffusers' use_dynamic_shifting) the flow grid depends on the image: pass
+    `image_seq_len` (its token count, (H / patch) (W / patch) of the latent) to `grid` / `run`."""
     name: str = "ddpm"                    # "ddpm" | "ddim" | "dpm_solver++" | "euler"
     prediction_type: str = "epsilon"      # see the module docstring
     variance: str = "fixed_small"         # ddpm: "learned_range" | "fixed_small" | "fixed_large"
@@ -278,13 +297,15 @@ class Sampler:
     eta: float = 0.0                      # ddim
     lower_order_final_below: int | None = None   # dpm_solver++: first-order last step only below this
                                                  # many steps (None: always, as diffusers)
-    spacing: str = "leading"              # grid.SPACINGS: iddpm | leading | trailing | linspace | time_uniform | flow
+    spacing: str = "leading"              # grid.SPACINGS: iddpm | leading | trailing | linspace | time_uniform |
+                                          # flow | flow_k_diffusion (SD3.5's official samplers)
     steps_offset: int = 0                 # diffusers' steps_offset (leading spacing)
     num_train_timesteps: int = 1000
     beta_schedule: str = "linear"         # DDPM-trained models (diffusion.get_beta_schedule)
     beta_start: float = 1e-4
     beta_end: float = 0.02
-    shift: float = 1.0                    # flow: SD3's shift
+    shift: float = 1.0                    # flow: SD3's shift (static)
+    dynamic_shift: DynamicShift | None = None    # flow: a shift chosen per image size instead (mu)
 
     def __post_init__(self):
         if self.name not in SAMPLERS:
@@ -292,15 +313,26 @@ class Sampler:
         if self.spacing not in SPACINGS:
             raise ValueError(f"unknown spacing {self.spacing!r}: one of {', '.join(SPACINGS)}")
         _check_prediction_type(self.prediction_type)
+        if self.dynamic_shift is not None and (not self.spacing.startswith("flow") or self.shift != 1.0):
+            raise ValueError("dynamic_shift needs a flow spacing and replaces the static shift (leave shift=1)")
 
     def alphas_cumprod(self) -> torch.Tensor:
         betas = get_beta_schedule(self.beta_schedule, self.num_train_timesteps, self.beta_start, self.beta_end)
         return make_schedule(betas).alphas_cumprod
 
-    def grid(self, num_steps: int) -> Grid:
+    def grid(self, num_steps: int, *, image_seq_len: int | None = None) -> Grid:
+        """The grid of a `num_steps` run. `image_seq_len` (the image's token count) is needed by a
+        dynamic-shift sampler and ignored by every other one."""
         T = self.num_train_timesteps
-        if self.spacing == "flow":
-            return flow_grid(num_steps, self.shift, T)
+        if self.spacing.startswith("flow"):
+            k_diffusion = self.spacing == "flow_k_diffusion"
+            if self.dynamic_shift is None:
+                return flow_grid(num_steps, self.shift, T, k_diffusion=k_diffusion)
+            if image_seq_len is None:
+                raise ValueError("this sampler shifts its grid by the image size (dynamic shift): pass "
+                                 "image_seq_len=(H // patch) * (W // patch), the latent's token count")
+            return flow_grid(num_steps, mu=self.dynamic_shift.mu(image_seq_len), num_train_timesteps=T,
+                             time_shift_type=self.dynamic_shift.time_shift_type, k_diffusion=k_diffusion)
         if self.spacing == "time_uniform":
             return time_uniform_grid(self.alphas_cumprod(), num_steps)
         steps = training_timesteps(T, num_steps, self.spacing, self.steps_offset,
@@ -315,9 +347,9 @@ class Sampler:
         return discrete_grid(self.alphas_cumprod(), steps)
 
     def run(self, model_fn, x_T, num_steps: int, *, learn_sigma: bool = False, generator=None, noise_fn=None,
-            callback=None, progress: bool = True):
+            callback=None, progress: bool = True, image_seq_len: int | None = None):
         """Sample x_0 from x_T in `num_steps` model calls with this sampler and grid."""
-        grid = self.grid(num_steps)
+        grid = self.grid(num_steps, image_seq_len=image_seq_len)
         common = dict(prediction_type=self.prediction_type, learn_sigma=learn_sigma, callback=callback,
                       progress=progress)
         if self.name == "ddpm":

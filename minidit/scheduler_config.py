@@ -6,13 +6,16 @@ class and options; minidit reproduces these four, step by step (tests/test_sampl
     DDPMScheduler                    ancestral DDPM   (early DiT folders; Hunyuan-DiT: v-prediction)
     DDIMScheduler                    DDIM, eta = 0    (DiT folders of the current converter)
     DPMSolverMultistepScheduler      DPM-Solver++(2M) (every PixArt folder)
-    FlowMatchEulerDiscreteScheduler  Euler on the rectified flow (SD3 / SD3.5)
+    FlowMatchEulerDiscreteScheduler  Euler on the rectified flow (SD3 / SD3.5), also with
+                                     use_dynamic_shifting (the grid then needs the image's token
+                                     count: `Sampler.grid(n, image_seq_len=...)`)
 
 An option that would change the numbers and that minidit does not reproduce raises a ValueError
 naming it: nothing is silently ignored. The file itself is read by `weights_loader`.
 """
 from __future__ import annotations
 
+from .flow import TIME_SHIFT_TYPES, DynamicShift
 from .samplers import Sampler
 
 SUPPORTED = ("DDPMScheduler", "DDIMScheduler", "DPMSolverMultistepScheduler", "FlowMatchEulerDiscreteScheduler")
@@ -74,10 +77,17 @@ def sampler_from_scheduler_config(cfg: dict) -> Sampler:
                        spacing=cfg.get("timestep_spacing", "linspace"), steps_offset=cfg.get("steps_offset", 0),
                        **_betas(cfg))
     if name == "FlowMatchEulerDiscreteScheduler":
-        _refuse(name, cfg, {"use_dynamic_shifting": (False, (False,)), "invert_sigmas": (False, (False,)),
+        _refuse(name, cfg, {"invert_sigmas": (False, (False,)), "time_shift_type": ("exponential", TIME_SHIFT_TYPES),
                             "shift_terminal": (None, (None,)), "use_karras_sigmas": (False, (False,)),
                             "use_exponential_sigmas": (False, (False,)), "use_beta_sigmas": (False, (False,)),
                             "stochastic_sampling": (False, (False,))})
-        return Sampler("euler", prediction_type="flow", spacing="flow", shift=float(cfg.get("shift", 1.0)),
-                       num_train_timesteps=cfg.get("num_train_timesteps", 1000))
+        common = dict(prediction_type="flow", spacing="flow", num_train_timesteps=cfg.get("num_train_timesteps", 1000))
+        if not cfg.get("use_dynamic_shifting", False):
+            return Sampler("euler", shift=float(cfg.get("shift", 1.0)), **common)
+        # diffusers ignores `shift` here: the grid's shift comes from mu, i.e. from the image size
+        dynamic = DynamicShift(base_shift=cfg.get("base_shift", 0.5), max_shift=cfg.get("max_shift", 1.15),
+                               base_image_seq_len=cfg.get("base_image_seq_len", 256),
+                               max_image_seq_len=cfg.get("max_image_seq_len", 4096),
+                               time_shift_type=cfg.get("time_shift_type", "exponential"))
+        return Sampler("euler", dynamic_shift=dynamic, **common)
     raise ValueError(f"scheduler {name!r}: minidit reproduces {', '.join(SUPPORTED)}")

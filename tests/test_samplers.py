@@ -235,7 +235,8 @@ def test_scheduler_config_refuses_what_it_cannot_reproduce():
              ({"_class_name": "DDPMScheduler", "prediction_type": "flow"}, "prediction_type"),
              ({"_class_name": "DPMSolverMultistepScheduler", "use_karras_sigmas": True}, "use_karras_sigmas"),
              ({"_class_name": "DPMSolverMultistepScheduler", "solver_order": 3}, "solver_order"),
-             ({"_class_name": "FlowMatchEulerDiscreteScheduler", "use_dynamic_shifting": True}, "use_dynamic_shifting"),
+             ({"_class_name": "FlowMatchEulerDiscreteScheduler", "invert_sigmas": True}, "invert_sigmas"),
+             ({"_class_name": "FlowMatchEulerDiscreteScheduler", "shift_terminal": 0.02}, "shift_terminal"),
              ({"_class_name": "EulerDiscreteScheduler"}, "EulerDiscreteScheduler")]
     for cfg, word in cases:
         with pytest.raises(ValueError, match=word):
