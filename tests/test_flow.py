@@ -22,6 +22,7 @@ from minidit.samplers import Sampler, dpm_solver_sample, euler_sample, euler_ste
 from minidit.scheduler_config import sampler_from_scheduler_config
 
 from helpers import FP32, FP32_ELEMENTWISE, assert_parity, require
+from helpers.sd3_official import official_denoiser, official_sample_dpmpp_2m, official_sample_euler, official_sigmas
 
 diffusers = require("diffusers")
 from diffusers.pipelines.stable_diffusion_3.pipeline_stable_diffusion_3 import calculate_shift  # noqa: E402
@@ -33,59 +34,6 @@ def wiggly(x, t):
     t = t.float().reshape(-1, *[1] * (x.dim() - 1))
     return 0.8 * torch.tanh(x) + 0.2 * torch.sin(3 * x + t / 300)
 
-
-# --------------------------------------------------------------------------------------------
-# The official SD3.5 sampling, written out from sd3_impls.py / sd3_infer.py (see the module docstring)
-# --------------------------------------------------------------------------------------------
-
-def official_sigmas(steps: int, shift: float) -> torch.Tensor:
-    """ModelSamplingDiscreteFlow(shift).sigmas (shift(t / 1000), t = 1..1000) and SD3.get_sigmas."""
-    def sigma(timestep):
-        timestep = timestep / 1000.0
-        return timestep if shift == 1.0 else shift * timestep / (1 + (shift - 1) * timestep)
-    table = sigma(torch.arange(1, 1000 + 1, 1))
-    start, end = table[-1] * 1000, table[0] * 1000                     # timestep(sigma_max), timestep(sigma_min)
-    timesteps = torch.linspace(start, end, steps)
-    return torch.FloatTensor([sigma(ts) for ts in timesteps] + [0.0])
-
-
-def official_denoiser(velocity_fn):
-    """BaseModel.apply_model: the network sees timestep = 1000 sigma; calculate_denoised: x - v sigma."""
-    def model(x, sigma):
-        return x - velocity_fn(x, sigma * 1000) * sigma.reshape(-1, *[1] * (x.dim() - 1))
-    return model
-
-
-def official_sample_euler(model, x, sigmas, trace):
-    s_in = x.new_ones([x.shape[0]])
-    for i in range(len(sigmas) - 1):
-        sigma_hat = sigmas[i]
-        denoised = model(x, sigma_hat * s_in)
-        d = (x - denoised) / sigma_hat                                  # to_d
-        x = x + d * (sigmas[i + 1] - sigma_hat)
-        trace.append(x)
-    return x
-
-
-def official_sample_dpmpp_2m(model, x, sigmas, trace):
-    s_in = x.new_ones([x.shape[0]])
-    sigma_fn = lambda t: t.neg().exp()                                  # noqa: E731
-    t_fn = lambda sigma: sigma.log().neg()                              # noqa: E731
-    old_denoised = None
-    for i in range(len(sigmas) - 1):
-        denoised = model(x, sigmas[i] * s_in)
-        t, t_next = t_fn(sigmas[i]), t_fn(sigmas[i + 1])
-        h = t_next - t
-        if old_denoised is None or sigmas[i + 1] == 0:
-            x = (sigma_fn(t_next) / sigma_fn(t)) * x - (-h).expm1() * denoised
-        else:
-            h_last = t - t_fn(sigmas[i - 1])
-            r = h_last / h
-            denoised_d = (1 + 1 / (2 * r)) * denoised - (1 / (2 * r)) * old_denoised
-            x = (sigma_fn(t_next) / sigma_fn(t)) * x - (-h).expm1() * denoised_d
-        old_denoised = denoised
-        trace.append(x)
-    return x
 
 
 def same_grid(a, b) -> bool:

@@ -4,10 +4,18 @@ import numpy as np
 import pytest
 import torch
 
-from minidit.pipelines.sd3 import SD3Pipeline, SD3Sampling, SkipLayerGuidance
+from dataclasses import replace
+
+from safetensors.torch import save_file
+
+from minidit.pipelines.sd3 import OFFICIAL_SAMPLING, SD3Pipeline, SkipLayerGuidance
+from minidit.pipelines.sd3_text import SD3TextEncoders
+from weights_loader import load_mmdit, load_vae
 
 from helpers import FP32_OTHER_KERNEL, assert_parity, require
 from helpers.sd3 import build_sd3_pipeline
+from helpers.sd3_official import (official_cfg_denoiser, official_sample_dpmpp_2m, official_sample_euler,
+                                  official_sigmas, official_skip_layer_cfg_denoiser)
 
 diffusers = require("diffusers")
 PROMPT = "a tiny red cube on a wooden table"
@@ -56,7 +64,6 @@ def test_batch_negative_prompt_and_skip_layer_guidance_match_diffusers(folder):
                    skip_layer_guidance_scale=2.8, skip_layer_guidance_start=0.01, skip_layer_guidance_stop=0.3,
                    generator=torch.Generator().manual_seed(1), output_type="latent", **kw).images
     pipe = SD3Pipeline.from_pretrained(folder)
-    from dataclasses import replace
     pipe.sampling = replace(pipe.sampling, skip_layer_guidance=SkipLayerGuidance(layers=(1,), scale=2.8, start=0.01,
                                                                                   end=0.3))
     got = pipe([PROMPT, "a blue sphere"], negative_prompt=["blurry", "dark"], generator=torch.Generator().manual_seed(1),
@@ -76,3 +83,88 @@ def test_bad_sizes_and_folders(folder, tmp_path):
         pipe(PROMPT, output_type="jpeg")
     with pytest.raises(FileNotFoundError, match="stable-diffusion-3"):
         SD3Pipeline.from_pretrained(tmp_path)
+
+
+def official_file(folder, path):
+    """The tiny folder's MM-DiT and VAE as an official single file: model.diffusion_model.* (official
+    keys = minidit's) + first_stage_model.* (ldm keys = minidit's)."""
+    transformer, vae = load_mmdit(folder), load_vae(folder)
+    sd = {f"model.diffusion_model.{k}": v for k, v in transformer.state_dict().items()}
+    sd.update({f"first_stage_model.{k}": v for k, v in vae.state_dict().items()})
+    save_file(sd, path)
+    return transformer.config, vae.config
+
+
+@pytest.mark.parametrize("release,slg", [("sd3.5-medium", False), ("sd3.5-large-turbo", False), ("sd3.5-medium", True)])
+def test_official_sampling_is_sd3_infer(folder, tmp_path, release, slg):
+    """from_single_file samples as sd3_infer.py does: x_T = randn from torch.manual_seed(seed) on the CPU,
+    CFGDenoiser (or SkipLayerCFGDenoiser) on the denoised x0 with [cond | uncond], sample_dpmpp_2m /
+    sample_euler on get_sigmas(shift). Oracle: those loops written out (tests/helpers/sd3_official.py),
+    around the same network; T5 at the official length (77 tokens for a short prompt)."""
+    config, vae_config = official_file(folder, tmp_path / "sd3_tiny.safetensors")
+    text = SD3TextEncoders.from_pretrained(folder, keep=True, context_width=config.context_dim)
+    sampling = OFFICIAL_SAMPLING[release]
+    if slg:        # the official SD3.5-medium option, on the tiny model's layer 1 (it has 3)
+        sampling = replace(sampling, guidance=4.0, skip_layer_guidance=SkipLayerGuidance(layers=(1,)))
+    pipe = SD3Pipeline.from_single_file(tmp_path / "sd3_tiny.safetensors", text=text, transformer_config=config,
+                                        vae_config=vae_config, sampling=sampling)
+    steps, seed = 10, 23
+    got = pipe(PROMPT, height=64, width=48, num_inference_steps=steps, generator=torch.Generator().manual_seed(seed),
+               output_type="latent", progress=False)
+    assert pipe.last_run_stats["denoise"]["text_tokens"] == 77 + 77
+
+    e = text.encode(PROMPT, "", t5_length="official")
+    net = pipe.transformer
+
+    def apply_model(x, sigma, context, y, skip_layers=()):       # BaseModel.apply_model: x - v sigma
+        v = net(x, sigma * 1000, y=y, context=context, skip_layers=skip_layers)
+        return x - v * sigma.reshape(-1, 1, 1, 1)
+    cond, uncond = (e.cond, e.cond_pooled), (e.uncond, e.uncond_pooled)
+    if slg:
+        denoiser = official_skip_layer_cfg_denoiser(apply_model, cond, uncond, 4.0, steps,
+                                                    dict(scale=2.5, start=0.01, end=0.2, layers=[1]))
+    else:
+        denoiser = official_cfg_denoiser(apply_model, cond, uncond, sampling.guidance)
+    noise = torch.randn((1, 16, 8, 6), dtype=torch.float32, generator=torch.manual_seed(seed), device="cpu")
+    sigmas = official_sigmas(steps, 3.0)
+    x = sigmas[0] * noise                                            # noise_scaling: sigma_0 = 1
+    loop = official_sample_euler if release.endswith("turbo") else official_sample_dpmpp_2m
+    with torch.no_grad():
+        expected = loop(denoiser, x, sigmas, [])
+    assert_parity(got, expected, tol=FP32_OTHER_KERNEL, what=f"{release}{' with SLG' if slg else ''}")
+    with torch.no_grad():
+        plain = official_sample_dpmpp_2m(official_cfg_denoiser(apply_model, cond, uncond, 4.0), x, sigmas, [])
+    if slg:
+        assert (plain - expected).abs().max() > 1e-3                   # the skip-layer term did something
+
+
+def test_release_detection_and_official_defaults(tmp_path):
+    from minidit.mmdit import PRESETS, MMDiT
+    from minidit.pipelines.sd3 import release_name
+    with torch.device("meta"):
+        models = {name: MMDiT(config) for name, config in PRESETS.items()}
+    assert release_name(models["sd3-medium"]) == "sd3-medium"
+    assert release_name(models["sd3.5-medium"], "sd3.5_medium.safetensors") == "sd3.5-medium"
+    assert release_name(models["sd3.5-large"], "models/sd3.5_large.safetensors") == "sd3.5-large"
+    assert release_name(models["sd3.5-large"], "models/sd3.5_large_turbo.safetensors") == "sd3.5-large-turbo"
+    # sd3_infer.py CONFIGS
+    table = {n: (s.sampler.name, s.sampler.shift, s.steps, s.guidance) for n, s in OFFICIAL_SAMPLING.items()}
+    assert table == {"sd3-medium": ("dpm_solver++", 1.0, 50, 5.0), "sd3.5-large": ("dpm_solver++", 3.0, 40, 4.5),
+                     "sd3.5-large-turbo": ("euler", 3.0, 4, 1.0), "sd3.5-medium": ("dpm_solver++", 3.0, 50, 5.0)}
+    assert all(s.sampler.spacing == "flow_k_diffusion" and s.t5_length == "official" and not s.uncond_first
+               for s in OFFICIAL_SAMPLING.values())
+
+
+def test_cli_generate(folder, tmp_path, capsys):
+    from minidit.cli import main as cli_main
+    out = tmp_path / "cube.png"
+    rc = cli_main(["generate", "--model", "sd3.5-medium", "--weights", str(folder), "--prompt", PROMPT,
+                   "--height", "64", "--width", "48", "--steps", "2", "--out", str(out)])
+    printed = capsys.readouterr()
+    assert rc == 0, printed.err
+    from PIL import Image
+    assert Image.open(out).size == (48, 64) and "denoise" in printed.out
+    assert cli_main(["generate", "--model", "sd3.5-medium", "--weights", str(folder), "--class", "1"]) == 2
+    assert "text-conditional" in capsys.readouterr().err
+    assert cli_main(["generate", "--model", "sd3.5-large", "--weights", str(tmp_path), "--prompt", "x"]) == 2
+    assert "huggingface-cli download stabilityai/stable-diffusion-3.5-large" in capsys.readouterr().err

@@ -120,13 +120,13 @@ class SD3Pipeline:
         self.last_run_stats: dict = {}
 
     @classmethod
-    def from_pretrained(cls, folder, *, base=None, follow: str = "diffusers", drop_t5: bool = False,
-                        dtype=torch.float32, text_dtype=None, vae_dtype=torch.float32, device="cpu",
-                        keep_text_encoders: bool = False) -> "SD3Pipeline":
+    def from_pretrained(cls, folder, *, base=None, follow: str = "diffusers", sampling: SD3Sampling | None = None,
+                        drop_t5: bool = False, dtype=torch.float32, text_dtype=None, vae_dtype=torch.float32,
+                        device="cpu", keep_text_encoders: bool = False) -> "SD3Pipeline":
         """A diffusers StableDiffusion3Pipeline folder (`base`: another one for the parts it lacks).
         follow="diffusers": exactly what diffusers computes from it; "official": the release's
         official sampling (`OFFICIAL_SAMPLING`, the release read off the network and, for Turbo, the
-        folder's name)."""
+        folder's name); `sampling=` replaces either."""
         if follow not in ("diffusers", "official"):
             raise ValueError(f"follow must be 'diffusers' or 'official', not {follow!r}")
         parts = PipelineFolder(folder, base, hint=MISSING_PARTS)
@@ -136,30 +136,39 @@ class SD3Pipeline:
         text = SD3TextEncoders.from_pretrained(folder, base=base, drop_t5=drop_t5, clip_dtype=text_dtype,
                                                t5_dtype=text_dtype, device=device, keep=keep_text_encoders,
                                                context_width=transformer.config.context_dim)
-        sampling = (diffusers_sampling(parts.scheduler_config()) if follow == "diffusers" else
-                    OFFICIAL_SAMPLING[release_name(transformer, str(Path(folder).resolve()))])
+        if sampling is None:
+            sampling = (diffusers_sampling(parts.scheduler_config()) if follow == "diffusers" else
+                        OFFICIAL_SAMPLING[release_name(transformer, str(Path(folder).resolve()))])
         return cls(transformer, vae, text, sampling)
 
     @classmethod
-    def from_single_file(cls, checkpoint, *, tokenizers, text_encoders=None, drop_t5: bool = False,
-                         sampling: SD3Sampling | None = None, dtype=torch.float32, text_dtype=None,
-                         vae_dtype=torch.float32, device="cpu", keep_text_encoders: bool = False) -> "SD3Pipeline":
+    def from_single_file(cls, checkpoint, *, tokenizers=None, text_encoders=None, text: SD3TextEncoders | None = None,
+                         transformer_config=None, vae_config=SD3_VAE, drop_t5: bool = False,
+                         sampling: SD3Sampling | None = None,
+                         dtype=torch.float32, text_dtype=None, vae_dtype=torch.float32, device="cpu",
+                         keep_text_encoders: bool = False) -> "SD3Pipeline":
         """An official file (`sd3_medium.safetensors`, `sd3.5_large.safetensors`, ...; MM-DiT and VAE
-        inside) + the text encoders: a folder with clip_l.safetensors, clip_g.safetensors and
-        t5xxl_fp16.safetensors (`text_encoders/` of the repository), or None when the checkpoint holds
-        them (`*_incl_clips_t5xxlfp16.safetensors`) + `tokenizers`: a folder with tokenizer/,
-        tokenizer_2/, tokenizer_3/. Samples the official way for the release (`OFFICIAL_SAMPLING`)."""
-        transformer = load_mmdit(checkpoint, dtype=dtype, device=device)
-        vae = load_vae(checkpoint, SD3_VAE, dtype=vae_dtype, device=device)
-        if text_encoders is None:
-            clip_l = clip_g = t5 = checkpoint
-        else:
-            folder = Path(text_encoders)
-            clip_l, clip_g = folder / "clip_l.safetensors", folder / "clip_g.safetensors"
-            t5 = next((p for p in sorted(folder.glob("t5xxl*.safetensors"))), folder / "t5xxl_fp16.safetensors")
-        text = SD3TextEncoders.from_files(clip_l, clip_g, None if drop_t5 else t5, tokenizers=tokenizers,
-                                          clip_dtype=text_dtype, t5_dtype=text_dtype, device=device,
-                                          keep=keep_text_encoders, context_width=transformer.config.context_dim)
+        inside) + its text encoders: `text_encoders`, a folder with clip_l.safetensors,
+        clip_g.safetensors and t5xxl_fp16.safetensors (`text_encoders/` of the repository), or None
+        when the checkpoint holds them (`*_incl_clips_t5xxlfp16.safetensors`), with `tokenizers`, a
+        folder holding tokenizer/, tokenizer_2/, tokenizer_3/; or `text`, an `SD3TextEncoders` made
+        elsewhere. Samples the official way for the release (`OFFICIAL_SAMPLING`) unless `sampling=`.
+        `transformer_config` / `vae_config`: only for networks that are not a release's (tests)."""
+        transformer = load_mmdit(checkpoint, transformer_config, dtype=dtype, device=device)
+        vae = load_vae(checkpoint, vae_config, dtype=vae_dtype, device=device)
+        if text is None:
+            if tokenizers is None:
+                raise ValueError("pass tokenizers= (a folder with tokenizer/, tokenizer_2/, tokenizer_3/, e.g. the "
+                                 "release's repository) or a ready text=SD3TextEncoders(...)")
+            if text_encoders is None:
+                clip_l = clip_g = t5 = checkpoint
+            else:
+                folder = Path(text_encoders)
+                clip_l, clip_g = folder / "clip_l.safetensors", folder / "clip_g.safetensors"
+                t5 = next(iter(sorted(folder.glob("t5xxl*.safetensors"))), folder / "t5xxl_fp16.safetensors")
+            text = SD3TextEncoders.from_files(clip_l, clip_g, None if drop_t5 else t5, tokenizers=tokenizers,
+                                              clip_dtype=text_dtype, t5_dtype=text_dtype, device=device,
+                                              keep=keep_text_encoders, context_width=transformer.config.context_dim)
         return cls(transformer, vae, text, sampling or OFFICIAL_SAMPLING[release_name(transformer, str(checkpoint))])
 
     @property

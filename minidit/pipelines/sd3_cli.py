@@ -16,7 +16,7 @@ import torch
 from weights_loader.io import CheckpointError
 from .common import ModelEntry, default_device, hub_download
 from .memory import format_stats
-from .sd3 import OFFICIAL_SAMPLING, SD3Pipeline
+from .sd3 import OFFICIAL_SAMPLING, SD3Pipeline, release_name
 
 FAMILY = "sd3"
 TITLE = "SD3 / SD3.5 (text-to-image, rectified flow)"
@@ -60,9 +60,8 @@ def _load(entry: ModelEntry, weights: Path, dtype, device, drop_t5: bool) -> SD3
                                             drop_t5=drop_t5, sampling=OFFICIAL_SAMPLING[entry.name], dtype=dtype,
                                             device=device)
     if (weights / "model_index.json").is_file():
-        pipe = SD3Pipeline.from_pretrained(weights, follow="official", drop_t5=drop_t5, dtype=dtype, device=device)
-        pipe.sampling = OFFICIAL_SAMPLING[entry.name]
-        return pipe
+        return SD3Pipeline.from_pretrained(weights, sampling=OFFICIAL_SAMPLING[entry.name], drop_t5=drop_t5,
+                                           dtype=dtype, device=device)
     raise FileNotFoundError(f"{weights}: neither {entry.original} with a text_encoders/ folder beside it nor a diffusers "
                             "SD3 folder (model_index.json)")
 
@@ -82,6 +81,13 @@ def generate(args, entry: ModelEntry, call_kwargs: dict) -> int:
         pipe = _load(entry, Path(args.weights), dtype, device, args.no_t5)
     except (CheckpointError, FileNotFoundError, ValueError) as e:
         print(f"{e}\n\n{how_to_get(entry)}", file=sys.stderr)
+        return 2
+    try:
+        found = release_name(pipe.transformer)
+    except ValueError:
+        found = None                # not a release's size (a test model): nothing to compare
+    if found is not None and found.replace("-turbo", "") != entry.name.replace("-turbo", ""):
+        print(f"these are {found} weights, not {entry.name}.\n{how_to_get(entry)}", file=sys.stderr)
         return 2
     for option in ("negative_prompt", "height", "width"):
         if getattr(args, option) is not None:
