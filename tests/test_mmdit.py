@@ -126,3 +126,18 @@ def test_bad_inputs():
         MMDiT(MMDiTConfig(depth=2, hidden_size=32, num_heads=4, x_block_self_attn_layers=(1,)))
     with pytest.raises(CheckpointError, match="pos_embed_max_size"):
         mmdit_config_from_diffusers({"num_attention_heads": 4, "attention_head_dim": 8, "caption_projection_dim": 32})
+
+
+def test_fp16_official_file_is_cast_as_asked(pair, tmp_path):
+    """The released single files are float16: loading casts each tensor to the dtype asked for (as the
+    official loader upcasts), exactly the float16 values."""
+    _, _, ours = pair
+    from safetensors.torch import save_file
+    half = {f"model.diffusion_model.{k}": v.half() for k, v in ours.state_dict().items()}
+    save_file(half, tmp_path / "sd3_fp16.safetensors")
+    loaded = load_mmdit(tmp_path / "sd3_fp16.safetensors", config=ours.config)
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    for k, v in loaded.state_dict().items():
+        assert torch.equal(v, half[f"model.diffusion_model.{k}"].float()), k
+    as_bf16 = load_mmdit(tmp_path / "sd3_fp16.safetensors", config=ours.config, dtype=torch.bfloat16)
+    assert next(as_bf16.parameters()).dtype == torch.bfloat16
