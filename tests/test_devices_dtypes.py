@@ -12,6 +12,8 @@ import torch
 
 from minidit.dit import CHECKPOINTS as DIT_CHECKPOINTS
 from minidit.dit import DiT, DiTConfig
+from minidit.mmdit import PRESETS as MMDIT_PRESETS
+from minidit.mmdit import MMDiT, MMDiTConfig
 from minidit.pipelines.dit import DiTPipeline
 from minidit.pipelines.pixart import PixArtPipeline
 from minidit.pixart import PIXART_SIGMA_1024_KV_COMPRESS, PRESETS, KVCompressConfig, PixArt, PixArtConfig
@@ -81,8 +83,21 @@ def _bert():
     return perturbed(BertModel(BERT_TINY)), lambda m: m(ids, mask).pooler_output
 
 
-@pytest.mark.parametrize("build", [_dit, _pixart, _vae, _t5, _clip, _bert],
-                         ids=["dit", "pixart", "vae", "t5", "clip", "bert"])
+def _mmdit():
+    m = perturbed(MMDiT(MMDiTConfig(depth=3, hidden_size=32, num_heads=4, pos_embed_max_size=8, adm_in_channels=12,
+                                    context_dim=20, qk_norm="rms", x_block_self_attn_layers=(0,))))
+    g = torch.Generator().manual_seed(0)
+    x, y, ctx = torch.randn(2, 16, 8, 6, generator=g), torch.randn(2, 12, generator=g), torch.randn(2, 5, 20, generator=g)
+    t = torch.tensor([900.0, 30.0])
+
+    def run(m):
+        d = m.context_embedder.weight.dtype
+        return m(x.to(d), t, y=y.to(d), context=ctx.to(d))
+    return m, run
+
+
+@pytest.mark.parametrize("build", [_dit, _pixart, _mmdit, _vae, _t5, _clip, _bert],
+                         ids=["dit", "pixart", "mmdit", "vae", "t5", "clip", "bert"])
 def test_every_model_runs_in_bfloat16(build):
     model, run = build()
     with torch.no_grad():
@@ -154,6 +169,15 @@ def test_pixart_full_size_on_meta(config, latent):
     y, mask = meta((B, L, config.caption_channels)), meta((B, L), torch.long)
     micro = dict(img_hw=meta((1, 2)), aspect_ratio=meta((1, 1))) if config.micro_condition else {}
     assert model(x, t, y, mask, **micro).shape == (B, 8, *latent)
+
+
+@pytest.mark.parametrize("name", ["sd3-medium", "sd3.5-large", "sd3.5-medium"])
+def test_mmdit_full_size_on_meta(name):
+    with torch.device("meta"):
+        model = MMDiT(MMDIT_PRESETS[name])
+    x, t = meta((2, 16, 128, 96)), meta((2,))                       # 1024 x 768, CFG batch
+    out = model(x, t, y=meta((2, 2048)), context=meta((2, 154, 4096)), skip_layers=(7,))
+    assert out.shape == (2, 16, 128, 96)
 
 
 def test_sdxl_vae_decode_1024_on_meta():
