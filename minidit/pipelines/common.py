@@ -41,20 +41,25 @@ def initial_noise(shape, generator: torch.Generator | None, device, dtype=torch.
     return torch.randn(shape, generator=generator, device=noise_device, dtype=dtype).to(device)
 
 
-def guided_model_fn(forward, guidance_scale: float, *, uncond_first: bool = False, guided_channels: int | None = None):
+def guided_model_fn(forward, guidance_scale: float, *, uncond_first: bool = False, guided_channels: int | None = None,
+                    extra=None):
     """The sampler's model_fn(x, t) for classifier-free guidance (Ho & Salimans, arXiv:2207.12598).
 
     forward(x2, t2) runs the network once on the doubled batch: x2 = [x, x], t2 = [t, t], with the
     caller's conditioning already arranged [cond | uncond] (or [uncond | cond], `uncond_first`, as
     diffusers' text-to-image pipelines). The result is uncond + s (cond - uncond) on the first
     `guided_channels` output channels (default: x's channel count, i.e. the prediction; DiT's
-    official code guides 3); the other channels (a learned variance) are the conditional half's."""
+    official code guides 3); the other channels (a learned variance) are the conditional half's.
+    `extra(x, t, cond)`, if given, returns a term added to the result, computed from the conditional
+    prediction (skip-layer guidance, `pipelines/sd3.py`), or None for no term at this call."""
     def model_fn(x, t):
         out = forward(torch.cat([x, x]), torch.cat([t, t]))                          # (2B, C_out, ...)
         first, second = out.chunk(2)
         cond, uncond = (second, first) if uncond_first else (first, second)
         n = x.shape[1] if guided_channels is None else guided_channels
-        return torch.cat([cfg(cond[:, :n], uncond[:, :n], guidance_scale), cond[:, n:]], dim=1)
+        guided = torch.cat([cfg(cond[:, :n], uncond[:, :n], guidance_scale), cond[:, n:]], dim=1)
+        term = None if extra is None else extra(x, t, cond)
+        return guided if term is None else guided + term
     return model_fn
 
 

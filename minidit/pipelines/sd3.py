@@ -186,22 +186,20 @@ class SD3Pipeline:
             return model(x.to(dtype), t, y=pooled, context=context).float()
         if guidance_scale <= 1:
             return forward
-        guided = guided_model_fn(forward, guidance_scale, uncond_first=s.uncond_first)
         slg = s.skip_layer_guidance
         if slg is None:
-            return guided
+            return guided_model_fn(forward, guidance_scale, uncond_first=s.uncond_first)
         cond_context, cond_pooled = e.cond.to(dtype), e.cond_pooled.to(dtype)
         calls = {"step": 0}
 
-        def with_slg(x, t):
-            out, i = guided(x, t), calls["step"]
+        def skip_layer_term(x, t, cond):   # in the window: scale * (cond - cond without the layers)
+            i = calls["step"]
             calls["step"] += 1
-            if slg.scale > 0 and slg.start * num_steps < i < slg.end * num_steps:
-                cond = model(x.to(dtype), t, y=cond_pooled, context=cond_context).float()
-                skipped = model(x.to(dtype), t, y=cond_pooled, context=cond_context, skip_layers=slg.layers).float()
-                out = out + slg.scale * (cond - skipped)
-            return out
-        return with_slg
+            if not (slg.scale > 0 and slg.start * num_steps < i < slg.end * num_steps):
+                return None
+            skipped = model(x.to(dtype), t, y=cond_pooled, context=cond_context, skip_layers=slg.layers).float()
+            return slg.scale * (cond - skipped)
+        return guided_model_fn(forward, guidance_scale, uncond_first=s.uncond_first, extra=skip_layer_term)
 
     @torch.no_grad()
     def __call__(self, prompt, negative_prompt="", height: int = 1024, width: int = 1024,
