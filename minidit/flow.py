@@ -173,6 +173,11 @@ class DynamicShift:
     time_shift_type: str = "exponential"
 
     def __post_init__(self):
+        numbers = {"base_shift": self.base_shift, "max_shift": self.max_shift,
+                   "base_image_seq_len": self.base_image_seq_len, "max_image_seq_len": self.max_image_seq_len}
+        missing = [k for k, v in numbers.items() if not isinstance(v, (int, float))]
+        if missing:
+            raise ValueError(f"dynamic shifting needs numbers for {', '.join(missing)} (got {numbers})")
         if self.time_shift_type not in TIME_SHIFT_TYPES:
             raise ValueError(f"unknown time_shift_type {self.time_shift_type!r}: one of {', '.join(TIME_SHIFT_TYPES)}")
         if self.max_image_seq_len == self.base_image_seq_len:

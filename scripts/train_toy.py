@@ -6,9 +6,10 @@
 Everything is the project's own code: `minidit.dit.DiT` with the `TOY` config, IDDPM's cosine beta
 schedule (why not DiT's linear one: `minidit/pipelines/toy.py`), and the IDDPM hybrid loss (`training_losses`: eps-MSE + the VLB term that trains the
 learned variance), the way DiT trains, with label dropout 0.1 so that classifier-free guidance
-works. The loop is written out: sample a batch, sample t, loss, step, EMA. The EMA weights
+works. The loop is written out (`train`): sample a batch, the loss, step, EMA. The EMA weights
 are saved; the config and this run's record (steps, wall time, final loss) go into the file's
-safetensors metadata (`minidit.pipelines.toy.read_toy_metadata`).
+safetensors metadata (`minidit.pipelines.toy.read_toy_metadata`). `scripts/train_toy_flow.py`
+trains the rectified-flow toy with the same loop and another loss.
 
 Seeded (`--seed`): on the same machine, torch version and thread count the run is repeatable.
 """
@@ -31,18 +32,19 @@ from minidit.dit import DiT
 from minidit.pipelines.toy import BETA_SCHEDULE, NUM_TIMESTEPS, TOY, WEIGHTS, load_digits_dataset, save_toy_model
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=1500, help="optimizer steps")
+def build_parser(description=__doc__, *, out=WEIGHTS, lr=4e-3, steps=1500) -> argparse.ArgumentParser:
+    """The options of both toy trainings (scripts/train_toy_flow.py adds its own and other defaults)."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--steps", type=int, default=steps, help="optimizer steps")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=4e-3, help="peak learning rate (AdamW)")
+    p.add_argument("--lr", type=float, default=lr, help="peak learning rate (AdamW)")
     p.add_argument("--warmup", type=int, default=200, help="linear warm-up steps, then cosine decay to 10%%")
     p.add_argument("--ema", type=float, default=0.999, help="EMA decay of the saved weights")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--log-every", type=int, default=250, help="print the mean loss every N steps")
-    p.add_argument("--out", type=str, default=str(WEIGHTS))
-    return p.parse_args(argv)
+    p.add_argument("--out", type=str, default=str(out))
+    return p
 
 
 def lr_at(step: int, args) -> float:
@@ -52,14 +54,14 @@ def lr_at(step: int, args) -> float:
     return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def train(args, config, loss_terms, record: dict) -> None:
+    """The training loop. `loss_terms(model, x0, y)` returns per-sample terms (B,) with "loss" (the
+    one minimised; the others are logged). Saves the EMA weights with `record` + the run's log."""
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     x_data, y_data = load_digits_dataset()                       # (1797, 1, 16, 16) in [-1, 1], (1797,)
-    schedule = make_schedule(get_beta_schedule(BETA_SCHEDULE, NUM_TIMESTEPS))
 
-    model = DiT(TOY).train()                                     # official init: adaLN-Zero
+    model = DiT(config).train()                                  # official init: adaLN-Zero
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     n_params = sum(p.numel() for p in model.parameters())
@@ -71,10 +73,8 @@ def main(argv=None):
     bar = tqdm(range(args.steps), desc="train", mininterval=1.0)
     for step in bar:
         idx = torch.randint(0, len(x_data), (args.batch_size,))
-        x0, y = x_data[idx], y_data[idx]                                     # (B, 1, H, W), (B,)
-        t = torch.randint(0, NUM_TIMESTEPS, (args.batch_size,))              # uniform t, as DiT
         # the model drops 10% of the labels to the null class itself (train mode), for CFG
-        terms = training_losses(lambda x_t, tt: model(x_t, tt, y), schedule, x0, t, learn_sigma=True)
+        terms = loss_terms(model, x_data[idx], y_data[idx])                 # (B, 1, H, W), (B,) in
         loss = terms["loss"].mean()
 
         for group in opt.param_groups:
@@ -89,23 +89,32 @@ def main(argv=None):
             for p_ema, p in zip(ema.parameters(), model.parameters()):
                 p_ema.lerp_(p, 1.0 - decay)
 
-        losses.append((loss.item(), terms["mse"].mean().item(), terms["vb"].mean().item()))
-        bar.set_postfix(loss=f"{losses[-1][0]:.4f}", refresh=False)
+        losses.append({k: v.mean().item() for k, v in terms.items()})
+        bar.set_postfix(loss=f"{losses[-1]['loss']:.4f}", refresh=False)
         if (step + 1) % args.log_every == 0 or step + 1 == args.steps:
-            recent = torch.tensor(losses[-args.log_every:]).mean(0).tolist()
-            log.append({"step": step + 1, "loss": round(recent[0], 5), "mse": round(recent[1], 5),
-                        "vb": round(recent[2], 5), "seconds": round(time.perf_counter() - t0, 1)})
-            tqdm.write(f"step {step + 1:5d}  loss {recent[0]:.4f}  (mse {recent[1]:.4f}, vb {recent[2]:.4f})"
-                       f"  lr {lr_at(step, args):.2e}  {time.perf_counter() - t0:.0f} s")
+            recent = {k: sum(d[k] for d in losses[-args.log_every:]) / len(losses[-args.log_every:]) for k in terms}
+            log.append({"step": step + 1, **{k: round(v, 5) for k, v in recent.items()},
+                        "seconds": round(time.perf_counter() - t0, 1)})
+            tqdm.write(f"step {step + 1:5d}  " + "  ".join(f"{k} {v:.4f}" for k, v in recent.items())
+                       + f"  lr {lr_at(step, args):.2e}  {time.perf_counter() - t0:.0f} s")
 
     seconds = time.perf_counter() - t0
-    info = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "warmup": args.warmup,
+    info = {**record, "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "warmup": args.warmup,
             "ema": args.ema, "seed": args.seed, "threads": args.threads, "train_seconds": round(seconds, 1),
-            "final_loss": log[-1]["loss"], "final_mse": log[-1]["mse"], "loss_log": log,
+            **{f"final_{k}": log[-1][k] for k in terms}, "loss_log": log,
             "torch": torch.__version__, "machine": f"{platform.machine()} {platform.processor()}".strip()}
     save_toy_model(ema, args.out, info)
-    print(f"done in {seconds / 60:.1f} min; final loss {log[-1]['loss']:.4f} (mse {log[-1]['mse']:.4f}); "
-          f"EMA weights -> {args.out}")
+    print(f"done in {seconds / 60:.1f} min; final loss {log[-1]['loss']:.4f}; EMA weights -> {args.out}")
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    schedule = make_schedule(get_beta_schedule(BETA_SCHEDULE, NUM_TIMESTEPS))
+
+    def ddpm_terms(model, x0, y):
+        t = torch.randint(0, NUM_TIMESTEPS, (len(x0),))                      # uniform t, as DiT
+        return training_losses(lambda x_t, tt: model(x_t, tt, y), schedule, x0, t, learn_sigma=True)
+    train(args, TOY, ddpm_terms, {"objective": "ddpm (IDDPM hybrid loss)"})
 
 
 if __name__ == "__main__":

@@ -156,6 +156,9 @@ def test_dynamic_shift_mu_by_hand_and_against_calculate_shift():
         d.mu(0)
     with pytest.raises(ValueError, match="time_shift_type"):
         DynamicShift(time_shift_type="cubic")
+    with pytest.raises(ValueError, match="max_shift"):
+        sampler_from_scheduler_config({"_class_name": "FlowMatchEulerDiscreteScheduler", "use_dynamic_shifting": True,
+                                       "max_shift": None})
 
 
 def test_time_shift_is_the_sd3_shift_and_diffusers():

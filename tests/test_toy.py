@@ -1,10 +1,12 @@
-"""The built-in toy model (minidit/pipelines/toy.py, minidit/assets/toy_digits.safetensors).
+"""The built-in toy models (minidit/pipelines/toy.py): the DDPM toy (minidit/assets/toy_digits.safetensors)
+and the rectified-flow toy (minidit/assets/toy_digits_flow.safetensors).
 
 The quality test is the issue's contract: a classifier trained on the *real* scikit-learn digits
 must label at least 90 % of generated digits with the class that was asked for. Generated 16x16
 samples are average-pooled back to the 8x8, 0..16 format the classifier was trained on; a control
 test shows that this round trip keeps real digits recognisable, so a pass means the samples are
-digits of the right class, not an artefact of the resizing.
+digits of the right class, not an artefact of the resizing. A sampler that returned each class's
+average digit would also pass it, so the flow toy's test also asks for variety within a class.
 """
 import os
 import subprocess
@@ -41,6 +43,17 @@ def classifier(digits):
 @pytest.fixture(scope="module")
 def model():
     return toy.load_toy_model()
+
+
+@pytest.fixture(scope="module")
+def flow_model():
+    return toy.load_toy_model(toy.FLOW_WEIGHTS)
+
+
+def class_spread(x, y):
+    """Mean distance between two samples of one class (8x8 grey levels), averaged over the classes."""
+    return float(np.mean([torch.pdist(torch.as_tensor(x[y == c], dtype=torch.float64)).mean().item()
+                          for c in range(10)]))
 
 
 def test_data_mapping_by_hand():
@@ -95,6 +108,34 @@ def test_sample_digits_contract(model):
             toy.sample_digits(**{"model": model, **bad})
 
 
+def test_flow_toy_digits_have_the_requested_class_and_vary(flow_model, classifier, digits):
+    labels = torch.arange(10).repeat(SAMPLES_PER_CLASS)                      # 200 samples
+    images = toy.sample_flow_digits(labels, seed=1234, model=flow_model)    # the defaults: 20 Euler steps
+    x = toy.images_to_digits(images).numpy()
+    pred = classifier.predict(x)
+    acc = float((pred == labels.numpy()).mean())
+    spread = class_spread(x, labels.numpy()) / class_spread(digits.data, digits.target)
+    print(f"flow toy class accuracy: {acc:.1%}, within-class spread {spread:.2f} of the real digits'")
+    assert acc >= 0.90, f"only {acc:.1%} of {len(labels)} flow-toy digits were classified as requested (need >= 90 %)"
+    # one average image per class would score 100 % above; real variety is 1.0, guidance 2 lowers it
+    assert spread >= 0.3, f"the flow toy's samples of one class are nearly identical (spread {spread:.2f} of the data's)"
+
+
+def test_sample_flow_digits_contract(flow_model):
+    a = toy.sample_flow_digits([3, 7, 7], seed=5, steps=3, model=flow_model)
+    assert a.shape == (3, 1, toy.IMAGE_SIZE, toy.IMAGE_SIZE) and a.dtype == torch.float32
+    assert a.min() >= 0 and a.max() <= 1
+    torch.testing.assert_close(toy.sample_flow_digits([3, 7, 7], seed=5, steps=3, model=flow_model), a,
+                               rtol=0, atol=0)                               # same seed, same digits
+    assert not torch.equal(toy.sample_flow_digits([3, 7, 7], seed=6, steps=3, model=flow_model), a)
+    for kw in (dict(sampler="dpm_solver++"), dict(shift=3.0), dict(guidance=1.0)):
+        assert toy.sample_flow_digits([3], seed=5, steps=3, model=flow_model, **kw).shape == (1, 1, 16, 16)
+    for bad, match in [(dict(labels=[10]), "0..9"), (dict(labels=[]), "empty"), (dict(labels=[1], steps=0), "steps"),
+                       (dict(labels=[1], sampler="ddpm"), "sample_digits"), (dict(labels=[1], shift=0.0), "shift")]:
+        with pytest.raises(ValueError, match=match):
+            toy.sample_flow_digits(**{"model": flow_model, **bad})
+
+
 def test_shipped_weights_file():
     size = toy.WEIGHTS.stat().st_size
     assert size <= 10 * 2**20, f"toy weights are {size / 2**20:.1f} MiB (limit ~10 MB)"
@@ -106,8 +147,19 @@ def test_shipped_weights_file():
     assert sum(p.numel() for p in model.parameters()) * 4 <= size          # every weight is in it
 
 
+def test_shipped_flow_weights_file():
+    size = toy.FLOW_WEIGHTS.stat().st_size
+    assert size <= 10 * 2**20, f"flow toy weights are {size / 2**20:.1f} MiB (limit ~10 MB)"
+    config, info = toy.read_toy_metadata(toy.FLOW_WEIGHTS)
+    assert config == toy.TOY_FLOW and not config.learn_sigma
+    assert info["objective"].startswith("rectified flow") and info["density"] == "logit_normal"
+    assert info["steps"] > 0 and info["train_seconds"] > 0 and len(info["loss_log"]) > 0
+
+
 def test_missing_weights_file_says_how_to_rebuild(tmp_path):
     with pytest.raises(FileNotFoundError, match="train_toy.py"):
+        toy.load_toy_model(tmp_path / "nope.safetensors")
+    with pytest.raises(FileNotFoundError, match="train_toy_flow.py"):
         toy.load_toy_model(tmp_path / "nope.safetensors")
 
 

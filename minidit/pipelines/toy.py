@@ -1,8 +1,10 @@
-"""The built-in model: a tiny class-conditional DiT trained on scikit-learn's 8x8 digits.
+"""The built-in models: a tiny class-conditional DiT trained on scikit-learn's 8x8 digits, twice.
 
 It lets `python -m minidit sample` run on a fresh machine with no download: the weights
 (`minidit/assets/toy_digits.safetensors`, ~5 MB) ship with the package, and
-`scripts/train_toy.py` reproduces them on a laptop CPU with the project's own DDPM code.
+`scripts/train_toy.py` reproduces them on a laptop CPU with the project's own DDPM code. Its
+rectified-flow twin (`toy_digits_flow.safetensors`, `scripts/train_toy_flow.py`,
+`sample_flow_digits`) is the same network trained with SD3's objective: see "The flow toy" below.
 
 Data. `sklearn.datasets.load_digits()`: 1797 grey-level 8x8 images, values 0..16, labels 0..9.
 They are mapped to [-1, 1] (x / 8 - 1, the DDPM convention) and upsampled bilinearly to 16x16.
@@ -32,6 +34,17 @@ DiT uses 250 steps, the toy needs far fewer) with the learned variances, and CFG
 channels" quirk would guide the eps channel *and* the variance channel, so all eps channels
 (here: the only one) are guided and the variance is left alone.
 
+The flow toy. `TOY_FLOW` = `TOY` with learn_sigma=False: one output channel, the velocity
+v = eps - x0 of the straight path x_sigma = (1 - sigma) x0 + sigma eps, fed timestep 1000 sigma;
+trained with `flow.flow_loss` on logit-normal sigma (SD3's m = 0, s = 1) and the DDPM toy's data,
+loop, batch, step count, optimizer, learning-rate schedule and EMA. No noise schedule to choose,
+and the learning rate hardly mattered (200 samples, 20 Euler steps, the SVM of `tests/test_toy.py`):
+lr 2e-3, 4e-3 and 8e-3 all put 100 % of the samples in the requested class with guidance 2 and
+97 % without (the DDPM toy, same seed and labels: 78 % without guidance at its default 50 steps).
+Shipped: lr 4e-3, as the DDPM toy. Sampled with Euler (or DPM-Solver++) on
+`grid.flow_grid(steps, shift)`, 20 steps by default; chapter 07 compares the two toys at equal
+steps.
+
 Shape legend: N samples, 1 channel, H = W = 16 pixels (IMAGE_SIZE).
 """
 from __future__ import annotations
@@ -40,7 +53,7 @@ import inspect
 import json
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -54,11 +67,14 @@ from .common import guided_model_fn, initial_noise
 
 IMAGE_SIZE = 16                      # pixels per side after upsampling the 8x8 digits
 WEIGHTS = Path(__file__).resolve().parents[1] / "assets" / "toy_digits.safetensors"
+FLOW_WEIGHTS = WEIGHTS.with_name("toy_digits_flow.safetensors")        # the rectified-flow toy
 TOY = DiTConfig(input_size=IMAGE_SIZE, patch_size=4, in_channels=1, hidden_size=128, depth=4,
                 num_heads=4, mlp_ratio=4.0, class_dropout_prob=0.1, num_classes=10, learn_sigma=True)
-NUM_TIMESTEPS = 1000                 # training steps of the noise schedule
+TOY_FLOW = replace(TOY, learn_sigma=False)   # the same DiT with one output channel: the velocity
+NUM_TIMESTEPS = 1000                 # training steps of the noise schedule (flow: timestep = 1000 sigma)
 BETA_SCHEDULE = "squaredcos_cap_v2"  # IDDPM's cosine schedule (why not DiT's linear one: see above)
 DEFAULT_STEPS = 50                   # respaced DDPM steps for sampling
+FLOW_DEFAULT_STEPS = 20              # Euler steps for the flow toy
 DEFAULT_GUIDANCE = 2.0               # classifier-free guidance scale
 
 # --------------------------------------------------------------------------------------------
@@ -111,13 +127,14 @@ def read_toy_metadata(path=WEIGHTS) -> tuple[DiTConfig, dict]:
     """(config, training info) stored in a toy-model file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no toy-model weights at {path}. They ship with minidit "
-                                f"(minidit/assets/); rebuild them with `python scripts/train_toy.py`.")
+        raise FileNotFoundError(f"no toy-model weights at {path}. They ship with minidit (minidit/assets/); "
+                                f"rebuild them with `python scripts/train_toy.py` (the DDPM toy) or "
+                                f"`python scripts/train_toy_flow.py` (the flow toy).")
     with safe_open(str(path), framework="pt") as f:
         metadata = f.metadata() or {}
     if "config" not in metadata:
         raise ValueError(f"{path} has no 'config' in its safetensors metadata; is it a toy-model file "
-                         f"written by scripts/train_toy.py?")
+                         f"written by scripts/train_toy.py or scripts/train_toy_flow.py?")
     return DiTConfig(**json.loads(metadata["config"])), json.loads(metadata.get("info", "{}"))
 
 
@@ -133,6 +150,42 @@ def load_toy_model(path=WEIGHTS) -> DiT:
 # --------------------------------------------------------------------------------------------
 
 
+def _request(labels, model: DiT | None, steps: int, guidance: float, weights) -> tuple[torch.Tensor, DiT]:
+    """Check a sampling request: (labels (N,) int64, the model, the shipped `weights` by default)."""
+    labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
+    if len(labels) == 0:
+        raise ValueError("labels is empty: pass at least one digit, e.g. sample_digits([3])")
+    model = load_toy_model(weights) if model is None else model
+    num_classes = model.config.num_classes
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise ValueError(f"labels must be digits 0..{num_classes - 1}, got {labels.tolist()}")
+    if not 1 <= steps <= NUM_TIMESTEPS:
+        raise ValueError(f"steps must be between 1 and {NUM_TIMESTEPS}, got {steps}")
+    if guidance != 1.0 and model.config.class_dropout_prob == 0:
+        raise ValueError("this model has no null class (class_dropout_prob=0): use guidance=1")
+    return labels, model.eval()
+
+
+def _class_model_fn(model: DiT, labels: torch.Tensor, guidance: float):
+    """model_fn(x_t, t) for the sampler: the class-conditional model, guided unless guidance = 1."""
+    if guidance == 1.0:                                                      # one forward per step
+        return lambda x_t, t: model(x_t, t, labels)
+    # one call on [x_t, x_t] with labels [y, null]; every prediction channel (1 here) is guided: the
+    # official DiT default (the first 3 channels) only makes sense for DiT's 4-channel latents
+    y = torch.cat([labels, torch.full_like(labels, model.config.num_classes)])
+    return guided_model_fn(lambda x2, t2: model(x2, t2, y), guidance)
+
+
+def _sample(model: DiT, labels, seed: int, sampler: Sampler, steps: int, guidance: float, progress: bool):
+    """x_T from `seed` (one generator also draws every step's noise) -> sampler -> images in [0, 1]."""
+    C, S = model.config.in_channels, model.config.input_size
+    generator = torch.Generator().manual_seed(seed)
+    x_T = initial_noise((len(labels), C, S, S), generator, "cpu")                 # (N, 1, H, W)
+    x_0 = sampler.run(_class_model_fn(model, labels, guidance), x_T, steps, learn_sigma=model.config.learn_sigma,
+                      generator=generator, progress=progress)
+    return ((x_0.clamp(-1, 1) + 1) / 2).float()                               # (N, 1, H, W)
+
+
 def sample_digits(labels, seed: int = 0, *, steps: int = DEFAULT_STEPS, guidance: float = DEFAULT_GUIDANCE,
                   sampler: str = "ddpm", model: DiT | None = None, progress: bool = False) -> torch.Tensor:
     """Draw one digit per entry of `labels` (ints 0..9) -> (N, 1, 16, 16) float32 in [0, 1].
@@ -141,39 +194,30 @@ def sample_digits(labels, seed: int = 0, *, steps: int = DEFAULT_STEPS, guidance
     labels; the same seed with other labels gives other noise per position only through the
     labels. `steps`: respaced sampling steps (1..1000). `guidance`: CFG scale (1 = no guidance,
     one forward per step instead of two). `sampler`: "ddpm" (ancestral, learned variances) or
-    "ddim" (eta = 0). `model`: defaults to the shipped weights.
+    "ddim" (eta = 0). `model`: defaults to the shipped weights. (The flow toy: `sample_flow_digits`.)
     """
-    labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
-    if len(labels) == 0:
-        raise ValueError("labels is empty: pass at least one digit, e.g. sample_digits([3])")
-    model = load_toy_model() if model is None else model
-    num_classes = model.config.num_classes
-    if labels.min() < 0 or labels.max() >= num_classes:
-        raise ValueError(f"labels must be digits 0..{num_classes - 1}, got {labels.tolist()}")
-    if not 1 <= steps <= NUM_TIMESTEPS:
-        raise ValueError(f"steps must be between 1 and {NUM_TIMESTEPS}, got {steps}")
     if sampler not in ("ddpm", "ddim"):
-        raise ValueError(f"unknown sampler {sampler!r}: use 'ddpm' or 'ddim'")
-    if guidance != 1.0 and model.config.class_dropout_prob == 0:
-        raise ValueError("this model has no null class (class_dropout_prob=0): use guidance=1")
-
-    C, S = model.config.in_channels, model.config.input_size
-    generator = torch.Generator().manual_seed(seed)
-    x_T = initial_noise((len(labels), C, S, S), generator, "cpu")                 # (N, 1, H, W)
-    if guidance == 1.0:
-        def model_fn(x_t, t):
-            return model(x_t, t, labels)                                      # (N, 2, H, W)
-    else:
-        # one call on [x_t, x_t] with labels [y, null]; every eps channel (1 here) is guided: the
-        # official DiT default (the first 3 channels) only makes sense for DiT's 4-channel latents
-        y = torch.cat([labels, torch.full_like(labels, num_classes)])
-        model_fn = guided_model_fn(lambda x2, t2: model(x2, t2, y), guidance)
+        raise ValueError(f"unknown sampler {sampler!r}: use 'ddpm' or 'ddim' (the flow toy: sample_flow_digits)")
+    labels, model = _request(labels, model, steps, guidance, WEIGHTS)
     learned = model.config.learn_sigma
     sampler = Sampler(sampler, variance="learned_range" if learned else "fixed_small", clip_denoised=True,
                       spacing="iddpm", num_train_timesteps=NUM_TIMESTEPS, beta_schedule=BETA_SCHEDULE)
-    model.eval()
-    x_0 = sampler.run(model_fn, x_T, steps, learn_sigma=learned, generator=generator, progress=progress)
-    return ((x_0.clamp(-1, 1) + 1) / 2).float()                               # (N, 1, H, W)
+    return _sample(model, labels, seed, sampler, steps, guidance, progress)
+
+
+def sample_flow_digits(labels, seed: int = 0, *, steps: int = FLOW_DEFAULT_STEPS, guidance: float = DEFAULT_GUIDANCE,
+                       sampler: str = "euler", shift: float = 1.0, model: DiT | None = None,
+                       progress: bool = False) -> torch.Tensor:
+    """`sample_digits` for the rectified-flow toy (`FLOW_WEIGHTS`): the flow ODE from sigma = 1 to 0
+    on `grid.flow_grid(steps, shift)` (the model is fed sigma * 1000), no noise after x_T.
+
+    `sampler`: "euler" (SD3's default, diffusers' FlowMatchEulerDiscreteScheduler) or "dpm_solver++"
+    (2M on the same points, alpha = 1 - sigma). Deterministic given `seed`."""
+    if sampler not in ("euler", "dpm_solver++"):
+        raise ValueError(f"unknown sampler {sampler!r}: use 'euler' or 'dpm_solver++' (DDPM: sample_digits)")
+    labels, model = _request(labels, model, steps, guidance, FLOW_WEIGHTS)
+    sampler = Sampler(sampler, prediction_type="flow", spacing="flow", shift=shift, num_train_timesteps=NUM_TIMESTEPS)
+    return _sample(model, labels, seed, sampler, steps, guidance, progress)
 
 
 def save_grid(images: torch.Tensor, path, ncols: int, zoom: int = 4, pad: int = 2) -> None:
