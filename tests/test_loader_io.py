@@ -149,3 +149,43 @@ def test_pipeline_folder_errors_name_the_roots_and_what_to_download(tmp_path):
         PipelineFolder(only, other).component("text_encoder")
     with pytest.raises(CheckpointError, match="names a DiTPipeline, not one of PixArtAlphaPipeline"):
         PipelineFolder(other).pipeline_class(("PixArtAlphaPipeline",))
+
+
+def test_only_prefix_reads_one_component_of_a_whole_file(tmp_path, monkeypatch):
+    """An SD3 file holds the MM-DiT, the VAE and maybe the text encoders: a loader reads only its part
+    (from safetensors without touching the other tensors), and the key names of the rest."""
+    from safetensors.torch import save_file
+
+    from weights_loader.io import read_state_dict, weight_keys
+    sd = {"model.diffusion_model.a": torch.ones(2), "first_stage_model.b": torch.zeros(3), "c": torch.ones(1)}
+    save_file(sd, tmp_path / "whole.safetensors")
+    got = read_state_dict(tmp_path / "whole.safetensors", only_prefix="first_stage_model.")
+    assert list(got) == ["first_stage_model.b"] and torch.equal(got["first_stage_model.b"], torch.zeros(3))
+    assert sorted(weight_keys(tmp_path / "whole.safetensors")) == sorted(sd)
+    assert sorted(read_state_dict(tmp_path / "whole.safetensors", only_prefix="absent.")) == sorted(sd)  # no such part
+    torch.save(sd, tmp_path / "whole.pt")                                                  # pickles: filtered after
+    assert list(read_state_dict(tmp_path / "whole.pt", only_prefix="model.diffusion_model.")) == ["model.diffusion_model.a"]
+    import weights_loader.io as io
+    read = []
+    real = io.safe_open
+
+    class Spy:                     # which tensors are actually read from the file
+        def __init__(self, *a, **kw):
+            self.f = real(*a, **kw)
+
+        def __enter__(self):
+            self.inner = self.f.__enter__()
+            return self
+
+        def __exit__(self, *exc):
+            return self.f.__exit__(*exc)
+
+        def keys(self):
+            return self.inner.keys()
+
+        def get_tensor(self, k):
+            read.append(k)
+            return self.inner.get_tensor(k)
+    monkeypatch.setattr(io, "safe_open", Spy)
+    read_state_dict(tmp_path / "whole.safetensors", only_prefix="model.diffusion_model.")
+    assert read == ["model.diffusion_model.a"]

@@ -41,7 +41,7 @@ def load_mmdit(source, config: MMDiTConfig | None = None, *, overrides: dict | N
         sd = mmdit_from_diffusers(read_state_dict(folder), config)
         what = f"diffusers SD3 folder {folder}"
     else:
-        sd = read_state_dict(source)
+        sd = read_state_dict(source, only_prefix=PREFIX)         # a whole SD3 file: its MM-DiT only
         if any(k.startswith(PREFIX) for k in sd):
             sd = select_prefix(sd, PREFIX)                       # a whole SD3 file: the MM-DiT part
         what = "MM-DiT state dict" if isinstance(source, dict) else f"SD3 checkpoint {source}"

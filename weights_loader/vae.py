@@ -26,7 +26,7 @@ import torch
 
 from minidit.vae import SD3_VAE, SD_VAE, SDXL_VAE, AutoencoderKL, VAEConfig
 from .io import (CheckpointError, KeyMap, apply_overrides, build_on_meta, component_folder, count_blocks, load_into,
-                 read_config, read_state_dict, select_prefix)
+                 read_config, read_state_dict, select_prefix, weight_keys)
 
 LDM_PREFIXES = ("first_stage_model.", "vae.")
 TRAINING_ONLY_PREFIXES = ("loss.",)     # ldm's LPIPS + patch-GAN discriminator; not part of the VAE
@@ -52,12 +52,13 @@ def load_vae(source, config: VAEConfig | None = None, *, overrides: dict | None 
         sd = vae_from_diffusers(read_state_dict(folder), len(config.ch_mult))
         what = f"diffusers AutoencoderKL folder {folder}"
     else:
-        full = read_state_dict(source)
-        sd = select_vae_part(full)
+        keys = weight_keys(source)                                   # every component's names, no tensors
+        prefix = next((p for p in LDM_PREFIXES if any(k.startswith(p) for k in keys)), None)
+        sd = select_vae_part(read_state_dict(source, only_prefix=prefix))
         if any(k.startswith("encoder.down_blocks.") for k in sd):      # a diffusers state dict
             sd = vae_from_diffusers(sd, count_blocks(sd, "encoder.down_blocks."))
         sd = {k: _linear_to_conv(v) if _is_attn_weight(k) else v for k, v in sd.items()}
-        config = config or detect_vae_config(sd, full)
+        config = config or detect_vae_config(sd, dict.fromkeys(keys))
         what = "VAE checkpoint" if isinstance(source, dict) else f"VAE checkpoint {source}"
     config = apply_overrides(config, overrides)
     if dtype == torch.float16 and config.force_upcast:
