@@ -22,14 +22,17 @@ from __future__ import annotations
 import contextlib
 import gc
 import inspect
+import sys
 import time
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from minidit.guidance import cfg
 from minidit.vae import to_pil
+from .memory import format_stats
 
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 
@@ -174,6 +177,26 @@ def default_device(device: str | None) -> str:
     if device is not None:
         return device
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def run_text_to_image(pipe, args, call_kwargs: dict) -> int:
+    """The end of a text-to-image `generate`: the prompt options given on the command line, one seeded
+    run, the first image written to --out, the per-stage time and memory printed. A ValueError of the
+    pipeline (a bad size, ...) is printed, exit code 2."""
+    for option in ("negative_prompt", "height", "width"):
+        if getattr(args, option) is not None:
+            call_kwargs = {**call_kwargs, option: getattr(args, option)}
+    try:
+        images = pipe(args.prompt, generator=torch.Generator().manual_seed(args.seed), **call_kwargs)
+    except ValueError as e:
+        print(e, file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    images[0].save(out)
+    print(f"wrote {out} ({images[0].size[0]}x{images[0].size[1]}, generated at "
+          f"{pipe.last_run_stats['denoise']['size']})")
+    print(format_stats(pipe.last_run_stats))
+    return 0
 
 
 def call_defaults(fn) -> dict:

@@ -13,8 +13,7 @@ import torch
 
 from minidit.pixart import CAPTION_TOKENS
 from weights_loader.io import CheckpointError
-from .common import ModelEntry, call_defaults, default_device
-from .memory import format_stats
+from .common import ModelEntry, call_defaults, default_device, run_text_to_image
 from .pixart import PixArtPipeline
 
 FAMILY = "pixart"
@@ -113,16 +112,4 @@ def generate(args, entry: ModelEntry, call_kwargs: dict) -> int:
         print(f"these are PixArt-{found[0]} {found[1]}px weights, not {entry.name}.\n{how_to_get(entry)}",
               file=sys.stderr)
         return 2
-    for option, key in (("negative_prompt", "negative_prompt"), ("height", "height"), ("width", "width")):
-        if getattr(args, option) is not None:
-            call_kwargs = {**call_kwargs, key: getattr(args, option)}
-    try:
-        images = pipe(args.prompt, generator=torch.Generator().manual_seed(args.seed), **call_kwargs)
-    except ValueError as e:
-        print(e, file=sys.stderr)
-        return 2
-    out = Path(args.out)
-    images[0].save(out)
-    print(f"wrote {out} ({images[0].size[0]}x{images[0].size[1]}, generated at {pipe.last_run_stats['denoise']['size']})")
-    print(format_stats(pipe.last_run_stats))
-    return 0
+    return run_text_to_image(pipe, args, call_kwargs)

@@ -14,8 +14,7 @@ from pathlib import Path
 import torch
 
 from weights_loader.io import CheckpointError
-from .common import ModelEntry, default_device, hub_download
-from .memory import format_stats
+from .common import ModelEntry, default_device, hub_download, run_text_to_image
 from .sd3 import OFFICIAL_SAMPLING, SD3Pipeline, release_name
 
 FAMILY = "sd3"
@@ -89,16 +88,4 @@ def generate(args, entry: ModelEntry, call_kwargs: dict) -> int:
     if found is not None and found.replace("-turbo", "") != entry.name.replace("-turbo", ""):
         print(f"these are {found} weights, not {entry.name}.\n{how_to_get(entry)}", file=sys.stderr)
         return 2
-    for option in ("negative_prompt", "height", "width"):
-        if getattr(args, option) is not None:
-            call_kwargs = {**call_kwargs, option: getattr(args, option)}
-    try:
-        images = pipe(args.prompt, generator=torch.Generator().manual_seed(args.seed), **call_kwargs)
-    except ValueError as e:
-        print(e, file=sys.stderr)
-        return 2
-    out = Path(args.out)
-    images[0].save(out)
-    print(f"wrote {out} ({images[0].size[0]}x{images[0].size[1]})")
-    print(format_stats(pipe.last_run_stats))
-    return 0
+    return run_text_to_image(pipe, args, call_kwargs)
