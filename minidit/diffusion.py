@@ -231,10 +231,11 @@ def predict_x0(prediction, x_t, alpha, sigma, prediction_type: str = "epsilon"):
 
 def predict_x0_from_eps(schedule: Schedule, x_t, t, eps):
     """x_0 = (x_t - sqrt(1 - a_bar_t) eps) / sqrt(a_bar_t) at step t of `schedule` (`predict_x0`)."""
-    return predict_x0(eps, x_t, *_alpha_sigma(schedule, t, x_t.shape))
+    return predict_x0(eps, x_t, *alpha_sigma(schedule, t, x_t.shape))
 
 
-def _alpha_sigma(schedule: Schedule, t, shape):
+def alpha_sigma(schedule: Schedule, t, shape):
+    """(sqrt(a_bar_t), sqrt(1 - a_bar_t)) at steps t of `schedule`, float64, (B, 1, 1, ...) for `predict_x0`."""
     abar = schedule.alphas_cumprod
     return _gather64(abar.sqrt(), t, shape), _gather64((1.0 - abar).sqrt(), t, shape)
 
@@ -264,7 +265,7 @@ def p_mean_variance(schedule: Schedule, model_output, x_t, t, *, learn_sigma: bo
         else:
             raise ValueError(f"unknown variance {variance!r}: use fixed_small or fixed_large")
         var, log_var = extract(var_arr, t, x_t.shape), extract(log_arr, t, x_t.shape)
-    pred_x0 = predict_x0(eps, x_t, *_alpha_sigma(schedule, t, x_t.shape), prediction_type)
+    pred_x0 = predict_x0(eps, x_t, *alpha_sigma(schedule, t, x_t.shape), prediction_type)
     if clip_denoised:
         pred_x0 = pred_x0.clamp(-1, 1)
     mean, _, _ = q_posterior_mean_variance(schedule, pred_x0, x_t, t)

@@ -42,8 +42,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .diffusion import (PREDICTION_TYPES, Schedule, extract, get_beta_schedule, make_schedule, p_mean_variance,
-                        predict_x0, split_output)
+from .diffusion import (PREDICTION_TYPES, Schedule, alpha_sigma, extract, get_beta_schedule, make_schedule,
+                        p_mean_variance, predict_x0, split_output)
 from .flow import DynamicShift
 from .grid import SPACINGS, Grid, discrete_grid, flow_grid, time_uniform_grid, training_timesteps
 
@@ -89,9 +89,10 @@ def ddim_step(schedule: Schedule, i: int, model_output, x_t, noise=None, *, eta:
     Returns (x_prev, pred_x0).
     """
     t = torch.full((x_t.shape[0],), i, dtype=torch.long, device=x_t.device)
-    out = p_mean_variance(schedule, model_output, x_t, t, learn_sigma=False, clip_denoised=clip_denoised,
-                          prediction_type=prediction_type)
-    pred_x0 = out["pred_x0"]
+    pred, _ = split_output(model_output, x_t, learn_sigma=False)
+    pred_x0 = predict_x0(pred, x_t, *alpha_sigma(schedule, t, x_t.shape), prediction_type)
+    if clip_denoised:
+        pred_x0 = pred_x0.clamp(-1, 1)
     abar = extract(schedule.alphas_cumprod, t, x_t.shape)
     abar_prev = extract(schedule.alphas_cumprod_prev, t, x_t.shape)
     # eps consistent with the (possibly clipped) x0, as the official code recomputes it
@@ -118,6 +119,10 @@ def ddpm_sample(model_fn, x_T, grid: Grid, *, prediction_type: str = "epsilon", 
     _check_prediction_type(prediction_type)
     if variance == "learned_range" and not learn_sigma:
         raise ValueError("variance='learned_range' needs a learned-sigma model (learn_sigma=True)")
+    if grid.num_steps < 2:
+        raise ValueError("DDPM needs at least 2 steps: its variances come from the posterior between two kept "
+                         "timesteps, and a 1-step chain has none (the official code fails there too); sample one "
+                         "step with DDIM or DPM-Solver++ instead")
     schedule, x, learned = grid.to_schedule(), x_T, variance == "learned_range"
     for j in _loop(grid, "DDPM", progress):
         i = grid.num_steps - 1 - j                                  # index into the ascending schedule

@@ -263,3 +263,13 @@ def test_dpm_solver_on_a_flow_grid_matches_diffusers():
         x = ref.step(wiggly(x, t.expand(2)), t, x).prev_sample
         expected.append((t, x))
     assert_steps_match(trace, expected, "DPM-Solver++ on a flow grid")
+
+
+def test_one_step_ddpm_is_refused_with_a_reason():
+    """IDDPM respacing to 1 step keeps only t = 0: there is no posterior variance between two steps."""
+    abar = diffusers.DDPMScheduler().alphas_cumprod.double()
+    grid = discrete_grid(abar, [0])
+    with pytest.raises(ValueError, match="at least 2 steps"):
+        ddpm_sample(wiggly, torch.randn(1, 1, 2, 2), grid, progress=False)
+    out = ddim_sample(wiggly, torch.randn(1, 1, 2, 2), grid, progress=False)       # DDIM: one step is fine
+    assert torch.isfinite(out).all()
