@@ -214,10 +214,10 @@ class MMDiT(nn.Module):
         super().__init__()
         self.config = config
         D, nh, M = config.hidden_size, config.num_heads, config.pos_embed_max_size
-        bad = [i for i in config.x_block_self_attn_layers if not 0 <= i < config.depth - 1]
+        bad = [i for i in config.x_block_self_attn_layers if not 0 <= i < config.depth]
         if bad:
-            raise ValueError(f"x_block_self_attn_layers {bad} are not layers 0..{config.depth - 2} of a depth-"
-                             f"{config.depth} model (the last layer's context block is pre_only)")
+            raise ValueError(f"x_block_self_attn_layers {bad} are not layers of a depth-{config.depth} model "
+                             f"(0..{config.depth - 1})")
         self.x_embedder = PatchEmbed(config.patch_size, config.in_channels, D)
         self.t_embedder = TimestepEmbedder(D)
         self.y_embedder = VectorEmbedder(config.adm_in_channels, D)
@@ -251,6 +251,10 @@ class MMDiT(nn.Module):
         if context is None:
             raise ValueError("MM-DiT needs the text states `context` (B, L, 4096): its joint attention has no "
                              "text-free path")
+        bad = [i for i in skip_layers if not 0 <= i < self.config.depth]
+        if bad:
+            raise ValueError(f"skip_layers {bad} are not layers of this depth-{self.config.depth} model "
+                             f"(0..{self.config.depth - 1})")
         p = self.config.patch_size
         h, w = x.shape[-2] // p, x.shape[-1] // p
         x = self.x_embedder(x) + self.cropped_pos_embed(h, w).to(x.dtype)           # (B, T, D)

@@ -123,7 +123,11 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="context"):
         model(x[..., :4, :4], t, y=y)
     with pytest.raises(ValueError, match="x_block_self_attn_layers"):
-        MMDiT(MMDiTConfig(depth=2, hidden_size=32, num_heads=4, x_block_self_attn_layers=(1,)))
+        MMDiT(MMDiTConfig(depth=2, hidden_size=32, num_heads=4, x_block_self_attn_layers=(2,)))
+    # the last layer's image stream may have attn2 (only its context block is pre_only), as in diffusers
+    MMDiT(MMDiTConfig(depth=2, hidden_size=32, num_heads=4, x_block_self_attn_layers=(1,)))
+    with pytest.raises(ValueError, match="skip_layers"):
+        model(x[..., :4, :4], t, y=y, context=ctx, skip_layers=(7,))
     with pytest.raises(CheckpointError, match="pos_embed_max_size"):
         mmdit_config_from_diffusers({"num_attention_heads": 4, "attention_head_dim": 8, "caption_projection_dim": 32})
 

@@ -98,7 +98,8 @@ def mmdit_config_from_diffusers(cfg: dict) -> MMDiTConfig:
     return MMDiTConfig(patch_size=cfg.get("patch_size", 2), in_channels=cfg.get("in_channels", 16),
                        depth=cfg.get("num_layers", 18), hidden_size=D, num_heads=heads,
                        adm_in_channels=cfg.get("pooled_projection_dim", 2048),
-                       context_dim=cfg.get("joint_attention_dim", 4096), out_channels=cfg.get("out_channels") or 16,
+                       context_dim=cfg.get("joint_attention_dim", 4096),
+                       out_channels=cfg.get("out_channels") or cfg.get("in_channels", 16),
                        pos_embed_max_size=cfg["pos_embed_max_size"], qk_norm="rms" if qk else None,
                        x_block_self_attn_layers=tuple(cfg.get("dual_attention_layers") or ()))
 

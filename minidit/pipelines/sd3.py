@@ -19,7 +19,7 @@ Two ways to sample (`SD3Sampling`):
       SD3-medium: DPM-Solver++(2M), shift 1.0, 50 steps, CFG 5.0; SD3.5-large: DPM-Solver++(2M),
       shift 3.0, 40 steps, CFG 4.5; SD3.5-large-turbo: Euler, shift 3.0, 4 steps, CFG 1.0;
       SD3.5-medium: DPM-Solver++(2M), shift 3.0, 50 steps, CFG 5.0 (with skip-layer guidance on
-      request: layers 7-9, scale 2.5, steps 1 %-20 %, CFG 4.0). The samplers are k-diffusion's
+      request: layers 7-9, scale 2.5, steps 1 %-20 %; CONFIGS' "cfg": 4.0 for it is never used). The samplers are k-diffusion's
       (spacing "flow_k_diffusion"), T5 is padded to at least 77 tokens (no maximum), CFG runs on
       the denoised x0 with [cond | uncond].
   diffusers (`from_pretrained`): exactly StableDiffusion3Pipeline on the same folder — its
@@ -84,8 +84,10 @@ OFFICIAL_SAMPLING = {
     "sd3.5-large-turbo": _official("sd3.5-large-turbo", 4, 1.0, 3.0, sampler="euler"),
     "sd3.5-medium": _official("sd3.5-medium", 50, 5.0, 3.0),
 }
-# SD3.5-medium with the official skip-layer guidance (`--skip_layer_cfg True`): CFG 4.0
-OFFICIAL_SLG_SAMPLING = SD3Sampling(OFFICIAL_SAMPLING["sd3.5-medium"].sampler, 50, 4.0,
+# SD3.5-medium with the official skip-layer guidance (`--skip_layer_cfg True`). CONFIGS lists "cfg": 4.0
+# for it, but sd3_infer.py reads that value into a variable it never passes on (`cfg`, while `_cfg`,
+# 5.0, reaches the sampler): what runs is CFG 5.0, and that is what minidit reproduces.
+OFFICIAL_SLG_SAMPLING = SD3Sampling(OFFICIAL_SAMPLING["sd3.5-medium"].sampler, 50, 5.0,
                                     skip_layer_guidance=SkipLayerGuidance())
 
 
@@ -184,9 +186,12 @@ class SD3Pipeline:
 
         def forward(x, t):          # x: (2B, ...) when guided ([cond | uncond] as e.batched), else (B, ...)
             return model(x.to(dtype), t, y=pooled, context=context).float()
-        if guidance_scale <= 1:
-            return forward
         slg = s.skip_layer_guidance
+        if guidance_scale <= 1:
+            if slg is not None and slg.scale > 0:
+                raise ValueError("skip-layer guidance needs classifier-free guidance (guidance_scale > 1): its term "
+                                 "is added to the guided prediction; drop skip_layer_guidance or raise the scale")
+            return forward
         if slg is None:
             return guided_model_fn(forward, guidance_scale, uncond_first=s.uncond_first)
         cond_context, cond_pooled = e.cond.to(dtype), e.cond_pooled.to(dtype)
@@ -222,7 +227,9 @@ class SD3Pipeline:
         with stage(stats, "denoise", device) as record:
             f = self.vae.config.downsample_factor
             x_T = initial_noise((e.cond.shape[0], model.config.in_channels, height // f, width // f), generator, device)
-            latents = s.sampler.run(self._model_fn(e, guidance, steps), x_T, steps, progress=progress)  # (B, C, h, w)
+            p = model.config.patch_size                    # a dynamic-shift scheduler needs the image size
+            latents = s.sampler.run(self._model_fn(e, guidance, steps), x_T, steps, progress=progress,
+                                    image_seq_len=(height // f // p) * (width // f // p))           # (B, C, h, w)
             record.update(size=f"{height}x{width}", steps=steps, text_tokens=e.cond.shape[1])
         if output_type == "latent":
             return latents
