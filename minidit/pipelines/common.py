@@ -179,6 +179,21 @@ def default_device(device: str | None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def signature_defaults(pipeline) -> dict:
+    """{"steps", "guidance"}: the defaults of a pipeline's __call__ (the CLI's defaults for DiT, PixArt)."""
+    d = call_defaults(pipeline.__call__)
+    return {"steps": d["num_inference_steps"], "guidance": d["guidance_scale"]}
+
+
+def text_arguments_error(args, family: str) -> str | None:
+    """What is wrong with a text-to-image `generate` call's --class / --prompt, or None."""
+    if args.class_labels:
+        return f"{family} is text-conditional: pass --prompt, not --class"
+    if not args.prompt:
+        return 'pass --prompt "..." (and optionally --negative-prompt)'
+    return None
+
+
 def run_text_to_image(pipe, args, call_kwargs: dict) -> int:
     """The end of a text-to-image `generate`: the prompt options given on the command line, one seeded
     run, the first image written to --out, the per-stage time and memory printed. A ValueError of the

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from weights_loader.io import CheckpointError
-from .common import ModelEntry, call_defaults, default_device, hub_download
+from .common import ModelEntry, default_device, hub_download, signature_defaults
 from .dit import DiTPipeline, class_ids
 
 FAMILY = "dit"
@@ -30,8 +30,7 @@ def add_arguments(group) -> None:
 
 
 def defaults(entry: ModelEntry) -> dict:
-    d = call_defaults(PIPELINE.__call__)
-    return {"steps": d["num_inference_steps"], "guidance": d["guidance_scale"]}
+    return signature_defaults(PIPELINE)
 
 
 def how_to_get(entry: ModelEntry) -> str:

@@ -13,7 +13,7 @@ import torch
 
 from minidit.pixart import CAPTION_TOKENS
 from weights_loader.io import CheckpointError
-from .common import ModelEntry, call_defaults, default_device, run_text_to_image
+from .common import ModelEntry, default_device, run_text_to_image, signature_defaults, text_arguments_error
 from .pixart import PixArtPipeline
 
 FAMILY = "pixart"
@@ -47,8 +47,7 @@ def add_arguments(group) -> None:
 
 
 def defaults(entry: ModelEntry) -> dict:
-    d = call_defaults(PIPELINE.__call__)
-    return {"steps": d["num_inference_steps"], "guidance": d["guidance_scale"]}
+    return signature_defaults(PIPELINE)
 
 
 # the T5 and VAE folders an original .pth is used with (the layout of the official repositories)
@@ -94,11 +93,9 @@ def _load_for_cli(entry: ModelEntry, weights: Path, dtype, device) -> PixArtPipe
 def generate(args, entry: ModelEntry, call_kwargs: dict) -> int:
     """Run `generate` for a PixArt row whose --weights exist; `call_kwargs` holds the pipeline
     arguments given on the command line."""
-    if args.class_labels:
-        print("PixArt is text-conditional: pass --prompt, not --class", file=sys.stderr)
-        return 2
-    if not args.prompt:
-        print('pass --prompt "..." (and optionally --negative-prompt)', file=sys.stderr)
+    problem = text_arguments_error(args, "PixArt")
+    if problem:
+        print(problem, file=sys.stderr)
         return 2
     device = default_device(args.device)
     dtype = None if args.dtype is None else getattr(torch, args.dtype)

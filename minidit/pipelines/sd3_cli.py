@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from weights_loader.io import CheckpointError
-from .common import ModelEntry, default_device, hub_download, run_text_to_image
+from .common import ModelEntry, default_device, hub_download, run_text_to_image, text_arguments_error
 from .sd3 import OFFICIAL_SAMPLING, SD3Pipeline, release_name
 
 FAMILY = "sd3"
@@ -68,11 +68,9 @@ def _load(entry: ModelEntry, weights: Path, dtype, device, drop_t5: bool) -> SD3
 def generate(args, entry: ModelEntry, call_kwargs: dict) -> int:
     """Run `generate` for an SD3 row whose --weights exist; `call_kwargs` holds the pipeline arguments
     given on the command line."""
-    if args.class_labels:
-        print("SD3 is text-conditional: pass --prompt, not --class", file=sys.stderr)
-        return 2
-    if not args.prompt:
-        print('pass --prompt "..." (and optionally --negative-prompt)', file=sys.stderr)
+    problem = text_arguments_error(args, "SD3")
+    if problem:
+        print(problem, file=sys.stderr)
         return 2
     device = default_device(args.device)
     dtype = torch.float32 if args.dtype is None else getattr(torch, args.dtype)
