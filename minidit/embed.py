@@ -207,3 +207,97 @@ def cached_2d_sincos_pos_embed(embed_dim: int, h: int, w: int, base_size=None, i
     """
     table = get_2d_sincos_pos_embed(embed_dim, (h, w), base_size=base_size, interpolation_scale=interpolation_scale)
     return table.to(device=device, dtype=dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# Rotary position embedding (RoPE): Hunyuan-DiT in 2-D, the video DiT in 3-D
+# --------------------------------------------------------------------------------------------
+# RoPE (Su et al., arXiv:2104.09864) adds nothing to the tokens: it ROTATES each pair of channels
+# of q and k by an angle proportional to the position, so q·k depends on the positions only through
+# their difference. Hunyuan-DiT (`hydit/modules/posemb_layers.py`) rotates INTERLEAVED pairs
+# (x[2i], x[2i+1]), the LLaMA convention, not the two halves (GPT-NeoX's `rotate_half`); a head of
+# width hd uses hd/2 channels for the w coordinate (first) and hd/2 for h.
+
+
+def rope_crop(th: int, tw: int, base_size: int = 32):
+    """Where an th x tw token grid sits in a base_size x base_size box (Hunyuan's
+    `get_fill_resize_and_crop`): its aspect ratio is kept, the longer side fills the box and the
+    shorter one is centred. Returns ((top, left), (bottom, right)), ints."""
+    if th <= 0 or tw <= 0:
+        raise ValueError(f"the token grid must be positive, got {th} x {tw}")
+    if th / tw > 1:                         # taller than wide: the height fills the box
+        rh, rw = base_size, int(round(base_size / th * tw))
+    else:
+        rh, rw = int(round(base_size / tw * th)), base_size
+    top, left = int(round((base_size - rh) / 2.0)), int(round((base_size - rw) / 2.0))
+    return (top, left), (top + rh, left + rw)
+
+
+def rope_positions(start: float, stop: float, num: int, convention: str = "official"):
+    """`num` positions from `start` towards `stop`, end excluded, float32 (num,).
+
+    official:  start + (stop - start) * arange(num) / num      (np.linspace(..., endpoint=False))
+    diffusers: linspace(start, stop * (num - 1) / num, num)     (diffusers >= 0.32, `get_2d_rotary_pos_embed`)
+    The two agree only when start == 0, i.e. for square images; a non-square Hunyuan image has a
+    start > 0 on its shorter side, where diffusers' positions are squeezed (docs/checkpoints.md).
+    """
+    if convention == "official":       # numpy's order of operations: arange * step + start, in float64
+        pos = torch.arange(num, dtype=torch.float64) * ((stop - start) / num) + start
+    elif convention == "diffusers":
+        pos = torch.linspace(start, stop * (num - 1) / num, num, dtype=torch.float32)
+    else:
+        raise ValueError(f"convention must be 'official' or 'diffusers', not {convention!r}")
+    return pos.float()
+
+
+def rope_1d(dim: int, positions, theta: float = 10000.0):
+    """cos and sin tables (S, dim) for positions (S,): pair i of the dim channels turns by the angle
+    positions * theta^(-2i/dim), and each angle is repeated for the two channels of its pair
+    (`repeat_interleave(2)`: interleaved pairs). float32, as the official code computes them."""
+    if dim % 2:
+        raise ValueError(f"a RoPE axis needs an even number of channels, got {dim}")
+    freqs = 1.0 / theta ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim)       # (dim/2,)
+    angles = torch.outer(torch.as_tensor(positions, dtype=torch.float32), freqs)       # (S, dim/2)
+    return angles.cos().repeat_interleave(2, dim=1), angles.sin().repeat_interleave(2, dim=1)
+
+
+def rope_nd(dims, axes):
+    """RoPE over several axes: `axes[k]` (S,) is each token's coordinate on axis k, encoded in dims[k]
+    channels; the tables are concatenated in that order -> cos, sin (S, sum(dims))."""
+    tables = [rope_1d(d, a) for d, a in zip(dims, axes, strict=True)]
+    return torch.cat([c for c, _ in tables], dim=1), torch.cat([s for _, s in tables], dim=1)
+
+
+def get_2d_rope(head_dim: int, th: int, tw: int, base_size: int | None = 32, convention: str = "official"):
+    """Hunyuan-DiT's image RoPE for an th x tw token grid -> cos, sin, each (th*tw, head_dim).
+
+    base_size=32 is the released models' "base512" grid (512 px / 8 (VAE) / 2 (patch)): the grid is
+    fitted into a 32 x 32 box (`rope_crop`), so at 1024^2 (64 x 64 tokens) the positions are
+    0, 0.5, ..., 31.5 on both axes; base_size=None gives the plain 0..n-1 ("extend").
+    Tokens are row-major; each head's first head_dim/2 channels rotate with the w (column)
+    coordinate and the last head_dim/2 with h, as the official meshgrid(w, h) orders them.
+    """
+    if head_dim % 4:
+        raise ValueError(f"2-D RoPE needs a head width divisible by 4, got {head_dim}")
+    if base_size is None:
+        (top, left), (bottom, right) = (0, 0), (th, tw)
+    else:
+        (top, left), (bottom, right) = rope_crop(th, tw, base_size)
+    ph = rope_positions(top, bottom, th, convention)                    # (th,) row coordinates
+    pw = rope_positions(left, right, tw, convention)                    # (tw,) column coordinates
+    w_of_token = pw[None, :].expand(th, tw).reshape(-1)                 # (T,)
+    h_of_token = ph[:, None].expand(th, tw).reshape(-1)
+    return rope_nd((head_dim // 2, head_dim // 2), (w_of_token, h_of_token))
+
+
+def rotate_pairs(x):
+    """(..., 2i, 2i+1) -> (..., -x[2i+1], x[2i]): multiplying each pair, read as a complex number, by i."""
+    a, b = x.unflatten(-1, (-1, 2)).unbind(-1)
+    return torch.stack([-b, a], dim=-1).flatten(-2)
+
+
+def apply_rope(x, cos, sin):
+    """Rotate x (..., S, hd) by the tables (S, hd): x * cos + rotate_pairs(x) * sin, computed in
+    float32 and returned in x's dtype (as the official `apply_rotary_emb`)."""
+    xf = x.float()
+    return (xf * cos + rotate_pairs(xf) * sin).to(x.dtype)
