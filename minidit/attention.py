@@ -71,6 +71,22 @@ def split_heads(x, num_heads):
     return x.view(B, T, num_heads, -1).transpose(1, 2)
 
 
+def per_token_chunks(fn, x, chunk: int):
+    """fn(x) for a per-token function fn (an MLP), run on `chunk` tokens at a time: (B, T, D) -> (B, T, D_out).
+
+    Feed-forward chunking: the same numbers as fn(x), but fn's wide hidden state (4x the width in an
+    MLP) exists for one chunk only. x of at most `chunk` tokens goes through in one call."""
+    if x.shape[1] <= chunk:
+        return fn(x)
+    first = fn(x[:, :chunk])
+    out = first.new_empty(*x.shape[:2], first.shape[-1])
+    out[:, :chunk] = first
+    del first
+    for i in range(chunk, x.shape[1], chunk):
+        out[:, i:i + chunk] = fn(x[:, i:i + chunk])
+    return out
+
+
 def merge_heads(x):
     """(B, nh, T, hd) -> (B, T, nh*hd)"""
     B, nh, T, hd = x.shape

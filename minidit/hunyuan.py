@@ -52,11 +52,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .attention import Mlp, attention, merge_heads
+from .attention import Mlp, attention, merge_heads, per_token_chunks
 from .embed import PatchEmbed, TimestepEmbedder, apply_rope, get_2d_rope, timestep_embedding, unpatchify
 
 SIZE_DIMS = 6                     # image_meta_size: [src_h, src_w, target_W, target_H, crop_top, crop_left]
 SIZE_FREQS = 256                  # each of the 6 numbers gets a 256-d sinusoid, like a timestep
+MLP_CHUNK = 1024                  # tokens per MLP call (feed-forward chunking: same numbers, less peak memory)
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,7 @@ class HunyuanBlock(nn.Module):
         shift = self.default_modulation(c).unsqueeze(1)                          # (B, 1, D)
         x = x + self.attn1(self.norm1(x) + shift, rope)
         x = x + self.attn2(self.norm3(x), text, rope)
-        return x + self.mlp(self.norm2(x))
+        return x + per_token_chunks(self.mlp, self.norm2(x), MLP_CHUNK)
 
 
 class AttentionPool(nn.Module):

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .attention import Mlp, attention, merge_heads
+from .attention import Mlp, attention, merge_heads, per_token_chunks
 from .dit import FinalLayer, modulate
 from .embed import PatchEmbed, TimestepEmbedder, get_2d_sincos_pos_embed, unpatchify
 
@@ -153,12 +153,7 @@ class DismantledBlock(nn.Module):
         but its 4D-wide hidden state exists for one chunk only (at 1024^2, 2 x 4096 image tokens, that
         is 400 MB of float32 less at the peak)."""
         h = modulate(self.norm2(x), mods[3], mods[4])                              # (B, T, D)
-        if h.shape[1] <= MLP_CHUNK:
-            out = self.mlp(h)
-        else:
-            out = torch.empty_like(h)
-            for i in range(0, h.shape[1], MLP_CHUNK):
-                out[:, i:i + MLP_CHUNK] = self.mlp(h[:, i:i + MLP_CHUNK])
+        out = per_token_chunks(self.mlp, h, MLP_CHUNK)
         del h
         return torch.addcmul(x, mods[5].unsqueeze(1), out)
 

@@ -132,6 +132,20 @@ def test_tiny_transformer_against_diffusers(tmp_path, version, size):
     assert_parity(actual, expected, tol=FP32, what=f"{version} {size}")
 
 
+def test_chunked_mlp_against_diffusers(tmp_path, monkeypatch):
+    """The MLP runs on MLP_CHUNK tokens at a time; with chunks smaller than the token count (4 of 15,
+    the last one short) the output is still diffusers' (which runs the MLP on all tokens at once)."""
+    import minidit.hunyuan
+    monkeypatch.setattr(minidit.hunyuan, "MLP_CHUNK", 4)
+    reference = tiny_diffusers(False)
+    reference.save_pretrained(tmp_path / "t")
+    x, t, kw = inputs(6, 10, False)
+    cos, sin = get_2d_rope(8, 3, 5)
+    with torch.no_grad():
+        expected = reference(x, t, **kw, image_rotary_emb=(cos, sin), return_dict=False)[0]
+        assert_parity(load_hunyuan(tmp_path / "t")(x, t, **kw, cos_cis_img=cos, sin_cis_img=sin), expected, tol=FP32)
+
+
 def test_default_rope_is_the_official_grid(tmp_path):
     """Without tables, forward builds the base-512 grid itself."""
     model = load_hunyuan_from(tmp_path, size_cond=False)
