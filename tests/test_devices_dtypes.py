@@ -12,6 +12,8 @@ import torch
 
 from minidit.dit import CHECKPOINTS as DIT_CHECKPOINTS
 from minidit.dit import DiT, DiTConfig
+from minidit.hunyuan import PRESETS as HUNYUAN_PRESETS
+from minidit.hunyuan import HunyuanConfig, HunyuanDiT
 from minidit.mmdit import PRESETS as MMDIT_PRESETS
 from minidit.mmdit import MMDiT, MMDiTConfig
 from minidit.pipelines.dit import DiTPipeline
@@ -96,8 +98,23 @@ def _mmdit():
     return m, run
 
 
-@pytest.mark.parametrize("build", [_dit, _pixart, _mmdit, _vae, _t5, _clip, _bert],
-                         ids=["dit", "pixart", "mmdit", "vae", "t5", "clip", "bert"])
+def _hunyuan():
+    m = perturbed(HunyuanDiT(HunyuanConfig(hidden_size=32, depth=4, num_heads=2, text_states_dim=12,
+                                           text_states_dim_t5=16, text_len=5, text_len_t5=7, pooled_dim=20,
+                                           size_cond=True)))
+    g = torch.Generator().manual_seed(0)
+    x, clip, t5 = torch.randn(2, 4, 8, 6, generator=g), torch.randn(2, 5, 12, generator=g), torch.randn(2, 7, 16, generator=g)
+    mask, mask_t5 = torch.tensor([[1] * 5, [1, 1, 0, 0, 0]]), torch.ones(2, 7, dtype=torch.long)
+    size, style, t = torch.tensor([[64.0, 48, 48, 64, 0, 0]] * 2), torch.zeros(2, dtype=torch.long), torch.tensor([900.0, 30])
+
+    def run(m):
+        d = m.x_embedder.proj.weight.dtype
+        return m(x.to(d), t, clip.to(d), mask, t5.to(d), mask_t5, image_meta_size=size, style=style)
+    return m, run
+
+
+@pytest.mark.parametrize("build", [_dit, _pixart, _mmdit, _hunyuan, _vae, _t5, _clip, _bert],
+                         ids=["dit", "pixart", "mmdit", "hunyuan", "vae", "t5", "clip", "bert"])
 def test_every_model_runs_in_bfloat16(build):
     model, run = build()
     with torch.no_grad():
@@ -178,6 +195,17 @@ def test_mmdit_full_size_on_meta(name):
     x, t = meta((2, 16, 128, 96)), meta((2,))                       # 1024 x 768, CFG batch
     out = model(x, t, y=meta((2, 2048)), context=meta((2, 154, 4096)), skip_layers=(7,))
     assert out.shape == (2, 16, 128, 96)
+
+
+@pytest.mark.parametrize("name", ["hunyuan-dit-v1.2", "hunyuan-dit-v1.1"])
+def test_hunyuan_full_size_on_meta(name):
+    with torch.device("meta"):
+        model = HunyuanDiT(HUNYUAN_PRESETS[name])
+    B = 2
+    size = dict(image_meta_size=meta((B, 6)), style=meta((B,), torch.long)) if model.config.size_cond else {}
+    out = model(meta((B, 4, 160, 96)), meta((B,)), meta((B, 77, 1024)), meta((B, 77), torch.long),
+                meta((B, 256, 2048)), meta((B, 256), torch.long), **size)           # 768 x 1280, CFG batch
+    assert out.shape == (B, 8, 160, 96)
 
 
 def test_sdxl_vae_decode_1024_on_meta():
