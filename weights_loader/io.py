@@ -306,15 +306,17 @@ def _read_pickle(path: Path) -> StateDict:
 
 def _read_sharded(index_path: Path) -> StateDict:
     weight_map = read_json_file(index_path).get("weight_map")
-    if not isinstance(weight_map, dict) or not all(isinstance(k, str) and isinstance(v, str)
-                                                   for k, v in weight_map.items()):
+    bad = (type(weight_map).__name__ if not isinstance(weight_map, dict) else
+           next((f"{k!r}: {v!r}" for k, v in weight_map.items() if not isinstance(v, str)), None))
+    if bad is not None:
         raise ConfigError(f"{index_path} is not a valid shard index: its 'weight_map' must be an object "
-                          f"{{tensor name: shard file}}, not {type(weight_map).__name__}")
-    folder = index_path.parent.resolve()
+                          f"{{tensor name: shard file}}, not {bad}")
     sd: StateDict = {}
     for shard in sorted(set(weight_map.values())):
-        shard_path = (index_path.parent / shard).resolve()
-        if Path(shard).is_absolute() or folder not in shard_path.parents:
+        shard_path = index_path.parent / shard
+        # lexically, not with resolve(): a download may hold its shards as symlinks into a cache elsewhere
+        norm = os.path.normpath(shard)
+        if os.path.isabs(shard) or norm == os.pardir or norm.startswith(os.pardir + os.sep):
             raise ConfigError(f"{index_path} lists shard {shard!r}, a path outside {index_path.parent}: refused "
                               "(a shard index names files in its own folder)")
         if not shard_path.is_file():
