@@ -9,7 +9,6 @@ compute. Files are written into one temporary folder per module; the suite runs 
 
 The count of rows is printed by `test_row_count` and quoted in the README.
 """
-import copy
 import json
 import math
 
@@ -181,7 +180,7 @@ DIT_ROWS = rows("DiT pipeline", [
     (dict(class_labels=1.7), InputError, "class_labels must be a class id"),
     (dict(class_labels=[1.0]), InputError, "not 1.0 (float)"),
     (dict(class_labels=[True]), InputError, "not True (bool)"),
-    (dict(class_labels=[np.bool_(True)]), InputError, "not True"),
+    (dict(class_labels=[np.bool_(True)]), InputError, "True_ (bool)"),
     (dict(class_labels=10), InputError, "class id 10 is out of range: this model has classes 0..9"),
     (dict(class_labels=-1), InputError, "class id -1 is out of range"),
     (dict(class_labels="-3"), InputError, "class id -3 is out of range"),
@@ -763,7 +762,8 @@ CLI_ROWS = rows("command line", [
     (G("dit-xl-2-256", *DIT_OK, "--guidance", "-1"), "--guidance must be >= 0, got -1.0", InputError),
     (G("dit-xl-2-256", *DIT_OK, "--seed", str(2**70)), "--seed must be between 0 and 18446744073709551615", InputError),
     (G("dit-xl-2-256", *DIT_OK, "--seed", "-1"), "got -1", InputError),
-    (G("dit-xl-2-256", *DIT_OK, "--device", "tpu"), "--device tpu: minidit runs on cpu, cuda or mps", InputError),
+    (G("dit-xl-2-256", *DIT_OK, "--device", "tpu"), "--device 'tpu' is not a device torch knows: use cpu", InputError),
+    (G("dit-xl-2-256", *DIT_OK, "--device", "xpu"), "--device xpu: minidit runs on cpu, cuda or mps, not xpu", InputError),
     (G("dit-xl-2-256", *DIT_OK, "--device", "gpu0"), "is not a device torch knows", InputError),
     (G("dit-xl-2-256", *DIT_OK, "--device", "cuda"), "torch sees no CUDA device here", InputError),
     (G("dit-xl-2-256", *DIT_OK, "--device", "cuda:7"), "torch sees no CUDA device here", InputError),
