@@ -9,8 +9,16 @@ four steps:
 2. `strip_prefix(...)`          e.g. `model.diffusion_model.`, `first_stage_model.`
 3. a family-specific key map    official or diffusers names  ->  minidit names (= official names),
                                 written with `KeyMap` (every source key used once, or dropped by name)
-4. `load_into(model, sd)`       strict: missing / unexpected / mis-shaped keys raise
-                                `CheckpointError` listing them; nothing is half-loaded.
+4. `load_into(model, sd)`       strict: missing / unexpected / mis-shaped keys, integer, bool or complex
+                                tensors where floats belong, and NaN/inf values (in the file, or from the
+                                cast to `dtype`) raise `CheckpointError` listing them; nothing is half-loaded.
+
+Before a pickle is unpickled (and when a safetensors file fails to read) its first bytes are looked at
+(`what_file_is`), so an empty file, a Git LFS pointer, a web page (a gated download), a text file, a
+safetensors file named `.pt` (or the reverse) and a damaged file are each named as such; only a real
+pickle that holds more than tensors is reported as unsafe. Config files are read with `read_json_file`
+(invalid JSON, a missing field: a `ConfigError` naming the file and the field) and translated with
+`translate_config`. Shard indices may only name files in their own folder.
 
 Models are built on the `meta` device (no memory, no random init) and the checkpoint tensors are
 assigned in place, so loading a 2.7 GB model costs ~2.7 GB, not twice that.
