@@ -251,6 +251,7 @@ PIXART_ROWS = rows("PixArt pipeline", [
     (dict(generator=0), InputError, "generator must be a torch.Generator or None, got 0 (int)"),
     (dict(output_type="jpg"), InputError, "output_type must be one of"),
     (dict(use_resolution_binning="yes"), InputError, "use_resolution_binning must be True or False"),
+    (dict(decode_tiling="auto"), InputError, "decode_tiling must be True or False, got 'auto'"),
     (dict(prompt_embeds={"cond": 1}), InputError, "prompt_embeds must be the PromptEmbeds of encode_prompt"),
     (dict(use_resolution_binning=True), ValueError, "no aspect-ratio bins for a 64-px model"),
 ])
@@ -919,3 +920,13 @@ def test_row_count():
     counts = {section: len(table) for section, table in ROWS.items()}
     print(counts, sum(counts.values()))
     assert sum(counts.values()) >= 150, counts
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(-2048, 2048), st.integers(-2048, 2048))
+def test_sd3_pipeline_sizes_before_compute(sd3, height, width):
+    """Any size that is not a positive multiple of 16 is refused before a network runs; the others pass
+    the checks and reach the text encoders (which refuse to run here: ComputeSpent)."""
+    good = height >= 1 and width >= 1 and height % 16 == 0 and width % 16 == 0
+    with pytest.raises(ComputeSpent if good else InputError):
+        sd3("a cat", height=height, width=width, num_inference_steps=2, progress=False)

@@ -262,6 +262,8 @@ class PixArtPipeline:
         check_generator(generator)
         check_count(num_images_per_prompt, "num_images_per_prompt")
         check_max_sequence_length(max_sequence_length)
+        if decode_tiling is not None:
+            check_flag(decode_tiling, "decode_tiling")
         if prompt_embeds is None:
             if prompt is None:
                 raise InputError("pass a prompt (or prompt_embeds from encode_prompt)")
@@ -310,7 +312,7 @@ class PixArtPipeline:
             return latents
 
         with stage(stats, "decode", device) as record:
-            tiled = H * W > TILE_ABOVE_PIXELS if decode_tiling is None else decode_tiling
+            tiled = H * W > TILE_ABOVE_PIXELS if decode_tiling is None else decode_tiling   # checked above
             tile = dict(tile=DECODE_TILE, overlap=DECODE_OVERLAP) if tiled else {}
             image = decode_latents(self.vae, latents, **tile)                              # (B, 3, H, W)
             if use_resolution_binning:
