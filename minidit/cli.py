@@ -8,6 +8,11 @@ Everything `generate` knows comes from one model table, `MODELS`, whose rows eac
 command-line module gives (`pipelines/dit_cli.py`, `pipelines/pixart_cli.py`): the name, the
 family, how to get the weights, and the family's options and run function. Default steps and
 guidance are the pipelines' own keyword defaults (`call_defaults`), never copied here.
+
+Every option is checked before any weight is read (`pipelines/checks.py`: --out must name an image file
+in a folder that exists, which is never created; --seed, --device, --steps, --guidance, sizes). A
+refusal or a failed load prints `error: ...` (and, for a missing download, how to get it) with exit
+status 2, never a traceback; `--debug` (before or after the command) shows the traceback instead.
 """
 from __future__ import annotations
 
@@ -15,7 +20,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from weights_loader import CheckpointError
+from .errors import InputError, NonFiniteError
 from .pipelines import dit_cli, pixart_cli, sd3_cli, toy
+from .pipelines.checks import (check_device, check_guidance, check_int, check_output_path, check_seed,
+                               check_steps)
 from .pipelines.common import hub_download
 
 FAMILIES = {module.FAMILY: module for module in (dit_cli, pixart_cli, sd3_cli)}
@@ -36,9 +45,25 @@ def model_table() -> str:
     return "\n".join(lines)
 
 
+def check_generate_arguments(args) -> None:
+    """The options every `generate` shares, refused (InputError) before any weight is read."""
+    check_output_path(args.out)
+    check_seed(args.seed)
+    if args.steps is not None:
+        check_steps(args.steps, "--steps")
+    if args.guidance is not None:
+        check_guidance(args.guidance, "--guidance")
+    for option in ("height", "width"):
+        if getattr(args, option) is not None:
+            check_int(getattr(args, option), f"--{option}", minimum=1)
+    if args.device is not None:
+        check_device(args.device)
+
+
 def _generate(args) -> int:
     entry = MODELS[args.model]
     family = FAMILIES[entry.family]
+    check_generate_arguments(args)
     if args.weights is None or not Path(args.weights).exists():
         missing = "no --weights given" if args.weights is None else f"{args.weights} does not exist"
         print(f"{missing}.\n{family.how_to_get(entry)}", file=sys.stderr)
@@ -62,6 +87,7 @@ def _models(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m minidit", description=__doc__.split("\n\n")[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("sample", help="sample digits from the built-in toy DiT (no download)",
@@ -97,7 +123,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list the models `generate` knows and how to download them")
     p.set_defaults(func=_models)
+    for command in sub.choices.values():     # --debug after the command too (SUPPRESS keeps the parent's value)
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="show the traceback of an error")
     return parser
+
+
+# Errors that are the user's to fix: printed as they are. Anything else is a bug: its type is shown too.
+EXPECTED_ERRORS = (InputError, CheckpointError, NonFiniteError, FileNotFoundError, ValueError)
+
+
+def error_message(e: Exception) -> str:
+    """One or two lines for the terminal: the error's own message, or, for an unexpected error, its type
+    and the way to get the traceback."""
+    if isinstance(e, EXPECTED_ERRORS):
+        return f"error: {e}"
+    return f"error: {type(e).__name__}: {e}\n(an unexpected error: run again with --debug to see the traceback)"
 
 
 def main(argv=None) -> int:
@@ -105,7 +146,16 @@ def main(argv=None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as e:          # argparse's own errors (unknown --model, ...) and --help
         return int(e.code or 0)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:          # noqa: BLE001 -- the command line prints errors; --debug re-raises them
+        if getattr(args, "debug", False):
+            raise
+        print(error_message(e), file=sys.stderr)
+        return 2 if isinstance(e, EXPECTED_ERRORS) else 1
 
 
 if __name__ == "__main__":

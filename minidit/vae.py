@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import attention
+from .errors import NonFiniteError
 from .tiling import tiled_apply
 
 
@@ -308,7 +309,8 @@ def encode_latents(vae: AutoencoderKL, image, *, sample: bool = False, generator
 def decode_latents(vae: AutoencoderKL, latents, *, tile: int | None = None, overlap: int = 0):
     """Diffusion latents -> image in about [-1, 1]: decode(latents / scaling_factor + shift_factor).
 
-    Raises `FloatingPointError` when the decode produced NaN or inf (instead of a black image).
+    Raises `minidit.errors.NonFiniteError` (a FloatingPointError) when the decode produced NaN or inf
+    (instead of a black image).
     """
     z = latents / vae.config.scaling_factor + vae.config.shift_factor
     image = vae.decode(z.to(next(vae.parameters()).dtype), tile=tile, overlap=overlap)
@@ -326,7 +328,7 @@ def check_finite(image, vae: AutoencoderKL | None = None) -> None:
             "(..., dtype=torch.float32)), or use madebyollin/sdxl-vae-fp16-fix for float16."
             if dtype == torch.float16 else
             "Check the latents (NaN/inf in the sampler?) and the VAE weights.")
-    raise FloatingPointError(f"the VAE decode produced NaN/inf in {bad:.1%} of the pixels ({dtype}). {hint}")
+    raise NonFiniteError(f"the VAE decode produced NaN/inf in {bad:.1%} of the pixels ({dtype}). {hint}")
 
 
 def to_pil(image):

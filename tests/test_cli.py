@@ -46,10 +46,11 @@ def test_sample_help_shows_its_defaults(capsys):
 
 
 @pytest.mark.parametrize("argv,expected", [([], {}), (["--steps", "7"], {"num_inference_steps": 7}),
-                                           (["--steps", "0", "--guidance", "0"], {"num_inference_steps": 0,
+                                           (["--steps", "1", "--guidance", "0"], {"num_inference_steps": 1,
                                                                                    "guidance_scale": 0.0})])
 def test_only_given_values_reach_the_pipeline(monkeypatch, tmp_path, argv, expected):
-    """No `args.steps or 250` copies: an option left out leaves the pipeline's default; a given 0 stays 0."""
+    """No `args.steps or 250` copies: an option left out leaves the pipeline's default; a given 0 stays 0
+    (guidance 0; --steps 0 is refused before this point: tests/test_bad_inputs.py)."""
     seen = {}
     monkeypatch.setattr(dit_cli, "generate", lambda args, entry, kw: seen.update(entry=entry, kw=kw) or 0)
     assert cli.main(["generate", "--model", "dit-xl-2-512", "--weights", str(tmp_path), "--class", "1", *argv]) == 0

@@ -5,7 +5,7 @@
     t5 = load_t5("PixArt-Sigma-XL-2-1024-MS/")         # a pipeline root: its text_encoder/ folder
     vae_dir = PipelineFolder("transformer-only/", base="PixArt-Sigma-XL-2-1024-MS/").component("vae")
 """
-from .io import CheckpointError, read_state_dict
+from .io import CheckpointError, ConfigError, read_state_dict
 from .pipeline_folder import MissingPartError, PipelineFolder
 from .dit import load_dit
 from .pixart import load_pixart
@@ -16,6 +16,6 @@ from .t5 import load_t5, load_t5_tokenizer
 from .clip import load_clip, load_clip_tokenizer
 from .bert import load_bert, load_bert_tokenizer
 
-__all__ = ["CheckpointError", "read_state_dict", "PipelineFolder", "MissingPartError", "load_dit", "load_pixart", "load_mmdit", "load_hunyuan",
+__all__ = ["CheckpointError", "ConfigError", "read_state_dict", "PipelineFolder", "MissingPartError", "load_dit", "load_pixart", "load_mmdit", "load_hunyuan",
            "load_vae", "load_t5", "load_t5_tokenizer", "load_clip", "load_clip_tokenizer", "load_bert",
            "load_bert_tokenizer"]

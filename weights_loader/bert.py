@@ -20,7 +20,7 @@ import torch
 from minidit.text.bert import BertConfig, BertModel
 from minidit.text.tokenizers import WordPieceTokenizer
 from .io import (CheckpointError, apply_overrides, build_on_meta, count_blocks, load_into, read_config,
-                 read_state_dict)
+                 read_state_dict, translate_config)
 from .text_io import model_folder, read_json, tokenizer_folder, tokenizer_max_length
 
 MODEL_TYPES = ("bert",)
@@ -35,7 +35,7 @@ def load_bert(source, config: BertConfig | None = None, *, overrides: dict | Non
     folder = model_folder(source, MODEL_TYPES, component, "BERT encoder")
     sd = bert_from_transformers(read_state_dict(folder if folder is not None else source))
     if config is None and folder is not None:
-        config = bert_config_from_transformers(read_config(folder), "pooler.dense.weight" in sd)
+        config = translate_config(bert_config_from_transformers, read_config(folder), "pooler.dense.weight" in sd)
     config = apply_overrides(config or detect_bert_config(sd), overrides)
     what = f"BERT folder {folder}" if folder is not None else (
         "BERT state dict" if isinstance(source, dict) else f"BERT checkpoint {source}")

@@ -22,14 +22,13 @@ heads and activation from the width (768: OpenAI CLIP-L, 12 heads, quick_gelu; 1
 from __future__ import annotations
 
 import gzip
-import json
 
 import torch
 
 from minidit.text.clip import CLIPTextConfig, CLIPTextModel
 from minidit.text.tokenizers import CLIP_SPECIALS, CLIPTokenizer, bytes_to_unicode
-from .io import (CheckpointError, KeyMap, apply_overrides, build_on_meta, count_blocks, load_into, read_config,
-                 read_state_dict, strip_prefix, transpose)
+from .io import (CheckpointError, ConfigError, KeyMap, apply_overrides, build_on_meta, count_blocks, load_into,
+                 read_config, read_json_file, read_state_dict, strip_prefix, translate_config, transpose)
 from .text_io import model_folder, read_json, select_text_encoder, tokenizer_folder, tokenizer_max_length
 
 MODEL_TYPES = ("clip_text_model", "clip")
@@ -47,7 +46,8 @@ def load_clip(source, config: CLIPTextConfig | None = None, *, overrides: dict |
     folder = model_folder(source, MODEL_TYPES, component, "CLIP text encoder")
     if folder is not None:
         sd = clip_from_transformers(read_state_dict(folder))
-        config = config or clip_config_from_transformers(read_config(folder), "text_projection.weight" in sd)
+        config = config or translate_config(clip_config_from_transformers, read_config(folder),
+                                            "text_projection.weight" in sd)
         what = f"CLIP folder {folder}"
     else:
         sd = select_text_encoder(read_state_dict(source), ("clip_l", "clip_g"), component, "CLIP text encoder")
@@ -168,10 +168,19 @@ def load_clip_tokenizer(source, *, component: str | None = None, pad_token: str 
         return CLIPTokenizer(vocab, merges, pad_token or CLIP_SPECIALS[1])
     folder = tokenizer_folder(source, ("vocab.json", "merges.txt"), ("CLIPTokenizer", "CLIPTokenizerFast"),
                               component, "CLIP tokenizer", HOW_TO_GET_BPE)
-    vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
+    vocab = read_json_file(folder / "vocab.json")
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in vocab.values()):
+        raise ConfigError(f"{folder / 'vocab.json'} is not a CLIP vocabulary {{token: id}}: its values must be integer ids")
     lines = (folder / "merges.txt").read_text(encoding="utf-8").split("\n")
     merges = [tuple(line.split()) for line in lines if line and not line.startswith("#version")]
     settings = read_json(folder / "tokenizer_config.json")
     pad = settings.get("pad_token") or CLIP_SPECIALS[1]
     pad = pad.get("content") if isinstance(pad, dict) else pad
-    return CLIPTokenizer(vocab, merges, pad_token or pad, tokenizer_max_length(folder) or 77)
+    bad = [m for m in merges if len(m) != 2]
+    if bad:
+        raise ConfigError(f"{folder / 'merges.txt'} is not a BPE merges file: line {bad[0]!r} is not a pair of symbols")
+    length = tokenizer_max_length(folder)
+    try:
+        return CLIPTokenizer(vocab, merges, pad_token or pad, 77 if length is None else length)
+    except ValueError as e:
+        raise ConfigError(f"{folder / 'vocab.json'}: {e}") from None

@@ -21,11 +21,13 @@ import torch
 
 from minidit.dit import PRESETS, DiT, DiTConfig
 from minidit.embed import get_2d_sincos_pos_embed
-from .io import (CheckpointError, KeyMap, apply_overrides, build_on_meta, component_folder, count_blocks, load_into,
-                 read_config, read_state_dict, strip_prefix)
+from .io import (CheckpointError, KeyMap, apply_overrides, build_on_meta, check_class_name, component_folder,
+                 count_blocks, load_into, read_config, read_state_dict, strip_prefix, translate_config)
 
 # (depth, hidden_size) -> num_heads for the paper's model sizes (S, B, L, XL), from the presets.
 HEADS_BY_SIZE = {(c.depth, c.hidden_size): c.num_heads for c in PRESETS.values()}
+# diffusers' model classes of a DiT transformer/ folder (facebook/DiT-XL-2-* still say Transformer2DModel)
+CLASS_NAMES = ("DiTTransformer2DModel", "Transformer2DModel")
 
 
 def load_dit(source, config: DiTConfig | None = None, *, overrides: dict | None = None, dtype=torch.float32,
@@ -40,9 +42,10 @@ def load_dit(source, config: DiTConfig | None = None, *, overrides: dict | None 
     """
     folder = component_folder(source, "transformer")
     if folder is not None:
-        sd = read_state_dict(folder)
-        config = config or dit_config_from_diffusers(read_config(folder))
-        sd = dit_from_diffusers(sd, config.depth)
+        cfg = read_config(folder)                  # the config first: a wrong folder fails before any weight is read
+        check_class_name(cfg, CLASS_NAMES, "a DiT transformer", "Pass the DiT pipeline folder or its transformer/.")
+        config = config or translate_config(dit_config_from_diffusers, cfg)
+        sd = dit_from_diffusers(read_state_dict(folder), config.depth)
         what = f"diffusers DiT folder {folder}"
     else:
         sd = strip_prefix(read_state_dict(source), ("module.", "model."))
@@ -108,14 +111,15 @@ def dit_config_from_diffusers(cfg: dict) -> DiTConfig:
     if cfg.get("activation_fn", "gelu-approximate") != "gelu-approximate":
         raise CheckpointError(f"activation_fn={cfg['activation_fn']!r} is not supported (DiT uses gelu-approximate)")
     in_channels = cfg.get("in_channels", 4)
-    out_channels = cfg.get("out_channels") or in_channels
+    out_channels = in_channels if cfg.get("out_channels") is None else cfg["out_channels"]   # null: diffusers' default
     if out_channels not in (in_channels, 2 * in_channels):
         raise CheckpointError(f"out_channels={out_channels} must equal in_channels ({in_channels}) or twice it")
     return DiTConfig(
         input_size=cfg.get("sample_size", 32), patch_size=cfg.get("patch_size", 2), in_channels=in_channels,
         hidden_size=cfg["num_attention_heads"] * cfg["attention_head_dim"], depth=cfg["num_layers"],
         num_heads=cfg["num_attention_heads"], mlp_ratio=4.0, class_dropout_prob=0.1,
-        num_classes=cfg.get("num_embeds_ada_norm") or 1000, learn_sigma=out_channels == 2 * in_channels)
+        num_classes=1000 if cfg.get("num_embeds_ada_norm") is None else cfg["num_embeds_ada_norm"],
+        learn_sigma=out_channels == 2 * in_channels)
 
 
 def dit_from_diffusers(sd, depth: int):

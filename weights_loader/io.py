@@ -9,8 +9,16 @@ four steps:
 2. `strip_prefix(...)`          e.g. `model.diffusion_model.`, `first_stage_model.`
 3. a family-specific key map    official or diffusers names  ->  minidit names (= official names),
                                 written with `KeyMap` (every source key used once, or dropped by name)
-4. `load_into(model, sd)`       strict: missing / unexpected / mis-shaped keys raise
-                                `CheckpointError` listing them; nothing is half-loaded.
+4. `load_into(model, sd)`       strict: missing / unexpected / mis-shaped keys, integer, bool or complex
+                                tensors where floats belong, and NaN/inf values (in the file, or from the
+                                cast to `dtype`) raise `CheckpointError` listing them; nothing is half-loaded.
+
+Before a pickle is unpickled (and when a safetensors file fails to read) its first bytes are looked at
+(`what_file_is`), so an empty file, a Git LFS pointer, a web page (a gated download), a text file, a
+safetensors file named `.pt` (or the reverse) and a damaged file are each named as such; only a real
+pickle that holds more than tensors is reported as unsafe. Config files are read with `read_json_file`
+(invalid JSON, a missing field: a `ConfigError` naming the file and the field) and translated with
+`translate_config`. Shard indices may only name files in their own folder.
 
 Models are built on the `meta` device (no memory, no random init) and the checkpoint tensors are
 assigned in place, so loading a 2.7 GB model costs ~2.7 GB, not twice that.
@@ -20,6 +28,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import numbers
 import os
 import pickle
 from pathlib import Path
@@ -52,6 +61,77 @@ WRAPPER_KEYS = ("ema", "state_dict", "module", "model")
 
 class CheckpointError(ValueError):
     """A checkpoint could not be read or does not fit the model. The message says what to do."""
+
+
+class ConfigError(CheckpointError):
+    """A config file (config.json, model_index.json, scheduler_config.json, tokenizer_config.json,
+    vocab.json, a shard index) is not valid JSON, lacks a field, or describes another model.
+    The message names the file (and the field)."""
+
+
+class ConfigDict(dict):
+    """A JSON object read from `path`: `cfg["field"]` for a field it lacks raises a ConfigError naming
+    the file and the field (not a bare KeyError); `.get` works as for any dict."""
+
+    def __init__(self, data: dict, path):
+        super().__init__(data)
+        self.path = Path(path)
+
+    def __missing__(self, key):
+        raise ConfigError(f"{self.path} has no {key!r} field, which minidit needs to build the model: is it the "
+                          "component's own config file, complete and from the same download?")
+
+
+def read_json_file(path) -> ConfigDict:
+    """The JSON object in `path` (a ConfigDict); a ConfigError naming the file if it is not one."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path} is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}): an incomplete "
+                          "download or a hand edit gone wrong; download the file again") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a UTF-8 text file, so not a JSON config: download it again") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} holds a JSON {type(data).__name__}, not an object {{...}}: not a config file")
+    return ConfigDict(data, path)
+
+
+def translate_config(translate, cfg: ConfigDict, *args):
+    """`translate(cfg, *args)` (a `*_config_from_diffusers` function), its errors naming the file: a
+    refusal of the translator gets the path in front, a field of the wrong type or value (a string
+    where a number belongs, 0 heads, ...) becomes a ConfigError too."""
+    path = getattr(cfg, "path", "config.json")
+    try:
+        config = translate(cfg, *args)
+    except ConfigError:
+        raise
+    except CheckpointError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    except (TypeError, ValueError, ArithmeticError, AttributeError) as e:
+        raise ConfigError(f"{path} has a field of the wrong type or value ({type(e).__name__}: {e}); compare it "
+                          "with the config of the released model") from None
+    for field in dataclasses.fields(config):     # a number where a number belongs (a string slips through maths)
+        default, value = field.default, getattr(config, field.name)
+        wanted = (bool if isinstance(default, bool) else int if isinstance(default, int) else
+                  float if isinstance(default, float) else None)
+        optional = value is None and "None" in str(field.type)             # e.g. projection_dim: int | None
+        ok = (wanted is None or optional or (isinstance(value, bool) if wanted is bool else
+                                             isinstance(value, numbers.Real) and not isinstance(value, bool)
+                                             and (wanted is float or float(value).is_integer())))
+        if not ok:
+            raise ConfigError(f"{path} has a field of the wrong type or value: it gives {type(config).__name__}."
+                              f"{field.name} = {value!r:.40} (not {'an' if wanted is int else 'a'} {wanted.__name__}); "
+                              "compare it with the config of the released model")
+    return config
+
+
+def check_class_name(cfg: ConfigDict, expected: tuple[str, ...], what: str, hint: str = "") -> None:
+    """Refuse a config whose `_class_name` (diffusers' model class) is none of `expected`; absent is fine."""
+    name = cfg.get("_class_name")
+    if name is not None and name not in expected:
+        raise ConfigError(f"{getattr(cfg, 'path', 'config.json')} describes a model of class {name}, not {what} "
+                          f"({' or '.join(expected)}). {hint}".strip())
 
 
 # --------------------------------------------------------------------------------------------
@@ -130,7 +210,8 @@ def weight_keys(source) -> list[str]:
             with safe_open(str(path), framework="pt") as f:
                 return list(f.keys())
         except (SafetensorError, OSError, ValueError) as e:
-            raise CheckpointError(f"{path} is not a readable safetensors file ({e}). "
+            problem = wrong_file_message(path, "safetensors")
+            raise CheckpointError(problem or f"{path} is not a readable safetensors file ({_first_line(e)}). "
                                   "The download may be incomplete: delete it and download it again.") from e
     return list(read_state_dict(source))
 
@@ -144,37 +225,115 @@ def _read_safetensors(path: Path, only_prefix: str | None = None) -> StateDict:
                     return {k: f.get_tensor(k) for k in keys}
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path} is not a readable safetensors file ({e}). "
+        problem = wrong_file_message(path, "safetensors")
+        raise CheckpointError(problem or f"{path} is not a readable safetensors file ({_first_line(e)}). "
                               "The download may be incomplete: delete it and download it again.") from e
 
 
+def _first_line(e: BaseException) -> str:
+    """The first line of an exception's message, or its type when the message is empty."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def what_file_is(path: Path) -> str:
+    """What the first bytes of `path` say it is: "empty", "lfs", "html", "text", "safetensors",
+    "torch-zip", "torch-legacy", "pickle" or "unknown"."""
+    with open(path, "rb") as f:
+        head = f.read(1024)
+    if not head:
+        return "empty"
+    if head.startswith(b"version https://git-lfs"):
+        return "lfs"
+    if len(head) >= 10 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") < 100_000_000:
+        return "safetensors"
+    if head.startswith(b"PK\x03\x04"):
+        return "torch-zip"
+    if head.startswith(b"\x80\x02\x8a\x0a"):              # torch.save's legacy format: a pickled magic number first
+        return "torch-legacy"
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "pickle"
+    if b"\x00" not in head:
+        try:
+            text = head.decode("utf-8")
+        except UnicodeDecodeError as e:            # text, unless the bad byte is more than a cut-off last character
+            if e.start < len(head) - 3:
+                return "unknown"
+            text = head[:e.start].decode("utf-8")
+        lower = text.lstrip().lower()
+        return "html" if lower.startswith(("<!doctype html", "<html")) or "<html" in lower[:200] else "text"
+    return "unknown"
+
+
+AGAIN = "The download may be incomplete or damaged: delete it and download it again."
+
+
+def wrong_file_message(path: Path, expected: str) -> str | None:
+    """Why `path` is not a file of the `expected` kind ("pickle" or "safetensors"), or None if it may be."""
+    kind = what_file_is(path)
+    if kind == "empty":
+        return f"{path} is empty (0 bytes): the download did not finish. Delete it and download it again."
+    if kind == "lfs":
+        return (f"{path} is a Git LFS pointer (a small text file), not the weights: run `git lfs pull` in the "
+                "clone, or download with `huggingface-cli download ...`")
+    if kind == "html":
+        return (f"{path} is a web page, not weights: downloads of a gated repository without access give one. Accept "
+                "the model's licence on the hub, run `huggingface-cli login`, and download with "
+                "`huggingface-cli download ...`")
+    if kind == "text":
+        with open(path, "rb") as f:
+            start = f.read(60).decode("utf-8", errors="replace").splitlines()[0] if path.stat().st_size else ""
+        return f"{path} is a text file (it starts with {start!r}), not a weight file. {AGAIN}"
+    if expected == "pickle" and kind == "safetensors":
+        return (f"{path} is a safetensors file under a PyTorch name: rename it to "
+                f"{path.with_suffix('.safetensors').name} (minidit reads a file by its extension)")
+    if expected == "safetensors" and kind in ("torch-zip", "torch-legacy"):
+        return (f"{path} is a PyTorch checkpoint under a safetensors name: rename it to "
+                f"{path.with_suffix('.pt').name} (minidit reads a file by its extension)")
+    if expected == "pickle" and kind not in ("torch-zip", "torch-legacy", "pickle"):
+        return (f"{path} is not a PyTorch checkpoint: it is neither a zip archive (torch.save) nor a pickle. {AGAIN}")
+    return None
+
+
 def _read_pickle(path: Path) -> StateDict:
+    problem = wrong_file_message(path, "pickle")
+    if problem:
+        raise CheckpointError(problem)
     try:
         # DiT's train.py stores its argparse.Namespace next to the weights; allow that one class.
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        message = str(e)
+        if "Unsupported global" not in message and "GLOBAL" not in message:    # a damaged pickle, not a malicious one
+            raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({_first_line(e)}). {AGAIN}") from e
         raise CheckpointError(
             f"refused to load {path}: it is a pickle that contains more than tensors and plain containers, "
             f"and unpickling it could run arbitrary code. minidit only reads pickles with "
             f"torch.load(weights_only=True). If you trust the file, convert it to safetensors yourself. "
-            f"(torch said: {str(e).splitlines()[0]})") from e
-    except (RuntimeError, EOFError, OSError) as e:
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({str(e).splitlines()[0]}). "
-                              "The download may be incomplete: delete it and download it again.") from e
+            f"(torch said: {_first_line(e)})") from e
+    except Exception as e:                # torch raises RuntimeError, EOFError, KeyError, ... for a damaged file
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({_first_line(e)}). {AGAIN}") from e
 
 
 def _read_sharded(index_path: Path) -> StateDict:
-    try:
-        weight_map = json.loads(index_path.read_text())["weight_map"]
-    except (json.JSONDecodeError, KeyError) as e:
-        raise CheckpointError(f"{index_path} is not a valid shard index (need a 'weight_map')") from e
+    weight_map = read_json_file(index_path).get("weight_map")
+    bad = (type(weight_map).__name__ if not isinstance(weight_map, dict) else
+           next((f"{k!r}: {v!r}" for k, v in weight_map.items() if not isinstance(v, str)), None))
+    if bad is not None:
+        raise ConfigError(f"{index_path} is not a valid shard index: its 'weight_map' must be an object "
+                          f"{{tensor name: shard file}}, not {bad}")
     sd: StateDict = {}
     for shard in sorted(set(weight_map.values())):
         shard_path = index_path.parent / shard
+        # lexically, not with resolve(): a download may hold its shards as symlinks into a cache elsewhere
+        norm = os.path.normpath(shard)
+        if os.path.isabs(shard) or norm == os.pardir or norm.startswith(os.pardir + os.sep):
+            raise ConfigError(f"{index_path} lists shard {shard!r}, a path outside {index_path.parent}: refused "
+                              "(a shard index names files in its own folder)")
         if not shard_path.is_file():
             raise CheckpointError(f"{index_path} lists shard {shard}, which is missing from {index_path.parent}. "
-                                  "Download all shards.")
+                                  "Download all shards (`huggingface-cli download` fetches every file of the repository).")
         part = _read_safetensors(shard_path) if shard.endswith(".safetensors") else _read_pickle(shard_path)
         sd.update(part)
     missing = sorted(set(weight_map) - set(sd))
@@ -214,7 +373,7 @@ def read_config(folder) -> dict:
     if not path.is_file():
         raise CheckpointError(f"{folder} has no config.json; pass config= explicitly or point at a "
                               "diffusers/transformers component folder")
-    return json.loads(path.read_text())
+    return read_json_file(path)
 
 
 def component_folder(source, component: str) -> Path | None:
@@ -351,7 +510,10 @@ def check_state_dict(model: nn.Module, sd: StateDict, what: str = "checkpoint") 
     unexpected = set(sd) - set(expected)
     shapes = [f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(expected[k].shape)}"
               for k in sorted(set(sd) & set(expected)) if sd[k].shape != expected[k].shape]
-    if missing or unexpected or shapes:
+    kinds = [f"{k}: {str(sd[k].dtype).replace('torch.', '')} where the model has "
+             f"{str(expected[k].dtype).replace('torch.', '')}" for k in sorted(set(sd) & set(expected))
+             if _kind(sd[k]) != _kind(expected[k])]
+    if missing or unexpected or shapes or kinds:
         lines = [f"the {what} does not fit {type(model).__name__}"
                  f" (config: {getattr(model, 'config', '?')}):"]
         if missing:
@@ -361,9 +523,30 @@ def check_state_dict(model: nn.Module, sd: StateDict, what: str = "checkpoint") 
         if shapes:
             lines.append(f"  {len(shapes)} keys with a different shape: " + "; ".join(shapes[:8])
                          + (" ..." if len(shapes) > 8 else ""))
+        if kinds:
+            lines.append(f"  {len(kinds)} keys of the wrong kind (integer, bool or complex where floats belong, or "
+                         "the reverse): " + "; ".join(kinds[:8]) + (" ..." if len(kinds) > 8 else ""))
         lines.append("  Is this the right checkpoint for this model/preset? If the config was guessed "
                      "from the file, pass config= explicitly.")
         raise CheckpointError("\n".join(lines))
+
+
+def _kind(t: torch.Tensor) -> str:
+    return "complex" if t.is_complex() else "float" if t.is_floating_point() else "bool" if t.dtype == torch.bool else "int"
+
+
+def check_finite_weights(sd: StateDict, original: StateDict, what: str, dtype) -> None:
+    """Raise `CheckpointError` naming the floating tensors of `sd` that hold NaN or inf: either the
+    file's own (a damaged file, a diverged run) or created by the cast to `dtype` (an overflow)."""
+    bad = [k for k, v in sd.items() if v.is_floating_point() and not v.is_meta and not torch.isfinite(v).all()]
+    if not bad:
+        return
+    from_cast = [k for k in bad if original[k].is_meta or torch.isfinite(original[k]).all()]
+    if from_cast and len(from_cast) == len(bad):
+        raise CheckpointError(f"the {what} overflows when cast to {dtype}: {len(bad)} tensors get inf "
+                              f"({_preview(bad, 6)}). Load it in bfloat16 or float32")
+    raise CheckpointError(f"the {what} holds NaN/inf in {len(bad)} tensors ({_preview(bad, 6)}): the file is damaged "
+                          "or comes from a diverged training run. Download it again, or use another checkpoint")
 
 
 def load_into(model: nn.Module, sd: StateDict, *, dtype: torch.dtype | None = torch.float32,
@@ -378,6 +561,7 @@ def load_into(model: nn.Module, sd: StateDict, *, dtype: torch.dtype | None = to
     # once and converted there, with no second, converted copy of the whole model in CPU memory.
     cast = {k: v.to(device=device, dtype=dtype if dtype is not None and v.is_floating_point() else None)
             for k, v in sd.items()}
+    check_finite_weights(cast, sd, what, dtype)
     model.load_state_dict(cast, strict=True, assign=True)
     still_meta = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if still_meta:  # a minidit module registered a tensor that is neither loaded nor recomputed
@@ -399,9 +583,13 @@ def apply_overrides(config, overrides: Mapping | None):
 
 
 def build_on_meta(cls, config):
-    """Instantiate `cls(config)` without allocating or initialising weights."""
-    with torch.device("meta"):
-        return cls(config)
+    """Instantiate `cls(config)` without allocating or initialising weights (a config that cannot build
+    the model, e.g. 0 heads or a width that does not divide, is a ConfigError naming the config)."""
+    try:
+        with torch.device("meta"):
+            return cls(config)
+    except (TypeError, ValueError, ArithmeticError, RuntimeError) as e:
+        raise ConfigError(f"cannot build {cls.__name__} from {config}: {type(e).__name__}: {_first_line(e)}") from None
 
 
 def save_safetensors(sd: StateDict, path, metadata: dict | None = None) -> None:

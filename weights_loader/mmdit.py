@@ -24,8 +24,8 @@ import math
 import torch
 
 from minidit.mmdit import HEAD_DIM, MMDiT, MMDiTConfig
-from .io import (CheckpointError, KeyMap, apply_overrides, build_on_meta, component_folder, count_blocks, load_into,
-                 read_config, read_state_dict, select_prefix)
+from .io import (CheckpointError, KeyMap, apply_overrides, build_on_meta, check_class_name, component_folder,
+                 count_blocks, load_into, read_config, read_state_dict, select_prefix, translate_config)
 
 PREFIX = "model.diffusion_model."                # where the MM-DiT sits in an official single file
 
@@ -37,7 +37,9 @@ def load_mmdit(source, config: MMDiTConfig | None = None, *, overrides: dict | N
     fields set after the config is read off the folder or the file."""
     folder = component_folder(source, "transformer")
     if folder is not None:
-        config = config or mmdit_config_from_diffusers(read_config(folder))
+        cfg = read_config(folder)
+        check_class_name(cfg, ("SD3Transformer2DModel",), "an SD3 MM-DiT", "Pass the SD3 pipeline folder or its transformer/.")
+        config = config or translate_config(mmdit_config_from_diffusers, cfg)
         sd = mmdit_from_diffusers(read_state_dict(folder), config)
         what = f"diffusers SD3 folder {folder}"
     else:
@@ -99,7 +101,8 @@ def mmdit_config_from_diffusers(cfg: dict) -> MMDiTConfig:
                        depth=cfg.get("num_layers", 18), hidden_size=D, num_heads=heads,
                        adm_in_channels=cfg.get("pooled_projection_dim", 2048),
                        context_dim=cfg.get("joint_attention_dim", 4096),
-                       out_channels=cfg.get("out_channels") or cfg.get("in_channels", 16),
+                       out_channels=(cfg.get("in_channels", 16) if cfg.get("out_channels") is None
+                                     else cfg["out_channels"]),
                        pos_embed_max_size=cfg["pos_embed_max_size"], qk_norm="rms" if qk else None,
                        x_block_self_attn_layers=tuple(cfg.get("dual_attention_layers") or ()))
 

@@ -16,10 +16,9 @@ A component folder counts as present when it holds its marker file: `config.json
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from .io import CheckpointError
+from .io import CheckpointError, read_json_file
 
 
 class MissingPartError(CheckpointError, FileNotFoundError):
@@ -56,7 +55,7 @@ class PipelineFolder:
         path = self.find("model_index.json")
         if path is None:
             raise self._missing("model_index.json (not a diffusers pipeline folder)")
-        return json.loads(path.read_text())
+        return read_json_file(path)
 
     def pipeline_class(self, expected: tuple[str, ...] | None = None) -> str:
         """`_class_name` from model_index.json; with `expected`, one of those or an error."""
@@ -86,4 +85,4 @@ class PipelineFolder:
     def scheduler_config(self) -> dict | None:
         """scheduler/scheduler_config.json as a dict, or None when no root has it."""
         path = self.find("scheduler/scheduler_config.json")
-        return None if path is None else json.loads(path.read_text())
+        return None if path is None else read_json_file(path)

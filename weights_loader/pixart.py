@@ -23,7 +23,6 @@ missing/null means `sample_size == 128` (so a Σ-1024 config must say false), an
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -31,8 +30,8 @@ import torch
 
 from minidit.embed import get_2d_sincos_pos_embed
 from minidit.pixart import CAPTION_TOKENS, KVCompressConfig, PixArt, PixArtConfig
-from .io import (CheckpointError, KeyMap, apply_overrides, build_on_meta, component_folder, count_blocks, load_into,
-                 read_config, read_state_dict, strip_prefix)
+from .io import (CheckpointError, KeyMap, apply_overrides, build_on_meta, check_class_name, component_folder,
+                 count_blocks, load_into, read_config, read_json_file, read_state_dict, strip_prefix, translate_config)
 from .pipeline_folder import PipelineFolder
 
 # Every PixArt model (XL/2: 1152 = 16 heads x 72) uses 72-d heads; the head count is read off the width.
@@ -43,6 +42,8 @@ PIPELINE_VARIANTS = {"PixArtAlphaPipeline": "alpha", "PixArtSigmaPipeline": "sig
 CAPTION_LENGTH = {name: CAPTION_TOKENS[variant] for name, variant in PIPELINE_VARIANTS.items()}
 # Candidate pe_interpolation values (training resolution / 512) to snap a detected value to.
 PE_VALUES = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+# diffusers' model classes of a PixArt transformer/ folder (the first α folders say Transformer2DModel)
+CLASS_NAMES = ("PixArtTransformer2DModel", "Transformer2DModel")
 
 
 def load_pixart(source, config: PixArtConfig | None = None, *, overrides: dict | None = None,
@@ -61,7 +62,9 @@ def load_pixart(source, config: PixArtConfig | None = None, *, overrides: dict |
     """
     folder = component_folder(source, "transformer")
     if folder is not None:
-        config = config or pixart_config_from_diffusers(read_config(folder), _caption_length(folder))
+        cfg = read_config(folder)
+        check_class_name(cfg, CLASS_NAMES, "a PixArt transformer", "Pass the PixArt pipeline folder or its transformer/.")
+        config = config or translate_config(pixart_config_from_diffusers, cfg, _caption_length(folder))
         sd, diffusers_layout = read_state_dict(folder), True
         what = f"diffusers PixArt folder {folder}"
     else:
@@ -162,7 +165,7 @@ def _caption_length(folder: Path) -> int:
     index = PipelineFolder(folder, folder.parent).find("model_index.json")
     if index is None:
         return PixArtConfig.model_max_length
-    return CAPTION_LENGTH.get(json.loads(index.read_text()).get("_class_name"), CAPTION_TOKENS["alpha"])
+    return CAPTION_LENGTH.get(read_json_file(index).get("_class_name"), CAPTION_TOKENS["alpha"])
 
 
 def pixart_config_from_diffusers(cfg: dict, model_max_length: int = CAPTION_TOKENS["alpha"]) -> PixArtConfig:
@@ -178,7 +181,7 @@ def pixart_config_from_diffusers(cfg: dict, model_max_length: int = CAPTION_TOKE
         raise CheckpointError(f"cross_attention_dim {cfg['cross_attention_dim']} != heads x head_dim "
                               f"{heads * head_dim}")
     in_channels = cfg.get("in_channels", 4)
-    out_channels = cfg.get("out_channels") or in_channels
+    out_channels = in_channels if cfg.get("out_channels") is None else cfg["out_channels"]   # null: diffusers' default
     if out_channels not in (in_channels, 2 * in_channels):
         raise CheckpointError(f"out_channels={out_channels} must equal in_channels ({in_channels}) or twice it")
     sample_size = cfg.get("sample_size", 128)

@@ -23,12 +23,14 @@ feed-forward output weights `wo` stay fp32, so the encoder does not overflow.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from minidit.text.t5 import T5Config, T5EncoderModel, t5_weight_dtype
 from minidit.text.tokenizers import T5Tokenizer
 from .io import (CheckpointError, apply_overrides, build_on_meta, check_state_dict, count_blocks, load_into,
-                 read_config, read_state_dict)
+                 read_config, read_state_dict, translate_config, wrong_file_message)
 from .text_io import model_folder, select_text_encoder, tokenizer_folder, tokenizer_max_length
 
 MODEL_TYPES = ("t5", "mt5")
@@ -42,8 +44,8 @@ def load_t5(source, config: T5Config | None = None, *, overrides: dict | None = 
     `overrides`: `T5Config` fields set on the config read or detected (or on `config`)."""
     folder = model_folder(source, MODEL_TYPES, component, "T5 encoder")
     if folder is not None:
+        config = config or translate_config(t5_config_from_transformers, read_config(folder))   # before the weights
         sd = read_state_dict(folder)
-        config = config or t5_config_from_transformers(read_config(folder))
         what = f"T5 encoder folder {folder}"
     else:
         sd = select_text_encoder(read_state_dict(source), ("t5xxl", "t5"), component, "T5 encoder")
@@ -112,10 +114,25 @@ def load_t5_tokenizer(source, *, component: str | None = None, model_max_length:
     """A `T5Tokenizer` from a `spiece.model` file, a folder holding one, or a pipeline root
     (its `tokenizer*/` folder of class T5Tokenizer; `component="tokenizer_3"` to choose)."""
     if str(source).endswith(".model"):
-        return T5Tokenizer(source, model_max_length)
+        return _spiece(Path(source), model_max_length)
     folder = tokenizer_folder(source, ("spiece.model",), ("T5Tokenizer", "T5TokenizerFast", "MT5Tokenizer",
                                                           "MT5TokenizerFast"), component, "T5 tokenizer",
                               HOW_TO_GET_SPIECE)
     if model_max_length is None:
         model_max_length = tokenizer_max_length(folder)
-    return T5Tokenizer(folder / "spiece.model", model_max_length)
+    return _spiece(folder / "spiece.model", model_max_length)
+
+
+def _spiece(path: Path, model_max_length: int | None) -> T5Tokenizer:
+    """T5Tokenizer(path), its refusals (a damaged or foreign file) as CheckpointErrors naming the file."""
+    if not path.is_file():
+        raise CheckpointError(f"{path} does not exist. {HOW_TO_GET_SPIECE}")
+    problem = wrong_file_message(path, "spiece")
+    if problem:
+        raise CheckpointError(problem)
+    try:
+        return T5Tokenizer(path, model_max_length)
+    except (RuntimeError, OSError, ValueError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path} is not a readable sentencepiece model ({reason}): download it again. "
+                              f"{HOW_TO_GET_SPIECE}") from None

@@ -13,17 +13,16 @@ key prefixes), and ask for `component=` when several fit.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Mapping
 
-from .io import CheckpointError, select_prefix
+from .io import CheckpointError, ConfigError, read_json_file, select_prefix
 
 
 def read_json(path) -> dict:
-    """The JSON object in `path`, or {} if there is no such file."""
+    """The JSON object in `path`, or {} if there is no such file (invalid JSON: a ConfigError naming it)."""
     path = Path(path)
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    return read_json_file(path) if path.is_file() else {}
 
 
 def _pick(candidates: list[Path], component: str | None, what: str, root) -> Path | None:
@@ -118,5 +117,8 @@ def select_text_encoder(sd: dict, names: tuple[str, ...], component: str | None,
 def tokenizer_max_length(folder) -> int | None:
     """`model_max_length` from tokenizer_config.json; None when absent or the "no limit" sentinel
     (transformers writes 1e30 for tokenizers without a length)."""
-    n = read_json(Path(folder) / "tokenizer_config.json").get("model_max_length")
+    path = Path(folder) / "tokenizer_config.json"
+    n = read_json(path).get("model_max_length")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, (int, float)) or n < 1):
+        raise ConfigError(f"{path}: model_max_length must be a positive number, not {n!r}")
     return int(n) if n is not None and n < 1_000_000 else None

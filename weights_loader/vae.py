@@ -26,7 +26,7 @@ import torch
 
 from minidit.vae import SD3_VAE, SD_VAE, SDXL_VAE, AutoencoderKL, VAEConfig
 from .io import (CheckpointError, KeyMap, apply_overrides, build_on_meta, component_folder, count_blocks, load_into,
-                 read_config, read_state_dict, select_prefix, weight_keys)
+                 read_config, read_state_dict, select_prefix, translate_config, weight_keys)
 
 LDM_PREFIXES = ("first_stage_model.", "vae.")
 TRAINING_ONLY_PREFIXES = ("loss.",)     # ldm's LPIPS + patch-GAN discriminator; not part of the VAE
@@ -48,7 +48,7 @@ def load_vae(source, config: VAEConfig | None = None, *, overrides: dict | None 
     """
     folder = component_folder(source, "vae")
     if folder is not None:
-        config = config or vae_config_from_diffusers(read_config(folder))
+        config = config or translate_config(vae_config_from_diffusers, read_config(folder))
         sd = vae_from_diffusers(read_state_dict(folder), len(config.ch_mult))
         what = f"diffusers AutoencoderKL folder {folder}"
     else:
@@ -120,7 +120,8 @@ def detect_vae_config(sd: dict, full: dict | None = None) -> VAEConfig:
 def vae_config_from_diffusers(cfg: dict) -> VAEConfig:
     """Translate a diffusers `AutoencoderKL` config.json into a `VAEConfig` (defaults = diffusers')."""
     if cfg.get("_class_name", "AutoencoderKL") != "AutoencoderKL":
-        raise CheckpointError(f"{cfg['_class_name']} is not an AutoencoderKL")
+        raise CheckpointError(f"it describes a {cfg['_class_name']}, not an AutoencoderKL (the VAE): pass the vae/ "
+                              "folder or the pipeline root")
     down = set(cfg.get("down_block_types", ["DownEncoderBlock2D"]))
     up = set(cfg.get("up_block_types", ["UpDecoderBlock2D"]))
     unsupported = {

@@ -32,9 +32,8 @@ import torch
 
 from minidit.guidance import cfg
 from minidit.vae import to_pil
+from .checks import OUTPUT_TYPES, check_output_type  # noqa: F401  (re-exported: the pipelines import it from here)
 from .memory import format_stats
-
-OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 
 
 def initial_noise(shape, generator: torch.Generator | None, device, dtype=torch.float32) -> torch.Tensor:
@@ -129,12 +128,6 @@ class PromptEmbeds:
             return None if a is None else torch.cat([b, a] if uncond_first else [a, b])
         return (cat(self.cond, self.uncond), cat(self.cond_mask, self.uncond_mask),
                 cat(self.cond_pooled, self.uncond_pooled))
-
-
-def check_output_type(output_type: str) -> None:
-    """Refuse an unknown output_type before anything is computed."""
-    if output_type not in OUTPUT_TYPES:
-        raise ValueError(f"output_type must be one of {', '.join(repr(o) for o in OUTPUT_TYPES)}, not {output_type!r}")
 
 
 def to_output(image: torch.Tensor, output_type: str):

@@ -22,17 +22,20 @@ from __future__ import annotations
 
 import difflib
 import functools
-import operator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from minidit.dit import DiT
+from minidit.errors import InputError
 from minidit.samplers import Sampler
 from minidit.scheduler_config import sampler_from_scheduler_config
 from minidit.vae import SD_VAE, AutoencoderKL, decode_latents
 from weights_loader import PipelineFolder, load_dit, load_vae
+from .checks import (check_finite, check_generator, check_guidance, check_steps, finite_steps, is_integer,
+                     precision_hint)
 from .common import check_output_type, guided_model_fn, initial_noise, to_output
 
 CLASS_NAMES_FILE = Path(__file__).resolve().parents[1] / "assets" / "imagenet_classes.txt"
@@ -50,20 +53,29 @@ def imagenet_class_names() -> tuple[str, ...]:
 
 
 def class_ids(labels, num_classes: int = 1000) -> list[int]:
-    """Class ids from ids, digit strings or ImageNet names (case-insensitive exact match)."""
-    if isinstance(labels, (int, str)):
+    """Class ids from ids, digit strings or ImageNet names (case-insensitive exact match). Bools, floats
+    (1.7 is not a class; 1.0 neither) and an empty list are refused (InputError), never rounded."""
+    if isinstance(labels, torch.Tensor):
+        labels = labels.reshape(-1).tolist()
+    if isinstance(labels, (int, str, np.integer)):
         labels = [labels]
+    if not isinstance(labels, (list, tuple, np.ndarray, range)):
+        raise InputError(f"class_labels must be a class id, an ImageNet name or a list of them, not {labels!r} "
+                         f"({type(labels).__name__})")
+    if len(labels) == 0:
+        raise InputError("class_labels is empty: pass at least one class id or name, e.g. [207]")
     ids = []
     for label in labels:
-        if isinstance(label, str) and not label.strip().isdigit():
+        if isinstance(label, torch.Tensor) and label.ndim == 0:                  # a 0-d tensor: its value
+            label = label.item()
+        if isinstance(label, str) and not label.strip().lstrip("-").isdigit():
             ids.append(_class_id_from_name(label, num_classes))
             continue
-        try:
-            label = int(label) if isinstance(label, str) else operator.index(label)   # numpy/torch ints too
-        except TypeError:
-            raise ValueError(f"class labels are ids or ImageNet names, not {label!r}") from None
+        if isinstance(label, (bool, np.bool_)) or not (isinstance(label, str) or is_integer(label)):
+            raise InputError(f"class labels are integer ids or ImageNet names, not {label!r} ({type(label).__name__})")
+        label = int(label)                                                  # digit strings, numpy/torch ints
         if not 0 <= label < num_classes:
-            raise ValueError(f"class id {label} is out of range: this model has classes 0..{num_classes - 1}")
+            raise InputError(f"class id {label} is out of range: this model has classes 0..{num_classes - 1}")
         ids.append(label)
     return ids
 
@@ -71,15 +83,15 @@ def class_ids(labels, num_classes: int = 1000) -> list[int]:
 def _class_id_from_name(label: str, num_classes: int) -> int:
     names = imagenet_class_names()
     if num_classes != len(names):
-        raise ValueError(f"class names are ImageNet's 1000; this model has {num_classes} classes: pass ids")
+        raise InputError(f"class names are ImageNet's 1000; this model has {num_classes} classes: pass ids")
     wanted = label.strip().lower()
     found = [i for i, name in enumerate(names) if name.lower() == wanted]
     if len(found) > 1:
-        raise ValueError(f"{label!r} names {len(found)} ImageNet classes {found}: pass the id instead")
+        raise InputError(f"{label!r} names {len(found)} ImageNet classes {found}: pass the id instead")
     if not found:
         close = difflib.get_close_matches(wanted, [n.lower() for n in names], n=5, cutoff=0.6)
         hint = f" Did you mean: {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ValueError(f"{label!r} is not an ImageNet class name.{hint} "
+        raise InputError(f"{label!r} is not an ImageNet class name.{hint} "
                          f"(All names: {CLASS_NAMES_FILE}; ids 0..999 work too.)")
     return found[0]
 
@@ -183,9 +195,14 @@ class DiTPipeline:
         "np" -> (B, H, W, 3) / "pt" -> (B, 3, H, W) float in [0, 1], "latent" -> the denoised latents
         (B, C, S, S).
 
-        guidance_scale <= 1 runs the conditional model alone, as diffusers and DiT's sample_ddp.py do.
+        guidance_scale in [0, 1] runs the conditional model alone, as diffusers and DiT's sample_ddp.py do;
+        a negative, NaN or inf scale is refused (`pipelines/checks.py`), as are steps outside 1..1000.
+        A stage that produces NaN/inf (a model call, the decode) raises NonFiniteError naming it.
         """
         check_output_type(output_type)
+        check_steps(num_inference_steps)
+        guidance_scale = check_guidance(guidance_scale)
+        check_generator(generator)
         model, s = self.transformer, self.sampling
         cfg = model.config
         device = next(model.parameters()).device
@@ -205,9 +222,12 @@ class DiTPipeline:
         if sampler.variance == "learned_range" and not cfg.learn_sigma:
             sampler = replace(sampler, variance="fixed_large")   # official create_diffusion without learned sigma
         step_generator = generator if s.step_noise == "generator" else None
+        hint = precision_hint(model, "the DiT transformer", "dtype")
+        model_fn = finite_steps(model_fn, "denoising", hint)
         latents = sampler.run(model_fn, x_T, num_inference_steps, learn_sigma=cfg.learn_sigma,
                               generator=step_generator, noise_fn=null_half_noise(step_generator) if guided else None,
                               progress=progress)                                           # (B, C, S, S)
+        check_finite(latents, "denoising", hint)
         if output_type == "latent":
             return latents
         return to_output(decode_latents(self.vae, latents), output_type)                 # (B, 3, 8S, 8S)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from minidit.errors import InputError
 from weights_loader.io import CheckpointError
 from .common import ModelEntry, default_device, hub_download, signature_defaults
 from .dit import DiTPipeline, class_ids
@@ -69,11 +70,17 @@ def generate(args, entry: ModelEntry, call_kwargs: dict) -> int:
         print("pass --class, e.g. --class 207 or --class 'golden retriever' (comma-separated for several)",
               file=sys.stderr)
         return 2
+    names = [c for c in args.class_labels.split(",") if c.strip()]
+    try:                        # the classes before the weights: every DiT release has ImageNet's 1000
+        labels = class_ids(names, 1000)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     device = default_device(args.device)
     dtype = torch.float32 if args.dtype is None else getattr(torch, args.dtype)
     try:
         pipe = _load(entry, Path(args.weights), dtype, device)
-        labels = class_ids([c for c in args.class_labels.split(",") if c.strip()], pipe.transformer.config.num_classes)
+        labels = class_ids(names, pipe.transformer.config.num_classes)
     except (CheckpointError, FileNotFoundError, ValueError) as e:
         print(f"{e}\n\n{how_to_get(entry)}", file=sys.stderr)
         return 2

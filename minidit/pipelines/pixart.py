@@ -51,6 +51,7 @@ from pathlib import Path
 
 import torch
 
+from minidit.errors import InputError
 from minidit.pixart import CAPTION_TOKENS, PixArt
 from minidit.samplers import Sampler
 from minidit.scheduler_config import sampler_from_scheduler_config
@@ -58,6 +59,8 @@ from minidit.text.t5 import guard_fp16
 from minidit.vae import SD_VAE, SDXL_VAE, AutoencoderKL, decode_latents
 from weights_loader import PipelineFolder, load_pixart, load_t5, load_t5_tokenizer, load_vae
 from weights_loader.pixart import CAPTION_LENGTH, PIPELINE_VARIANTS
+from .checks import (check_count, check_finite, check_flag, check_generator, check_guidance, check_max_sequence_length,
+                     check_negative_prompts, check_prompts, check_size, check_steps, finite_steps, precision_hint)
 from .common import PromptEmbeds, Staged, check_output_type, guided_model_fn, initial_noise, to_output
 from .memory import memory_method, stage
 from .resolution import SIDES, classify_height_width_bin, inference_bins, resize_and_crop
@@ -195,23 +198,25 @@ class PixArtPipeline:
         tokens = self.tokenizer([t.lower().strip() for t in texts], max_length=max_length)
         ids, mask = tokens["input_ids"].to(self.device), tokens["attention_mask"].to(self.device)
         guard_fp16(t5)
-        return t5(ids, attention_mask=mask).last_hidden_state, mask
+        states = t5(ids, attention_mask=mask).last_hidden_state
+        check_finite(states, "text encoding (T5)", precision_hint(t5, "T5", "text_encoder_dtype"))
+        return states, mask
 
     @torch.no_grad()
     def encode_prompt(self, prompt, negative_prompt="", *, max_sequence_length: int | None = None,
                       guided: bool = True, num_images_per_prompt: int = 1) -> PromptEmbeds:
         """T5 states of the prompts and of the unconditional branch (see `PixArtSampling.uncond`)."""
-        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        prompts = check_prompts(prompt)
+        check_count(num_images_per_prompt, "num_images_per_prompt")
+        max_sequence_length = check_max_sequence_length(max_sequence_length)
+        negatives = check_negative_prompts(negative_prompt, len(prompts))       # None = "" (diffusers)
         L = self.transformer.config.model_max_length if max_sequence_length is None else max_sequence_length
         null_caption = guided and self.sampling.uncond == "null_caption"
-        if null_caption and (negative_prompt or L != self.transformer.config.model_max_length):
+        if null_caption and (any(negatives) or L != self.transformer.config.model_max_length):
             raise ValueError("the stored null caption replaces the negative prompt, and has exactly "
                              f"{self.transformer.config.model_max_length} tokens: pass negative_prompt='' and "
                              "max_sequence_length=None, or sample with uncond='negative_prompt'")
         null = self.transformer.y_embedder.null_caption() if null_caption else None   # raises if not stored
-        negatives = [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else list(negative_prompt)
-        if guided and not null_caption and len(negatives) != len(prompts):
-            raise ValueError(f"{len(negatives)} negative prompts for {len(prompts)} prompts")
         with self.text.use() as t5:                          # staged: loaded here, freed after unless kept
             cond, cond_mask = self._t5(t5, prompts, L)
             uncond = uncond_mask = None
@@ -227,15 +232,13 @@ class PixArtPipeline:
         """The (height, width) the transformer generates at: the nearest bucket, or the asked size."""
         side = self.transformer.config.input_size * self.vae.config.downsample_factor
         height, width = side if height is None else height, side if width is None else width
-        if use_resolution_binning:
+        check_size(height, width)
+        if check_flag(use_resolution_binning, "use_resolution_binning"):
             if side not in SIDES:
                 raise ValueError(f"no aspect-ratio bins for a {side}-px model: use use_resolution_binning=False")
             return classify_height_width_bin(height, width, inference_bins(side))
         step = self.vae.config.downsample_factor * self.transformer.config.patch_size
-        if height % step or width % step:
-            raise ValueError(f"height and width must be multiples of {step} (VAE x patch) without resolution "
-                             f"binning, got {height}x{width}")
-        return height, width
+        return check_size(height, width, step, "VAE x patch, without resolution binning")
 
     @torch.no_grad()
     def __call__(self, prompt=None, negative_prompt="", height: int | None = None, width: int | None = None,
@@ -248,9 +251,25 @@ class PixArtPipeline:
         width, 3) / "pt" -> (B, 3, height, width) in [0, 1], "latent" -> the denoised latents at the
         generation size.
         `prompt_embeds` (from `encode_prompt`) skips stage 1. `decode_tiling` None = automatic
-        (above TILE_ABOVE_PIXELS). guidance_scale <= 1 runs the conditional model alone.
-        Defaults for height/width: the training resolution (input_size x 8)."""
+        (above TILE_ABOVE_PIXELS).
+        Defaults for height/width: the training resolution (input_size x 8). guidance_scale in [0, 1]: no
+        guidance (diffusers' convention); negative, NaN or inf, steps outside 1..1000, a size that is not a
+        positive integer, a generator that is not a torch.Generator: refused before any compute
+        (`pipelines/checks.py`). A stage that produces NaN/inf raises NonFiniteError naming it."""
         check_output_type(output_type)
+        check_steps(num_inference_steps)
+        guidance_scale = check_guidance(guidance_scale)
+        check_generator(generator)
+        check_count(num_images_per_prompt, "num_images_per_prompt")
+        check_max_sequence_length(max_sequence_length)
+        if decode_tiling is not None:
+            check_flag(decode_tiling, "decode_tiling")
+        if prompt_embeds is None:
+            if prompt is None:
+                raise InputError("pass a prompt (or prompt_embeds from encode_prompt)")
+            check_negative_prompts(negative_prompt, len(check_prompts(prompt)))
+        elif not isinstance(prompt_embeds, PromptEmbeds):
+            raise InputError(f"prompt_embeds must be the PromptEmbeds of encode_prompt, not {type(prompt_embeds).__name__}")
         model, device, guided = self.transformer, self.device, guidance_scale > 1
         dtype = next(model.parameters()).dtype
         side = model.config.input_size * self.vae.config.downsample_factor
@@ -260,8 +279,6 @@ class PixArtPipeline:
 
         with stage(stats, "text", device) as record:
             if prompt_embeds is None:
-                if prompt is None:
-                    raise ValueError("pass a prompt (or prompt_embeds from encode_prompt)")
                 loading = self.text.module is None                # staged: T5 lives for this stage only
                 prompt_embeds = self.encode_prompt(prompt, negative_prompt, max_sequence_length=max_sequence_length,
                                                    guided=guided, num_images_per_prompt=num_images_per_prompt)
@@ -285,14 +302,17 @@ class PixArtPipeline:
             def forward(x, t):
                 return model(x.to(dtype), t, y, mask, **micro).float()
             model_fn = guided_model_fn(forward, guidance_scale, uncond_first=True) if guided else forward
+            hint = precision_hint(model, "the PixArt transformer", "dtype")
+            model_fn = finite_steps(model_fn, "denoising", hint)
             latents = self.sampling.sampler.run(model_fn, x_T, num_inference_steps, learn_sigma=model.config.pred_sigma,
                                                 progress=progress)                         # (B, C, h, w)
+            check_finite(latents, "denoising", hint)
             record.update(size=f"{H}x{W}", steps=num_inference_steps)
         if output_type == "latent":
             return latents
 
         with stage(stats, "decode", device) as record:
-            tiled = H * W > TILE_ABOVE_PIXELS if decode_tiling is None else decode_tiling
+            tiled = H * W > TILE_ABOVE_PIXELS if decode_tiling is None else decode_tiling   # checked above
             tile = dict(tile=DECODE_TILE, overlap=DECODE_OVERLAP) if tiled else {}
             image = decode_latents(self.vae, latents, **tile)                              # (B, 3, H, W)
             if use_resolution_binning:

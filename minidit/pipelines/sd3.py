@@ -42,6 +42,8 @@ from minidit.samplers import Sampler
 from minidit.scheduler_config import sampler_from_scheduler_config
 from minidit.vae import SD3_VAE, AutoencoderKL, decode_latents
 from weights_loader import PipelineFolder, load_mmdit, load_vae
+from .checks import (check_count, check_finite, check_generator, check_guidance, check_max_sequence_length,
+                     check_negative_prompts, check_prompts, check_size, check_steps, finite_steps, precision_hint)
 from .common import check_output_type, guided_model_fn, initial_noise, to_output
 from .memory import memory_method, stage
 from .sd3_text import SD3TextEncoders
@@ -212,14 +214,20 @@ class SD3Pipeline:
                  generator: torch.Generator | None = None, num_images_per_prompt: int = 1,
                  max_sequence_length: int | None = None, output_type: str = "pil", progress: bool = True):
         """Images for `prompt` (str or list). output_type "pil" | "np" | "pt" | "latent".
-        num_inference_steps / guidance_scale None: the sampling's defaults (`self.sampling`)."""
+        num_inference_steps / guidance_scale None: the sampling's defaults (`self.sampling`). guidance in
+        [0, 1]: no guidance; negative, NaN or inf guidance, steps outside 1..1000, sizes that are not
+        positive multiples of VAE x patch, a generator that is not a torch.Generator: refused before any
+        compute (`pipelines/checks.py`). A stage that produces NaN/inf raises NonFiniteError naming it."""
         check_output_type(output_type)
         s, model, device = self.sampling, self.transformer, self.device
-        steps = s.steps if num_inference_steps is None else num_inference_steps
-        guidance = s.guidance if guidance_scale is None else guidance_scale
+        steps = check_steps(s.steps if num_inference_steps is None else num_inference_steps)
+        guidance = check_guidance(s.guidance if guidance_scale is None else guidance_scale)
+        check_generator(generator)
+        check_count(num_images_per_prompt, "num_images_per_prompt")
+        check_max_sequence_length(max_sequence_length)
+        check_negative_prompts(negative_prompt, len(check_prompts(prompt)))
         step = self.vae.config.downsample_factor * model.config.patch_size
-        if height % step or width % step:
-            raise ValueError(f"height and width must be multiples of {step} (VAE x patch), got {height}x{width}")
+        check_size(height, width, step, "VAE x patch")
         stats = self.last_run_stats = {"device": str(device), "memory": memory_method(device)}
         with stage(stats, "text", device):
             e = self.text.encode(prompt, negative_prompt, guided=guidance > 1, num_images_per_prompt=num_images_per_prompt,
@@ -228,8 +236,11 @@ class SD3Pipeline:
             f = self.vae.config.downsample_factor
             x_T = initial_noise((e.cond.shape[0], model.config.in_channels, height // f, width // f), generator, device)
             p = model.config.patch_size                    # a dynamic-shift scheduler needs the image size
-            latents = s.sampler.run(self._model_fn(e, guidance, steps), x_T, steps, progress=progress,
+            hint = precision_hint(model, "the MM-DiT", "dtype")
+            latents = s.sampler.run(finite_steps(self._model_fn(e, guidance, steps), "denoising", hint), x_T, steps,
+                                    progress=progress,
                                     image_seq_len=(height // f // p) * (width // f // p))           # (B, C, h, w)
+            check_finite(latents, "denoising", hint)
             record.update(size=f"{height}x{width}", steps=steps, text_tokens=e.cond.shape[1])
         if output_type == "latent":
             return latents

@@ -20,6 +20,7 @@ from .sd3 import OFFICIAL_SAMPLING, SD3Pipeline, release_name
 FAMILY = "sd3"
 TITLE = "SD3 / SD3.5 (text-to-image, rectified flow)"
 PIPELINE = SD3Pipeline
+SIZE_STEP = 16                  # VAE downsampling 8 x patch size 2, in every release
 MODELS = (
     ModelEntry("sd3-medium", FAMILY, "SD3-medium MM-DiT (2.0B) + CLIP-L, bigG, T5-XXL + SD3 VAE", 1024,
                "stabilityai/stable-diffusion-3-medium-diffusers", "sd3_medium.safetensors"),
@@ -69,6 +70,10 @@ def generate(args, entry: ModelEntry, call_kwargs: dict) -> int:
     """Run `generate` for an SD3 row whose --weights exist; `call_kwargs` holds the pipeline arguments
     given on the command line."""
     problem = text_arguments_error(args, "SD3")
+    sizes = [f"--{o} {getattr(args, o)}" for o in ("height", "width") if getattr(args, o) is not None
+             and getattr(args, o) % SIZE_STEP]
+    if sizes and not problem:   # before loading: every release has an f8 VAE and 2x2 patches
+        problem = f"{', '.join(sizes)}: SD3 sizes are multiples of {SIZE_STEP} (VAE factor 8 x patch 2), e.g. 1024"
     if problem:
         print(problem, file=sys.stderr)
         return 2

@@ -59,6 +59,7 @@ from torch import nn
 
 from minidit.text.t5 import guard_fp16
 from weights_loader import PipelineFolder, load_clip, load_clip_tokenizer, load_t5, load_t5_tokenizer
+from .checks import check_finite, precision_hint
 from .common import PromptEmbeds, Staged
 
 CLIP_TOKENS = 77                 # both CLIPs
@@ -276,7 +277,10 @@ class SD3TextEncoders:
             if projected and out.text_embeds is None:
                 raise ValueError("SD3's bigG pooled vector is its projected EOS state, but this CLIP has no "
                                  "text_projection: load bigG with its text_projection.weight")
-            return out.hidden_states[-2], out.text_embeds if projected else out.pooler_output
+            states, pooled = out.hidden_states[-2], out.text_embeds if projected else out.pooler_output
+            hint = precision_hint(model, "this CLIP", "text_dtype")
+            return (check_finite(states, f"text encoding ({staged.what})", hint),
+                    check_finite(pooled, f"text encoding ({staged.what}, pooled)", hint))
 
     def _t5(self, texts, L: int):
         """T5's last_hidden_state (2B, L, D) without an attention mask, or zeros without T5."""
@@ -288,6 +292,7 @@ class SD3TextEncoders:
         with self.t5.use() as t5:
             guard_fp16(t5)
             states = t5(ids.to(_device(t5))).last_hidden_state                          # no mask: SD3 attends pads
+            check_finite(states, "text encoding (T5-XXL)", precision_hint(t5, "T5", "text_dtype"))
         if states.shape[-1] != self.context_width:
             raise ValueError(f"T5's width is {states.shape[-1]}, the context width {self.context_width}: pass "
                              "context_width= (the MM-DiT's joint_attention_dim)")

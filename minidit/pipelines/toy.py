@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import sys
 import time
 from dataclasses import asdict, replace
@@ -61,8 +62,10 @@ import torch.nn.functional as F
 from safetensors import safe_open
 
 from minidit.dit import DiT, DiTConfig
+from minidit.errors import InputError
 from minidit.samplers import Sampler
 from weights_loader.io import build_on_meta, load_into, read_state_dict, save_safetensors
+from .checks import check_count, check_guidance, check_output_path, check_seed, check_steps, is_integer
 from .common import guided_model_fn, initial_noise
 
 IMAGE_SIZE = 16                      # pixels per side after upsampling the 8x8 digits
@@ -151,19 +154,37 @@ def load_toy_model(path=WEIGHTS) -> DiT:
 
 
 def _request(labels, model: DiT | None, steps: int, guidance: float, weights) -> tuple[torch.Tensor, DiT]:
-    """Check a sampling request: (labels (N,) int64, the model, the shipped `weights` by default)."""
-    labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
+    """Check a sampling request: (labels (N,) int64, the model, the shipped `weights` by default). Labels
+    must be integers (True or 1.7 are refused, not cast), steps an integer in 1..1000, guidance a finite
+    number >= 0 (`pipelines/checks.py`); all before the weights are read."""
+    labels = _integer_labels(labels)
     if len(labels) == 0:
-        raise ValueError("labels is empty: pass at least one digit, e.g. sample_digits([3])")
+        raise InputError("labels is empty: pass at least one digit, e.g. sample_digits([3])")
+    check_steps(steps, "steps", maximum=NUM_TIMESTEPS)
+    guidance = check_guidance(guidance, "guidance")
     model = load_toy_model(weights) if model is None else model
     num_classes = model.config.num_classes
     if labels.min() < 0 or labels.max() >= num_classes:
         raise ValueError(f"labels must be digits 0..{num_classes - 1}, got {labels.tolist()}")
-    if not 1 <= steps <= NUM_TIMESTEPS:
-        raise ValueError(f"steps must be between 1 and {NUM_TIMESTEPS}, got {steps}")
     if guidance != 1.0 and model.config.class_dropout_prob == 0:
         raise ValueError("this model has no null class (class_dropout_prob=0): use guidance=1")
     return labels, model.eval()
+
+
+def _integer_labels(labels) -> torch.Tensor:
+    """labels (an int, a list of ints, an integer tensor or array) -> (N,) int64; anything else refused."""
+    if isinstance(labels, torch.Tensor):
+        if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+            raise InputError(f"labels must be integers, got a {labels.dtype} tensor")
+        return labels.reshape(-1).long()
+    values = [labels] if is_integer(labels) or isinstance(labels, (bool, float, str)) else labels
+    if not isinstance(values, (list, tuple, range)) and not hasattr(values, "tolist"):
+        raise InputError(f"labels must be an integer or a list of integers, got {labels!r}")
+    values = values.tolist() if hasattr(values, "tolist") else list(values)
+    bad = [v for v in values if not is_integer(v)]
+    if bad:
+        raise InputError(f"labels must be integers (digits 0..9), got {bad[0]!r} ({type(bad[0]).__name__})")
+    return torch.tensor(values, dtype=torch.long)
 
 
 def _class_model_fn(model: DiT, labels: torch.Tensor, guidance: float):
@@ -196,8 +217,9 @@ def sample_digits(labels, seed: int = 0, *, steps: int = DEFAULT_STEPS, guidance
     one forward per step instead of two). `sampler`: "ddpm" (ancestral, learned variances) or
     "ddim" (eta = 0). `model`: defaults to the shipped weights. (The flow toy: `sample_flow_digits`.)
     """
+    check_seed(seed, "seed")
     if sampler not in ("ddpm", "ddim"):
-        raise ValueError(f"unknown sampler {sampler!r}: use 'ddpm' or 'ddim' (the flow toy: sample_flow_digits)")
+        raise InputError(f"unknown sampler {sampler!r}: use 'ddpm' or 'ddim' (the flow toy: sample_flow_digits)")
     labels, model = _request(labels, model, steps, guidance, WEIGHTS)
     learned = model.config.learn_sigma
     sampler = Sampler(sampler, variance="learned_range" if learned else "fixed_small", clip_denoised=True,
@@ -213,8 +235,11 @@ def sample_flow_digits(labels, seed: int = 0, *, steps: int = FLOW_DEFAULT_STEPS
 
     `sampler`: "euler" (SD3's default, diffusers' FlowMatchEulerDiscreteScheduler) or "dpm_solver++"
     (2M on the same points, alpha = 1 - sigma). Deterministic given `seed`."""
+    check_seed(seed, "seed")
+    if not isinstance(shift, (int, float)) or isinstance(shift, bool) or not math.isfinite(shift) or shift <= 0:
+        raise InputError(f"shift must be a finite number > 0, got {shift!r}")
     if sampler not in ("euler", "dpm_solver++"):
-        raise ValueError(f"unknown sampler {sampler!r}: use 'euler' or 'dpm_solver++' (DDPM: sample_digits)")
+        raise InputError(f"unknown sampler {sampler!r}: use 'euler' or 'dpm_solver++' (DDPM: sample_digits)")
     labels, model = _request(labels, model, steps, guidance, FLOW_WEIGHTS)
     sampler = Sampler(sampler, prediction_type="flow", spacing="flow", shift=shift, num_train_timesteps=NUM_TIMESTEPS)
     return _sample(model, labels, seed, sampler, steps, guidance, progress)
@@ -222,8 +247,10 @@ def sample_flow_digits(labels, seed: int = 0, *, steps: int = FLOW_DEFAULT_STEPS
 
 def save_grid(images: torch.Tensor, path, ncols: int, zoom: int = 4, pad: int = 2) -> None:
     """Write (N, 1, H, W) images in [0, 1] as one PNG, row-major, `ncols` per row, each enlarged
-    `zoom` times (nearest neighbour: the model's pixels, not a smoothed version)."""
+    `zoom` times (nearest neighbour: the model's pixels, not a smoothed version). The folder must exist
+    (nothing is created: `pipelines/checks.check_output_path`)."""
     from PIL import Image
+    check_output_path(path, "path")
     N, _, H, W = images.shape
     nrows = -(-N // ncols)
     cell_h, cell_w = H * zoom + pad, W * zoom + pad
@@ -232,7 +259,6 @@ def save_grid(images: torch.Tensor, path, ncols: int, zoom: int = 4, pad: int = 
     for i in range(N):
         r, c = divmod(i, ncols)
         canvas[pad + r * cell_h: pad + r * cell_h + H * zoom, pad + c * cell_w: pad + c * cell_w + W * zoom] = big[i]
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray((canvas * 255).round().byte().numpy(), mode="L").save(path)
 
 
@@ -242,7 +268,7 @@ def _parse_classes(text: str) -> list[int]:
     except ValueError:
         classes = []
     if not classes or any(not 0 <= c <= 9 for c in classes):
-        raise ValueError(f"--classes must be comma-separated digits 0..9 (e.g. 0,1,7), got {text!r}")
+        raise InputError(f"--classes must be comma-separated digits 0..9 (e.g. 0,1,7), got {text!r}")
     return classes
 
 
@@ -262,10 +288,13 @@ def add_sample_arguments(parser) -> None:
 
 def cli_sample(args) -> int:
     """`python -m minidit sample`: a grid with one column per class and `count` rows."""
-    try:
+    try:                                                      # every option, before the weights are read
+        check_output_path(args.out)
+        check_seed(args.seed)
+        check_count(args.count, "--count")
+        check_steps(args.steps, "--steps", maximum=NUM_TIMESTEPS)
+        check_guidance(args.guidance, "--guidance")
         classes = _parse_classes(args.classes)
-        if args.count < 1:
-            raise ValueError(f"--count must be at least 1, got {args.count}")
         labels = classes * args.count                         # row r holds every class once
         t0 = time.perf_counter()
         images = sample_digits(labels, seed=args.seed, steps=args.steps, guidance=args.guidance, progress=True)

@@ -29,11 +29,15 @@ import warnings
 
 import torch
 
+from minidit.errors import InputError
+
 
 def _batch(sequences, prefix, suffix, max_length, padding, pad_id, what):
     """[prefix + ids + suffix] for every prompt, cut to `max_length` (warning), padded, as tensors."""
     if padding not in ("max_length", "longest"):
         raise ValueError(f"padding must be 'max_length' or 'longest', not {padding!r}")
+    if max_length is not None and (not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 1):
+        raise InputError(f"max_length must be a positive integer, got {max_length!r}")
     if max_length is None:              # only reachable with padding="longest": nothing is cut
         max_length = max(len(ids) for ids in sequences) + len(prefix) + len(suffix)
     room = max_length - len(prefix) - len(suffix)
@@ -65,8 +69,8 @@ def lowercase(text: str) -> str:
 def _as_list(texts):
     if isinstance(texts, str):
         return [texts]
-    if not all(isinstance(t, str) for t in texts):
-        raise TypeError("texts must be a string or a list of strings")
+    if not isinstance(texts, (list, tuple)) or not all(isinstance(t, str) for t in texts):
+        raise InputError(f"texts must be a string or a list of strings, not {texts!r:.60}")
     if not texts:
         raise ValueError("no prompts given (an empty prompt is the empty string \"\")")
     return list(texts)
@@ -98,7 +102,7 @@ class T5Tokenizer:
         return self.sp.encode(text)
 
     def __call__(self, texts, max_length: int | None = None, padding: str = "max_length"):
-        max_length = max_length or self.model_max_length
+        max_length = self.model_max_length if max_length is None else max_length
         if max_length is None and padding == "max_length":
             raise ValueError("pass max_length= (PixArt-α 120, PixArt-Σ 300, SD3 256 in diffusers, "
                              "Hunyuan-DiT's mT5 256), or padding='longest'")
@@ -242,7 +246,8 @@ class CLIPTokenizer:
 
     def __call__(self, texts, max_length: int | None = None, padding: str = "max_length"):
         return _batch([self.encode(t) for t in _as_list(texts)], [self.bos_token_id], [self.eos_token_id],
-                      max_length or self.model_max_length, padding, self.pad_token_id, "CLIPTokenizer")
+                      self.model_max_length if max_length is None else max_length, padding, self.pad_token_id,
+                      "CLIPTokenizer")
 
 
 # --------------------------------------------------------------------------------------------
@@ -348,4 +353,5 @@ class WordPieceTokenizer:
 
     def __call__(self, texts, max_length: int | None = None, padding: str = "max_length"):
         return _batch([self.encode(t) for t in _as_list(texts)], [self.cls_token_id], [self.sep_token_id],
-                      max_length or self.model_max_length, padding, self.pad_token_id, "WordPieceTokenizer")
+                      self.model_max_length if max_length is None else max_length, padding, self.pad_token_id,
+                      "WordPieceTokenizer")
