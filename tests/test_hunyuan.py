@@ -85,10 +85,10 @@ def test_rope_crop_and_tables_against_diffusers(th, tw):
 
 def test_diffusers_grid_deviation_is_where_the_crop_starts():
     """Hand-derived: with start s > 0 diffusers ends at stop*(n-1)/n instead of s + (stop-s)*(n-1)/n."""
-    (top, _), (bottom, _) = rope_crop(48, 80)                    # 768 x 1280: rows 6 .. 26 of the box
-    assert (top, bottom) == (6, 26)
+    (top, _), (bottom, _) = rope_crop(48, 80)                    # 768 x 1280: rows 6 .. 25 of the box
+    assert (top, bottom) == (6, 25)                               # 32 * 48/80 = 19.2 -> 19 rows, centred
     official, theirs = rope_positions(top, bottom, 48), rope_positions(top, bottom, 48, "diffusers")
-    assert official[-1].item() == pytest.approx(6 + 20 * 47 / 48) and theirs[-1].item() == pytest.approx(26 * 47 / 48)
+    assert official[-1].item() == pytest.approx(6 + 19 * 47 / 48) and theirs[-1].item() == pytest.approx(25 * 47 / 48)
     assert (official - theirs).abs().max().item() == pytest.approx(6 / 48, rel=1e-5)     # 0.125 at the last row
 
 

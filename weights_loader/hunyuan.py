@@ -105,9 +105,8 @@ def detect_hunyuan_config(sd) -> HunyuanConfig:
         raise CheckpointError(f"this does not look like a Hunyuan-DiT checkpoint: no {e.args[0]!r} "
                               f"(first keys: {sorted(sd)[:6]})") from None
     D, C, p = w.shape[0], w.shape[1], w.shape[-1]
-    ratio = fc1 / D
-    if int(D * ratio) != fc1:                 # int() as the model does: keep it from rounding down
-        ratio = (fc1 + 0.5) / D
+    # the releases' 4.3637 if it gives this width (int(), as the model computes it), else the plain ratio
+    ratio = next(r for r in (HunyuanConfig.mlp_ratio, fc1 / D, (fc1 + 0.5) / D) if int(D * r) == fc1)
     size_cond = "style_embedder.weight" in sd
     config = HunyuanConfig(patch_size=p, in_channels=C, hidden_size=D, depth=count_blocks(sd, "blocks."),
                            num_heads=D // hd, mlp_ratio=ratio, learn_sigma=final == 2 * C * p * p,
@@ -115,10 +114,10 @@ def detect_hunyuan_config(sd) -> HunyuanConfig:
                            text_len_t5=t5_len, pooled_dim=pooled, size_cond=size_cond,
                            num_styles=sd["style_embedder.weight"].shape[0] if size_cond else 1)
     if extra_in != config.extra_in_dim:
-        raise CheckpointError(
-            f"extra_embedder.0.weight takes {extra_in} inputs, but {'a style embedding is' if size_cond else 'no style '
-            'embedding is'} stored, which means {config.extra_in_dim} (pooled {pooled}"
-            f"{f' + size {SIZE_DIMS}x{SIZE_FREQS} + style {D}' if size_cond else ''}): a damaged or unknown checkpoint")
+        stored = "a style embedding is stored" if size_cond else "no style embedding is stored"
+        parts = f"pooled {pooled} + size {SIZE_DIMS}x{SIZE_FREQS} + style {D}" if size_cond else f"pooled {pooled}"
+        raise CheckpointError(f"extra_embedder.0.weight takes {extra_in} inputs, but {stored}, which means "
+                              f"{config.extra_in_dim} ({parts}): a damaged or unknown checkpoint")
     return config
 
 
