@@ -225,6 +225,22 @@ def test_prompt_encoding_matches_diffusers(folders):
         assert ours.cond.shape[1] == L and ours.cond_mask[0].sum() < L          # padded to exactly L, with a mask
 
 
+def test_masks_stay_with_their_prompts_where_diffusers_tiles_them(folders):
+    """Several prompts x num_images_per_prompt: diffusers' encode_prompt repeats the states per prompt
+    ([A, A, B, B]) but tiles the masks ([mA, mB, mA, mB]), so with prompts of different lengths its
+    images 1 and 2 get another prompt's mask; minidit keeps [mA, mA, mB, mB] (the module docstring)."""
+    prompts = [PROMPT, "An astronaut riding a horse on the moon at night"]
+    ref = reference_pipeline(folders["v1.2"])
+    e, _, m, _ = ref.encode_prompt(prompts, device="cpu", dtype=torch.float32, num_images_per_prompt=2,
+                                   do_classifier_free_guidance=True, text_encoder_index=0)
+    lengths = [int(x) for x in m.sum(1)]
+    assert lengths[0] != lengths[1] and lengths == [lengths[0], lengths[1]] * 2          # tiled
+    assert torch.equal(e[0], e[1])                                                         # repeated
+    bert, _ = HunyuanPipeline.from_pretrained(folders["v1.2"]).text.encode(prompts, None, num_images_per_prompt=2)
+    assert [int(x) for x in bert.cond_mask.sum(1)] == [lengths[0], lengths[0], lengths[1], lengths[1]]
+    assert_parity(bert.cond, e, tol=FP32, what="states, repeated per prompt")
+
+
 def test_batch_images_per_prompt_and_guidance_rescale_match_diffusers(folders):
     folder = folders["v1.1"]
     pipe = HunyuanPipeline.from_pretrained(folder, follow="diffusers")
