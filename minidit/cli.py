@@ -86,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=str, default="out.png", help="(default: %(default)s)")
     text = p.add_argument_group("text-to-image models (PixArt, SD3, Hunyuan-DiT)")
     text.add_argument("--prompt", type=str, default=None, help="what to draw")
-    text.add_argument("--negative-prompt", type=str, default=None, help="what to steer away from (default: none; Hunyuan-DiT: the official Chinese one)")
+    text.add_argument("--negative-prompt", type=str, default=None,
+                      help="what to steer away from (default: none; Hunyuan-DiT: the official Chinese one)")
     text.add_argument("--height", type=int, default=None, help="pixels (default: the model's; PixArt snaps it to "
                       "the nearest aspect-ratio bucket and resizes back)")
     text.add_argument("--width", type=int, default=None, help="pixels (default: the model's)")

@@ -217,8 +217,9 @@ def test_prompt_encoding_matches_diffusers(folders):
     pipe = HunyuanPipeline.from_pretrained(folder, follow="diffusers")
     bert, mt5 = pipe.text.encode([PROMPT, MIXED], ["模糊", ""], num_images_per_prompt=1)
     for index, ours, L in ((0, bert, 77), (1, mt5, 256)):
-        e, ne, m, nm = ref.encode_prompt([PROMPT, MIXED], device="cpu", dtype=torch.float32, do_classifier_free_guidance=True,
-                                         negative_prompt=["模糊", ""], max_sequence_length=L, text_encoder_index=index)
+        e, ne, m, nm = ref.encode_prompt([PROMPT, MIXED], device="cpu", dtype=torch.float32,
+                                         do_classifier_free_guidance=True, negative_prompt=["模糊", ""],
+                                         max_sequence_length=L, text_encoder_index=index)
         assert_parity(ours.cond, e, tol=FP32, what=f"encoder {index}")
         assert_parity(ours.uncond, ne, tol=FP32, what=f"encoder {index}, negative")
         assert torch.equal(ours.cond_mask, m) and torch.equal(ours.uncond_mask, nm)
@@ -377,7 +378,8 @@ def test_cli_original_layout_and_download_commands(folders, tmp_path, capsys):
     assert cli_main(["generate", "--model", "hunyuan-dit-v1.2", "--weights", str(tmp_path / "ckpts"),
                      "--prompt", "x"]) == 2
     err = capsys.readouterr().err
-    assert "pytorch_model_ema.pt" in err and "huggingface-cli download Tencent-Hunyuan/HunyuanDiT-v1.2 --local-dir ckpts" in err
+    assert "pytorch_model_ema.pt" in err
+    assert "huggingface-cli download Tencent-Hunyuan/HunyuanDiT-v1.2 --local-dir ckpts" in err
     for model, repo in (("hunyuan-dit-v1.2", "Tencent-Hunyuan/HunyuanDiT-v1.2-Diffusers"),
                         ("hunyuan-dit-v1.2-distilled", "Tencent-Hunyuan/HunyuanDiT-v1.2-Diffusers-Distilled"),
                         ("hunyuan-dit-v1.1", "Tencent-Hunyuan/HunyuanDiT-Diffusers")):
