@@ -5,7 +5,7 @@
     python -m minidit models                      what `generate` can run and how to get the weights
 
 Everything `generate` knows comes from one model table, `MODELS`, whose rows each family's
-command-line module gives (`pipelines/dit_cli.py`, `pipelines/pixart_cli.py`): the name, the
+command-line module gives (`pipelines/dit_cli.py`, `pixart_cli.py`, `sd3_cli.py`, `hunyuan_cli.py`): the name, the
 family, how to get the weights, and the family's options and run function. Default steps and
 guidance are the pipelines' own keyword defaults (`call_defaults`), never copied here.
 
@@ -22,12 +22,12 @@ from pathlib import Path
 
 from weights_loader import CheckpointError
 from .errors import InputError, NonFiniteError
-from .pipelines import dit_cli, pixart_cli, sd3_cli, toy
+from .pipelines import dit_cli, hunyuan_cli, pixart_cli, sd3_cli, toy
 from .pipelines.checks import (check_device, check_guidance, check_int, check_output_path, check_seed,
                                check_steps)
 from .pipelines.common import hub_download
 
-FAMILIES = {module.FAMILY: module for module in (dit_cli, pixart_cli, sd3_cli)}
+FAMILIES = {module.FAMILY: module for module in (dit_cli, pixart_cli, sd3_cli, hunyuan_cli)}
 MODELS = {entry.name: entry for module in FAMILIES.values() for entry in module.MODELS}
 
 
@@ -38,10 +38,10 @@ def defaults(entry) -> dict:
 
 
 def model_table() -> str:
-    lines = [f"{'model':<20} {'steps':>5} {'guidance':>8}  what"]
+    lines = [f"{'model':<26} {'steps':>5} {'guidance':>8}  what"]
     for name, entry in MODELS.items():
         d = defaults(entry)
-        lines.append(f"{name:<20} {d['steps']:>5} {d['guidance']:>8}  {entry.summary}")
+        lines.append(f"{name:<26} {d['steps']:>5} {d['guidance']:>8}  {entry.summary}")
     return "\n".join(lines)
 
 
@@ -79,8 +79,8 @@ def _generate(args) -> int:
 def _models(args) -> int:
     for name, entry in MODELS.items():
         d = defaults(entry)
-        print(f"{name:24s} {entry.summary}\n{'':24s} defaults: {d['steps']} steps, guidance {d['guidance']}\n"
-              f"{'':24s} get it: {hub_download(entry)}  (or the original {entry.original})")
+        print(f"{name:28s} {entry.summary}\n{'':28s} defaults: {d['steps']} steps, guidance {d['guidance']}\n"
+              f"{'':28s} get it: {hub_download(entry)}  (or the original {entry.original})")
     return 0
 
 
@@ -110,9 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", type=str, default=None, choices=["float32", "bfloat16", "float16"],
                    help="the transformer's dtype (default: float16 on CUDA for PixArt, else float32)")
     p.add_argument("--out", type=str, default="out.png", help="(default: %(default)s)")
-    text = p.add_argument_group("text-to-image models (PixArt, SD3)")
+    text = p.add_argument_group("text-to-image models (PixArt, SD3, Hunyuan-DiT)")
     text.add_argument("--prompt", type=str, default=None, help="what to draw")
-    text.add_argument("--negative-prompt", type=str, default=None, help="what to steer away from (default: none)")
+    text.add_argument("--negative-prompt", type=str, default=None,
+                      help="what to steer away from (default: none; Hunyuan-DiT: the official Chinese one)")
     text.add_argument("--height", type=int, default=None, help="pixels (default: the model's; PixArt snaps it to "
                       "the nearest aspect-ratio bucket and resizes back)")
     text.add_argument("--width", type=int, default=None, help="pixels (default: the model's)")

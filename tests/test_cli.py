@@ -2,17 +2,20 @@
 import pytest
 
 from minidit import cli
-from minidit.pipelines import dit_cli, pixart_cli, sd3_cli
+from minidit.pipelines import dit_cli, hunyuan_cli, pixart_cli, sd3_cli
 
 # The pipelines' documented defaults (DiT's sample.py: 250 steps, cfg 4.0; PixArt: 20 DPM-Solver steps, 4.5;
 # the toy: 50 steps, guidance 2.0), written out here so the help text is checked against the numbers users read.
 DOCUMENTED = {"dit": (250, 4.0), "pixart": (20, 4.5)}
 # SD3: each release's official sd3_infer.py CONFIGS entry
 SD3 = {"sd3-medium": (50, 5.0), "sd3.5-large": (40, 4.5), "sd3.5-large-turbo": (4, 1.0), "sd3.5-medium": (50, 5.0)}
+# Hunyuan-DiT: hydit/config.py (--infer-steps 100, --cfg-scale 6.0); v1.2-Distilled: the README's 25 steps
+HUNYUAN = {"hunyuan-dit-v1.2": (100, 6.0), "hunyuan-dit-v1.2-distilled": (25, 6.0), "hunyuan-dit-v1.1": (100, 6.0)}
 
 
 def documented(entry):
-    return SD3[entry.name] if entry.family == "sd3" else DOCUMENTED[entry.family]
+    per_model = {"sd3": SD3, "hunyuan": HUNYUAN}.get(entry.family)
+    return per_model[entry.name] if per_model else DOCUMENTED[entry.family]
 
 
 def help_text(capsys, *argv):
@@ -22,15 +25,16 @@ def help_text(capsys, *argv):
 
 def test_generate_help_lists_every_model_with_its_defaults(capsys):
     text = help_text(capsys, "generate")
-    assert len(cli.MODELS) == 12
+    assert len(cli.MODELS) == 15
     for name, entry in cli.MODELS.items():
         steps, guidance = documented(entry)
         row = next(line for line in text.splitlines() if line.startswith(name + " "))
         assert row.split()[1:3] == [str(steps), str(guidance)], row
     # per-family options, in their own groups
     assert "DiT (class-conditional ImageNet)" in text and "--class" in text
-    assert "text-to-image models (PixArt, SD3)" in text and "--negative-prompt" in text
+    assert "text-to-image models (PixArt, SD3, Hunyuan-DiT)" in text and "--negative-prompt" in text
     assert "SD3 / SD3.5 (text-to-image, rectified flow)" in text and "--no-t5" in text
+    assert "Hunyuan-DiT (bilingual text-to-image, v-prediction)" in text and "--sampler" in text
 
 
 def test_defaults_come_from_the_pipelines():
@@ -59,7 +63,7 @@ def test_only_given_values_reach_the_pipeline(monkeypatch, tmp_path, argv, expec
 
 def test_dispatch_is_by_the_table(monkeypatch, tmp_path, capsys):
     seen = []
-    for module in (dit_cli, pixart_cli, sd3_cli):
+    for module in (dit_cli, pixart_cli, sd3_cli, hunyuan_cli):
         monkeypatch.setattr(module, "generate", lambda args, entry, kw, m=module: seen.append((m.FAMILY, entry.name)) or 0)
     for name in cli.MODELS:
         assert cli.main(["generate", "--model", name, "--weights", str(tmp_path)]) == 0

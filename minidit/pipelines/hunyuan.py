@@ -1,0 +1,275 @@
+"""Hunyuan-DiT v1.1 / v1.2, prompt -> image: BERT-CLIP + mT5 -> Hunyuan-DiT (v-prediction DDPM) -> SDXL VAE.
+
+    pipe = HunyuanPipeline.from_pretrained("HunyuanDiT-v1.2-Diffusers")       # a diffusers folder
+    pipe = HunyuanPipeline.from_pretrained("ckpts")                          # or the original ckpts/t2i/
+    images = pipe("一只可爱的猫", generator=torch.Generator().manual_seed(42))
+
+The run, in stages (each timed, its peak memory in `pipe.last_run_stats`):
+  1. text     the prompt(s) and the negative prompt -> `HunyuanTextEncoders` (pipelines/hunyuan_text.py):
+              BERT states (B, 77, 1024) + mask and mT5 states (B, 256, 2048) + mask, for both branches.
+  2. denoise  x_T = randn(B, 4, H/8, W/8) from `generator` -> N steps of the sampler; each step runs the
+              transformer once on [uncond | cond], keeps the first 4 of its 8 output channels (the
+              v-prediction; the other 4 are the learned sigma, unused at sampling), guides
+              (uncond + s (cond - uncond)), optionally rescales (`guidance_rescale`) -> latents.
+  3. decode   latents / 0.13025 -> the SDXL VAE (sdxl-vae-fp16-fix) -> image.
+
+Sampling (`HunyuanSampling`): v-prediction, scaled-linear betas 0.00085 -> 0.02 (v1.2) or -> 0.03 (v1.0 /
+v1.1: the official `--beta-end 0.03` that goes with `--use-style-cond`), 1000 training steps.
+
+  follow="official" (`official_sampling`, Tencent/HunyuanDiT `sample_t2i.py` + `hydit/inference.py`):
+      DDPMScheduler(steps_offset=1, clip_sample=False) for 100 steps, CFG 6.0 (or "ddim" / "dpmms" =
+      DPM-Solver++(2M), the official --sampler choices); the default negative prompt is the official
+      Chinese one (`hunyuan_text.NEGATIVE_PROMPT`; an empty negative prompt also means it, as in
+      `End2End.predict`); the prompt is stripped; height and width are floored to multiples of 16 and
+      NOT snapped (resolution snapping to the official STANDARD_SHAPE list is the TensorRT path:
+      `use_resolution_binning=True` turns it on); RoPE on the official grid and, for v1.0/1.1, the size
+      condition image_meta_size = [src_h, src_w, target_W, target_H, 0, 0] (src = `original_size`,
+      the official --size-cond 1024 1024). v1.2-Distilled: the same with 25 steps (the README's example
+      for the distilled weights), chosen when the folder's name or `load_key` says "distill".
+  follow="diffusers" (`diffusers_sampling`): exactly HunyuanDiTPipeline on the same folder: its
+      scheduler_config.json, 50 steps, CFG 5.0, negative prompt "", no strip, binning on (diffusers'
+      own STANDARD_SHAPE table) — and diffusers' two deviations from the official code, reproduced on
+      purpose: (1) the RoPE grid: since diffusers 0.32 `get_2d_rotary_pos_embed` spaces the positions
+      as linspace(start, stop * (n-1)/n, n), squeezed towards 0 on the shorter side of a non-square
+      image (`embed.rope_positions`, convention "diffusers"); square images are unaffected; (2) the
+      v1.0/1.1 size condition with the target as (H, W) instead of (W, H).
+
+Precision: on CUDA the transformer runs in float16 (the official `.half()`), mT5 in guarded float16,
+BERT and the VAE in float32 (official); on the CPU everything is float32. The sampler runs in float32.
+
+diffusers' one more difference, not reproduced: with several prompts AND num_images_per_prompt > 1 it
+repeats the states per prompt but tiles the masks (`mask.repeat(n, 1)`), pairing prompts with other
+prompts' masks; minidit keeps each prompt's mask with it (the official code takes one prompt only).
+
+Shape legend: B prompts x images per prompt, C = 4 latent channels, h w = H/8 W/8, p patch (2).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from minidit.embed import get_2d_rope
+from minidit.guidance import cfg, rescale_cfg
+from minidit.hunyuan import HunyuanDiT
+from minidit.samplers import Sampler
+from minidit.scheduler_config import sampler_from_scheduler_config
+from minidit.vae import AutoencoderKL, decode_latents
+from weights_loader import PipelineFolder, load_hunyuan, load_vae
+from .common import check_output_type, initial_noise, to_output
+from .hunyuan_text import NEGATIVE_PROMPT, HunyuanTextEncoders, as_prompts
+from .memory import memory_method, stage
+
+MISSING_PARTS = ("A Hunyuan-DiT folder: `huggingface-cli download Tencent-Hunyuan/HunyuanDiT-v1.2-Diffusers --local-dir "
+                 "DIR` (diffusers layout; also HunyuanDiT-v1.2-Diffusers-Distilled, HunyuanDiT-Diffusers for v1.1), or "
+                 "the original `huggingface-cli download Tencent-Hunyuan/HunyuanDiT-v1.2 --local-dir ckpts` (ckpts/t2i/).")
+ALIGN = 16                       # official and diffusers: height, width floored to multiples of 16 (VAE 8 x patch 2)
+
+# (width, height) per aspect ratio 1:1, 4:3, 3:4, 16:9, 9:16. Official: hydit/inference.py STANDARD_SHAPE
+# (the TensorRT path's sizes); diffusers' table adds 1024x768, 1152x864 and their transposes.
+STANDARD_RATIOS = (1.0, 4.0 / 3.0, 3.0 / 4.0, 16.0 / 9.0, 9.0 / 16.0)
+STANDARD_SHAPES = {
+    "official": (((1024, 1024), (1280, 1280)), ((1280, 960),), ((960, 1280),), ((1280, 768),), ((768, 1280),)),
+    "diffusers": (((1024, 1024), (1280, 1280)), ((1024, 768), (1152, 864), (1280, 960)),
+                  ((768, 1024), (864, 1152), (960, 1280)), ((1280, 768),), ((768, 1280),)),
+}
+
+# hydit/constants.py SAMPLER_FACTORY, with the beta_end of the version (config.py --beta-end)
+OFFICIAL_SCHEDULERS = {
+    "ddpm": {"_class_name": "DDPMScheduler", "steps_offset": 1, "clip_sample": False},
+    "ddim": {"_class_name": "DDIMScheduler", "steps_offset": 1, "clip_sample": False},
+    "dpmms": {"_class_name": "DPMSolverMultistepScheduler", "solver_order": 2, "algorithm_type": "dpmsolver++"},
+}
+
+
+def standard_shape(width: int, height: int, table: str = "official") -> tuple[int, int]:
+    """The (width, height) of the standard shape nearest in aspect ratio, then in area (the first on
+    a tie), as the official `get_standard_shape` / diffusers' `map_to_standard_shapes`."""
+    ratio = width / height
+    i = min(range(len(STANDARD_RATIOS)), key=lambda k: abs(STANDARD_RATIOS[k] - ratio))
+    return min(STANDARD_SHAPES[table][i], key=lambda wh: abs(wh[0] * wh[1] - width * height))
+
+
+@dataclass(frozen=True)
+class HunyuanSampling:
+    sampler: Sampler                          # v-prediction DDPM / DDIM / DPM-Solver++(2M) and its grid
+    steps: int                                # the default number of steps
+    guidance: float                           # the default CFG scale
+    negative_prompt: str                      # used when the call gives none (or "")
+    rope: str = "official"                    # embed.get_2d_rope convention: "official" | "diffusers"
+    size_condition: str = "official"          # v1.0/1.1 target as (W, H) "official" | (H, W) "diffusers"
+    resolution_binning: bool = False          # the call's default for use_resolution_binning
+    standard_shapes: str = "official"         # which STANDARD_SHAPES table binning snaps to
+    strip_prompt: bool = True                 # the official predict() strips the prompt
+
+
+def official_scheduler_config(sampler: str = "ddpm", beta_end: float = 0.02) -> dict:
+    """The scheduler the official code builds (a diffusers scheduler config, read by scheduler_config.py)."""
+    if sampler not in OFFICIAL_SCHEDULERS:
+        raise ValueError(f"sampler must be one of {', '.join(OFFICIAL_SCHEDULERS)} (the official --sampler), "
+                         f"not {sampler!r}")
+    return {**OFFICIAL_SCHEDULERS[sampler], "beta_schedule": "scaled_linear", "beta_start": 0.00085,
+            "beta_end": beta_end, "prediction_type": "v_prediction"}
+
+
+def official_sampling(size_cond: bool, sampler: str = "ddpm", *, distilled: bool = False) -> HunyuanSampling:
+    """The official defaults for a version: v1.0/1.1 (size_cond) beta_end 0.03, v1.2 0.02; 100 steps
+    (25 for the distilled v1.2), CFG 6.0, the Chinese negative prompt."""
+    config = official_scheduler_config(sampler, 0.03 if size_cond else 0.02)
+    return HunyuanSampling(sampler_from_scheduler_config(config), steps=25 if distilled else 100, guidance=6.0,
+                           negative_prompt=NEGATIVE_PROMPT)
+
+
+def diffusers_sampling(scheduler_config: dict) -> HunyuanSampling:
+    """What HunyuanDiTPipeline does with a folder's scheduler (module docstring)."""
+    sampler = sampler_from_scheduler_config(scheduler_config)
+    if sampler.prediction_type != "v_prediction":
+        raise ValueError(f"scheduler {scheduler_config.get('_class_name')} predicts {sampler.prediction_type!r}: "
+                         "Hunyuan-DiT is a v-prediction model (its folders ship a v_prediction DDPMScheduler)")
+    return HunyuanSampling(sampler, steps=50, guidance=5.0, negative_prompt="", rope="diffusers",
+                           size_condition="diffusers", resolution_binning=True, standard_shapes="diffusers",
+                           strip_prompt=False)
+
+
+def original_t2i(folder) -> Path | None:
+    """The original repository's t2i/ folder: `folder` itself or its t2i/ (with model/ inside), else None."""
+    for candidate in (Path(folder), Path(folder) / "t2i"):
+        if (candidate / "model").is_dir():
+            return candidate
+    return None
+
+
+class HunyuanPipeline:
+    """pipe(prompt, negative_prompt=None, height=1024, width=1024, num_inference_steps=None,
+    guidance_scale=None, generator=None) -> list[PIL.Image]; None = the sampling's defaults."""
+
+    def __init__(self, transformer: HunyuanDiT, vae: AutoencoderKL, text: HunyuanTextEncoders,
+                 sampling: HunyuanSampling):
+        self.transformer, self.vae, self.text, self.sampling = transformer.eval(), vae.eval(), text, sampling
+        self.last_run_stats: dict = {}
+
+    @classmethod
+    def from_pretrained(cls, folder, *, follow: str = "official", sampling: HunyuanSampling | None = None,
+                        sampler: str = "ddpm", load_key: str | None = None, dtype=None, text_dtype=None,
+                        vae_dtype=torch.float32, device="cpu", keep_text_encoders: bool = False) -> "HunyuanPipeline":
+        """A diffusers HunyuanDiTPipeline root (model_index.json) or the original repository's layout
+        (`ckpts/` or `ckpts/t2i/`: model/pytorch_model_<load_key>.pt, clip_text_encoder/, tokenizer/, mt5/,
+        sdxl-vae-fp16-fix/; load_key None = "ema", or "distill" for a folder named *distill*).
+        follow="official" | "diffusers" (module docstring); `sampler` ("ddpm" | "ddim" | "dpmms") picks
+        the official sampler; `sampling=` replaces either. Dtypes: see "Precision"."""
+        if follow not in ("official", "diffusers"):
+            raise ValueError(f"follow must be 'official' or 'diffusers', not {follow!r}")
+        official_scheduler_config(sampler)                           # an unknown sampler fails before loading
+        cuda = torch.device(device).type == "cuda"
+        dtype = dtype or (torch.float16 if cuda else torch.float32)
+        distilled = "distill" in Path(folder).resolve().name.lower() or load_key == "distill"
+        t2i = None if (Path(folder) / "model_index.json").is_file() else original_t2i(folder)
+        if t2i is None:                                              # the diffusers layout
+            parts = PipelineFolder(folder, hint=MISSING_PARTS)
+            parts.pipeline_class(("HunyuanDiTPipeline",))
+            parts.require("transformer", "vae", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2")
+            transformer = load_hunyuan(parts.component("transformer"), dtype=dtype, device=device)
+            vae = load_vae(parts.component("vae"), dtype=vae_dtype, device=device)
+            text = HunyuanTextEncoders.from_pretrained(folder, mt5_dtype=text_dtype, device=device,
+                                                       keep=keep_text_encoders)
+            scheduler = parts.scheduler_config()
+        else:
+            key = load_key or ("distill" if distilled else "ema")
+            transformer = load_hunyuan(t2i, load_key=key, dtype=dtype, device=device)
+            vae = load_vae(t2i / "sdxl-vae-fp16-fix", dtype=vae_dtype, device=device)
+            text = HunyuanTextEncoders.from_original(t2i, mt5_dtype=text_dtype, device=device, keep=keep_text_encoders)
+            scheduler = None
+        size_cond = transformer.config.size_cond
+        if sampling is None:
+            sampling = (official_sampling(size_cond, sampler, distilled=distilled) if follow == "official" else
+                        diffusers_sampling(scheduler or official_scheduler_config("ddpm", 0.03 if size_cond else 0.02)))
+        return cls(transformer, vae, text, sampling)
+
+    @property
+    def device(self):
+        return next(self.transformer.parameters()).device
+
+    def generation_size(self, height: int, width: int, use_resolution_binning: bool | None = None) -> tuple[int, int]:
+        """(height, width) the image is generated at: floored to multiples of 16, then, with binning,
+        snapped to the nearest standard shape (diffusers keeps a size already in its table)."""
+        s = self.sampling
+        binning = s.resolution_binning if use_resolution_binning is None else use_resolution_binning
+        H, W = int(height) // ALIGN * ALIGN, int(width) // ALIGN * ALIGN
+        if H <= 0 or W <= 0:
+            raise ValueError(f"height and width must be at least {ALIGN} pixels, got {height}x{width}")
+        if binning:
+            table = STANDARD_SHAPES[s.standard_shapes]
+            if s.standard_shapes == "official" or (W, H) not in [wh for row in table for wh in row]:
+                W, H = standard_shape(W, H, s.standard_shapes)
+        return H, W
+
+    def size_inputs(self, H: int, W: int, original_size, batch: int) -> dict:
+        """v1.0/1.1's image_meta_size (batch, 6) and style (batch,) (module docstring); {} for v1.2."""
+        if not self.transformer.config.size_cond:
+            return {}
+        target = (W, H) if self.sampling.size_condition == "official" else (H, W)
+        meta = torch.tensor([[*original_size, *target, 0, 0]] * batch, dtype=torch.float32, device=self.device)
+        return dict(image_meta_size=meta, style=torch.zeros(batch, dtype=torch.long, device=self.device))
+
+    def _negatives(self, negative_prompt, n: int) -> list[str]:
+        default = self.sampling.negative_prompt
+        if negative_prompt is None:
+            return [default] * n
+        negatives = as_prompts(negative_prompt, "negative_prompt")
+        negatives = negatives * n if len(negatives) == 1 else negatives
+        return [neg or default for neg in negatives]
+
+    @torch.no_grad()
+    def __call__(self, prompt, negative_prompt=None, height: int = 1024, width: int = 1024,
+                 num_inference_steps: int | None = None, guidance_scale: float | None = None,
+                 generator: torch.Generator | None = None, num_images_per_prompt: int = 1,
+                 guidance_rescale: float = 0.0, original_size: tuple[int, int] = (1024, 1024),
+                 use_resolution_binning: bool | None = None, output_type: str = "pil", progress: bool = True):
+        """Images for `prompt` (str or list; Chinese, English or both). output_type "pil" | "np" | "pt" |
+        "latent". None = the sampling's default (steps, guidance, binning, negative prompt).
+        guidance_rescale in [0, 1] (0: plain CFG); original_size: v1.0/1.1's (src_h, src_w) condition."""
+        check_output_type(output_type)
+        s, model, device = self.sampling, self.transformer, self.device
+        steps = s.steps if num_inference_steps is None else num_inference_steps
+        guidance = s.guidance if guidance_scale is None else guidance_scale
+        guided = guidance > 1
+        if s.sampler.variance == "learned_range":
+            raise ValueError("a learned_range scheduler: the Hunyuan pipelines sample with the v-prediction "
+                             "only (the learned sigma is cut off before the step, official and diffusers)")
+        prompts = as_prompts(prompt)
+        prompts = [p.strip() for p in prompts] if s.strip_prompt else prompts
+        negatives = self._negatives(negative_prompt, len(prompts)) if guided else None
+        H, W = self.generation_size(height, width, use_resolution_binning)
+        stats = self.last_run_stats = {"device": str(device), "memory": memory_method(device)}
+        with stage(stats, "text", device):
+            bert, mt5 = self.text.encode(prompts, negatives, num_images_per_prompt=num_images_per_prompt, device=device)
+
+        with stage(stats, "denoise", device) as record:
+            dtype = next(model.parameters()).dtype
+            f, p, C = self.vae.config.downsample_factor, model.config.patch_size, model.config.in_channels
+            B = bert.cond.shape[0]
+            x_T = initial_noise((B, C, H // f, W // f), generator, device)                  # (B, C, h, w)
+            states, mask, _ = bert.batched(uncond_first=True)                               # (2B, 77, 1024)
+            states_t5, mask_t5, _ = mt5.batched(uncond_first=True)                          # (2B, 256, 2048)
+            cos, sin = get_2d_rope(model.config.head_dim, H // f // p, W // f // p, convention=s.rope)
+            size = self.size_inputs(H, W, original_size, states.shape[0])
+            text = dict(encoder_hidden_states=states.to(dtype), text_embedding_mask=mask,
+                        encoder_hidden_states_t5=states_t5.to(dtype), text_embedding_mask_t5=mask_t5)
+
+            def v_prediction(x, t):          # the network's first C channels: v; the learned sigma is dropped
+                return model(x.to(dtype), t, **text, **size, cos_cis_img=cos, sin_cis_img=sin)[:, :C].float()
+
+            def model_fn(x, t):
+                if not guided:
+                    return v_prediction(x, t)
+                uncond, cond = v_prediction(torch.cat([x, x]), torch.cat([t, t])).chunk(2)
+                v = cfg(cond, uncond, guidance)
+                return rescale_cfg(v, cond, guidance_rescale) if guidance_rescale > 0 else v
+            latents = s.sampler.run(model_fn, x_T, steps, generator=generator, progress=progress)  # (B, C, h, w)
+            record.update(size=f"{H}x{W}", steps=steps, sampler=s.sampler.name)
+        if output_type == "latent":
+            return latents
+        with stage(stats, "decode", device):
+            image = to_output(decode_latents(self.vae, latents), output_type)
+        return image
