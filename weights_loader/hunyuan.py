@@ -48,7 +48,7 @@ def load_hunyuan(source, config: HunyuanConfig | None = None, *, load_key: str =
         what = f"diffusers Hunyuan-DiT folder {folder}"
     else:
         path = original_weight_file(source, load_key) if not isinstance(source, dict) else None
-        sd = pick_load_key(read_state_dict(path or source, unwrap=False), load_key, path)
+        sd = read_state_dict(path or source, unwrap=load_key)          # DeepSpeed files: the load_key part
         what = "Hunyuan-DiT state dict" if path is None else f"Hunyuan-DiT checkpoint {path}"
         if "blocks.0.attn1.to_q.weight" in sd:
             if config is None:
@@ -75,17 +75,6 @@ def original_weight_file(source, load_key: str) -> Path:
     hint = f"; it has {found} (choose with load_key=)" if found else \
         ". Download it with: huggingface-cli download Tencent-Hunyuan/HunyuanDiT-v1.2 --local-dir ./ckpts"
     raise CheckpointError(f"no {name} in {path}, {path / 'model'} or {path / 't2i' / 'model'}{hint}")
-
-
-def pick_load_key(sd: dict, load_key: str, path) -> dict:
-    """A bare state dict as it is; a DeepSpeed `{"module": ..., "ema": ...}` file: the part asked for."""
-    if any(isinstance(v, torch.Tensor) for v in sd.values()):
-        return sd
-    parts = {k: v for k, v in sd.items() if isinstance(v, dict)}
-    if load_key not in parts:             # e.g. a training file without EMA weights: say so, never guess
-        raise CheckpointError(f"{path or 'the state dict'} wraps {sorted(parts)}, not {load_key!r}: pass "
-                              f"load_key= one of {sorted(set(parts) & set(LOAD_KEYS)) or sorted(parts)}")
-    return read_state_dict(parts[load_key])
 
 
 def detect_hunyuan_config(sd) -> HunyuanConfig:

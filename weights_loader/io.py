@@ -58,13 +58,15 @@ class CheckpointError(ValueError):
 # 1. Reading files
 # --------------------------------------------------------------------------------------------
 
-def read_state_dict(source, *, unwrap: bool = True, only_prefix: str | None = None) -> StateDict:
+def read_state_dict(source, *, unwrap: bool | str = True, only_prefix: str | None = None) -> StateDict:
     """Read `source` into a flat `{key: tensor}` dict.
 
     `source` may be a dict of tensors, a weight file (`.safetensors`, `.pt`, `.pth`, `.bin`,
     `.ckpt`), a sharded `*.index.json`, or a folder holding one of `WEIGHT_FILE_NAMES`.
     `only_prefix`: if the file has keys under this prefix, read only those (from a safetensors file
     without reading the rest: an SD3.5 file holds 16 GB, of which its VAE is 160 MB).
+    `unwrap`: True takes the weights out of a `{"ema": ...}` / `{"state_dict": ...}` / ... wrapper
+    (`unwrap_state_dict`); a key name (e.g. "module") takes exactly that part of a wrapped file.
     """
     if isinstance(source, Mapping):
         sd = dict(source)
@@ -87,7 +89,9 @@ def read_state_dict(source, *, unwrap: bool = True, only_prefix: str | None = No
             raise CheckpointError(
                 f"{path}: unknown weight file type {path.suffix!r}; expected .safetensors, .pt, .pth, "
                 ".bin, .ckpt or a sharded *.index.json")
-    if unwrap:
+    if isinstance(unwrap, str):
+        sd = take_wrapped(sd, unwrap, source)
+    elif unwrap:
         sd = unwrap_state_dict(sd)
     if only_prefix is not None and any(k.startswith(only_prefix) for k in sd):
         sd = {k: v for k, v in sd.items() if k.startswith(only_prefix)}
@@ -190,6 +194,18 @@ def unwrap_state_dict(sd: dict) -> dict:
                 break
         else:
             return sd
+
+
+def take_wrapped(sd: dict, key: str, source=None) -> dict:
+    """A bare state dict as it is; a wrapped one (`{"module": ..., "ema": ...}`, as DeepSpeed saves):
+    the part named `key`, or an error naming the parts there are (never another part silently)."""
+    if any(isinstance(v, torch.Tensor) for v in sd.values()):
+        return sd
+    parts = sorted(k for k, v in sd.items() if isinstance(v, Mapping))
+    if key not in parts:
+        where = "the state dict" if source is None or isinstance(source, Mapping) else str(source)
+        raise CheckpointError(f"{where} wraps {parts}, not {key!r}: pick one of them (the loader's load_key=)")
+    return dict(sd[key])
 
 
 def read_config(folder) -> dict:
