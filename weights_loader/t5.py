@@ -29,7 +29,7 @@ from minidit.text.t5 import T5Config, T5EncoderModel, t5_weight_dtype
 from minidit.text.tokenizers import T5Tokenizer
 from .io import (CheckpointError, apply_overrides, build_on_meta, check_state_dict, count_blocks, load_into,
                  read_config, read_state_dict)
-from .text_io import model_folder, select_text_encoder, tokenizer_folder, tokenizer_max_length
+from .text_io import model_folder, read_text_encoder, tokenizer_folder, tokenizer_max_length
 
 MODEL_TYPES = ("t5", "mt5")
 TANH_GELU = ("gelu_new", "gelu_pytorch_tanh")
@@ -46,7 +46,7 @@ def load_t5(source, config: T5Config | None = None, *, overrides: dict | None = 
         config = config or t5_config_from_transformers(read_config(folder))
         what = f"T5 encoder folder {folder}"
     else:
-        sd = select_text_encoder(read_state_dict(source), ("t5xxl", "t5"), component, "T5 encoder")
+        sd = read_text_encoder(source, ("t5xxl", "t5"), component, "T5 encoder")
         what = "T5 state dict" if isinstance(source, dict) else f"T5 checkpoint {source}"
     sd = t5_from_transformers(sd)
     config = apply_overrides(config or detect_t5_config(sd), overrides)
