@@ -17,6 +17,7 @@ from safetensors.torch import save_file
 from minidit.pipelines.common import Staged
 from minidit.pipelines.sd3_text import SD3TextEncoders, assemble_context
 from weights_loader import MissingPartError, load_clip, load_clip_tokenizer, load_t5
+from weights_loader import io as weights_io
 
 from helpers import EXACT, FP16, FP32, assert_parity, require
 from helpers.sd3_text import BOS, EOS, G_WIDTH, L_WIDTH, T5_WIDTH, build_text_stack, minidit_clip_config
@@ -220,6 +221,32 @@ def test_sd3_single_files_and_a_whole_file(stack, tmp_path):
         assert_like_diffusers(text.encode(PROMPTS, "ugly", t5_length="diffusers"), ref)
     no_t5 = SD3TextEncoders.from_files(*paths[:2], tokenizers=folder, **configs)
     assert no_t5.t5 is None and no_t5.encode("a cat").cond.shape == (1, 77 + 77, T5_WIDTH)
+
+
+def test_a_whole_file_is_read_one_encoder_at_a_time(stack, tmp_path, monkeypatch):
+    """SD3's `*_incl_clips_t5xxlfp16` file also holds the MM-DiT and the VAE: each encoder reads its own
+    tensors from it, once, and nothing else (a 16 GB file is never read whole). Spy: every dict the
+    safetensors reader returns."""
+    pipe, folder = stack
+    parts = {"clip_l": pipe.text_encoder.state_dict(), "clip_g": pipe.text_encoder_2.state_dict(),
+             "t5xxl": {k: v for k, v in pipe.text_encoder_3.state_dict().items() if k != "shared.weight"}}
+    whole = {f"text_encoders.{n}.transformer.{k}": v for n, sd in parts.items() for k, v in sd.items()}
+    whole["model.diffusion_model.x_embedder.proj.weight"] = torch.ones(4)      # the other components
+    whole["first_stage_model.decoder.conv_in.weight"] = torch.ones(4)
+    path = tmp_path / "sd3_incl_clips_t5xxlfp16.safetensors"
+    save_file(whole, path)
+    reads, real = [], weights_io._read_safetensors
+
+    def spy(*args, **kwargs):
+        sd = real(*args, **kwargs)
+        reads.append(sorted(sd))
+        return sd
+    monkeypatch.setattr(weights_io, "_read_safetensors", spy)
+    text = SD3TextEncoders.from_files(path, path, path, tokenizers=folder, context_width=T5_WIDTH,
+                                      clip_l_config=minidit_clip_config(L_WIDTH, "quick_gelu"),
+                                      clip_g_config=minidit_clip_config(G_WIDTH, "gelu"))
+    assert_like_diffusers(text.encode(PROMPTS, "ugly", t5_length="diffusers"), diffusers_encode(pipe, PROMPTS, "ugly"))
+    assert reads == [sorted(f"text_encoders.{n}.transformer.{k}" for k in parts[n]) for n in parts]
 
 
 def test_staged_lifetime_one_encoder_at_a_time(stack):

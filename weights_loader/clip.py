@@ -29,7 +29,7 @@ from minidit.text.clip import CLIPTextConfig, CLIPTextModel
 from minidit.text.tokenizers import CLIP_SPECIALS, CLIPTokenizer, bytes_to_unicode
 from .io import (CheckpointError, ConfigError, KeyMap, apply_overrides, build_on_meta, count_blocks, load_into,
                  read_config, read_json_file, read_state_dict, strip_prefix, translate_config, transpose)
-from .text_io import model_folder, read_json, select_text_encoder, tokenizer_folder, tokenizer_max_length
+from .text_io import model_folder, read_json, read_text_encoder, tokenizer_folder, tokenizer_max_length
 
 MODEL_TYPES = ("clip_text_model", "clip")
 # width -> (heads, activation) of the released text towers (module docstring).
@@ -50,7 +50,7 @@ def load_clip(source, config: CLIPTextConfig | None = None, *, overrides: dict |
                                             "text_projection.weight" in sd)
         what = f"CLIP folder {folder}"
     else:
-        sd = select_text_encoder(read_state_dict(source), ("clip_l", "clip_g"), component, "CLIP text encoder")
+        sd = read_text_encoder(source, ("clip_l", "clip_g"), component, "CLIP text encoder")
         sd = strip_prefix(sd, OPENCLIP_PREFIXES)
         is_openclip = "transformer.resblocks.0.attn.in_proj_weight" in sd
         sd = clip_from_openclip(sd) if is_openclip else clip_from_transformers(sd)

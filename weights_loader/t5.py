@@ -31,7 +31,7 @@ from minidit.text.t5 import T5Config, T5EncoderModel, t5_weight_dtype
 from minidit.text.tokenizers import T5Tokenizer
 from .io import (CheckpointError, apply_overrides, build_on_meta, check_state_dict, count_blocks, load_into,
                  read_config, read_state_dict, translate_config, wrong_file_message)
-from .text_io import model_folder, select_text_encoder, tokenizer_folder, tokenizer_max_length
+from .text_io import model_folder, read_text_encoder, tokenizer_folder, tokenizer_max_length
 
 MODEL_TYPES = ("t5", "mt5")
 TANH_GELU = ("gelu_new", "gelu_pytorch_tanh")
@@ -48,7 +48,7 @@ def load_t5(source, config: T5Config | None = None, *, overrides: dict | None = 
         sd = read_state_dict(folder)
         what = f"T5 encoder folder {folder}"
     else:
-        sd = select_text_encoder(read_state_dict(source), ("t5xxl", "t5"), component, "T5 encoder")
+        sd = read_text_encoder(source, ("t5xxl", "t5"), component, "T5 encoder")
         what = "T5 state dict" if isinstance(source, dict) else f"T5 checkpoint {source}"
     sd = t5_from_transformers(sd)
     config = apply_overrides(config or detect_t5_config(sd), overrides)

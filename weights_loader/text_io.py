@@ -14,9 +14,9 @@ key prefixes), and ask for `component=` when several fit.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping
+from typing import Iterable, Mapping
 
-from .io import CheckpointError, ConfigError, read_json_file, select_prefix
+from .io import CheckpointError, ConfigError, read_json_file, read_state_dict, select_prefix, weight_keys
 
 
 def read_json(path) -> dict:
@@ -95,12 +95,29 @@ def tokenizer_folder(source, files: tuple[str, ...], classes: tuple[str, ...], c
     return folder
 
 
-def select_text_encoder(sd: dict, names: tuple[str, ...], component: str | None, what: str) -> dict:
-    """The weights of one encoder of an SD3 single file: keys `text_encoders.{name}.transformer.*`
-    with the prefix removed. State dicts without such keys are returned unchanged."""
-    present = sorted({k.split(".")[1] for k in sd if k.startswith("text_encoders.")})
+def read_text_encoder(source, names: tuple[str, ...], component: str | None, what: str) -> dict:
+    """The weights of one text encoder in `source` (a file or a state dict). In a whole SD3 file the
+    encoders sit under `text_encoders.{name}.transformer.`: that part is returned, prefix removed, and
+    from a safetensors file it is all that is read (the header says which encoders are there; a
+    `..._incl_clips_t5xxlfp16` file holds 16 GB, of which CLIP-L is 250 MB). Sources without such keys
+    are returned whole."""
+    path = None if isinstance(source, Mapping) else Path(source)
+    if path is not None and path.is_file() and path.suffix == ".safetensors":
+        name = text_encoder_name(weight_keys(path), names, component, what)        # header only
+        sd = read_state_dict(path, only_prefix=None if name is None else f"text_encoders.{name}.")
+    else:
+        sd = read_state_dict(source)
+        name = text_encoder_name(sd, names, component, what)
+    return sd if name is None else select_prefix(sd, f"text_encoders.{name}.transformer.")
+
+
+def text_encoder_name(keys: Iterable[str], names: tuple[str, ...], component: str | None, what: str) -> str | None:
+    """Which encoder of an SD3 single file to read, from its key names: the one of `names` present
+    under `text_encoders.{name}.` (`component` picks one by name); None when no key is under
+    `text_encoders.` (a file holding one encoder)."""
+    present = sorted({k.split(".")[1] for k in keys if k.startswith("text_encoders.")})
     if not present:
-        return sd
+        return None
     fitting = [n for n in present if n in names]
     if component is not None:
         if component not in present:
@@ -111,7 +128,7 @@ def select_text_encoder(sd: dict, names: tuple[str, ...], component: str | None,
     if len(fitting) > 1:
         raise CheckpointError(f"this file holds several {what}s {fitting}: pass component='{fitting[0]}' "
                               "(or another) to choose one")
-    return select_prefix(sd, f"text_encoders.{fitting[0]}.transformer.")
+    return fitting[0]
 
 
 def tokenizer_max_length(folder) -> int | None:
