@@ -1004,6 +1004,14 @@ def cli_dirs(work):
         (pixart / sub).mkdir(parents=True)
         (pixart / sub / "config.json").write_text("{}")
     (pixart / "PixArt-XL-2-512x512.pth").write_text("<html>please log in</html>")
+    # Hunyuan-DiT: another pipeline's folder, an original layout without its text stack, one whose
+    # weight file is a web page
+    (root / "hy-pixart").mkdir()
+    (root / "hy-pixart" / "model_index.json").write_text(json.dumps({"_class_name": "PixArtSigmaPipeline"}))
+    (root / "hy-partial" / "t2i" / "model").mkdir(parents=True)
+    for sub in ("model", "clip_text_encoder", "tokenizer", "mt5", "sdxl-vae-fp16-fix"):
+        (root / "hy-html" / "t2i" / sub).mkdir(parents=True)
+    (root / "hy-html" / "t2i" / "model" / "pytorch_model_ema.pt").write_text("<!DOCTYPE html><html>log in</html>")
     (root / "empty").mkdir()
     (root / "out").mkdir()
     return root
@@ -1014,6 +1022,7 @@ def G(model, *argv):
 
 
 DIT_OK = ("--weights", "{empty}", "--class", "1", "--out", "{out}/x.png")
+HY_OK = ("--weights", "{empty}", "--prompt", "一只可爱的猫", "--out", "{out}/x.png")
 CLI_ROWS = rows("command line", [
     # argv, fragment, the exception `--debug` shows (None: the family prints and returns 2)
     (G("dit-xl-2-256", *DIT_OK, "--steps", "0"), "--steps must be between 1 and 1000, got 0", InputError),
@@ -1066,6 +1075,31 @@ CLI_ROWS = rows("command line", [
     (G("sd3.5-medium", "--weights", "{empty}", "--out", "{out}/x.png"), 'pass --prompt "..."', None),
     (G("sd3.5-medium", "--weights", "{empty}", "--prompt", "x", "--out", "{out}/x.png"),
      "neither sd3.5_medium.safetensors with a text_encoders/ folder", None),
+    (G("hunyuan-dit-v1.2", *HY_OK, "--steps", "0"), "--steps must be between 1 and 1000, got 0", InputError),
+    (G("hunyuan-dit-v1.2", *HY_OK, "--steps", "1001"), "got 1001", InputError),
+    (G("hunyuan-dit-v1.2", *HY_OK, "--guidance", "nan"), "--guidance must be a finite number, got nan", InputError),
+    (G("hunyuan-dit-v1.2", *HY_OK, "--guidance", "-2"), "--guidance must be >= 0, got -2.0", InputError),
+    (G("hunyuan-dit-v1.2", *HY_OK, "--width", "0"), "--width must be at least 1, got 0", InputError),
+    (G("hunyuan-dit-v1.2", *HY_OK, "--seed", "-1"), "--seed must be between 0 and", InputError),
+    (G("hunyuan-dit-v1.2", *HY_OK, "--device", "tpu"), "--device 'tpu' is not a device torch knows", InputError),
+    (G("hunyuan-dit-v1.2", "--weights", "{empty}", "--prompt", "猫", "--out", "{out}/new_folder/x.png"),
+     "the folder {out}/new_folder does not exist", InputError),
+    (G("hunyuan-dit-v1.1", *HY_OK, "--height", "8"), "--height 8: Hunyuan-DiT sizes are at least 16", None),
+    (G("hunyuan-dit-v1.2", "--weights", "{empty}", "--out", "{out}/x.png"), 'pass --prompt "..."', None),
+    (G("hunyuan-dit-v1.2", "--weights", "{empty}", "--class", "3", "--out", "{out}/x.png"),
+     "Hunyuan-DiT is text-conditional: pass --prompt, not --class", None),
+    (G("hunyuan-dit-v1.2", *HY_OK, "--sampler", "euler"), "invalid choice: 'euler'", None),
+    (G("hunyuan-dit-v1.2", *HY_OK), "neither a diffusers Hunyuan-DiT folder (model_index.json) nor the original", None),
+    (G("hunyuan-dit-v1.2", "--weights", "{nowhere}", "--prompt", "猫", "--out", "{out}/x.png"), "does not exist",
+     None),
+    (G("hunyuan-dit-v1.2", "--weights", "{root}/hy-pixart", "--prompt", "猫", "--out", "{out}/x.png"),
+     "names a PixArtSigmaPipeline, not one of HunyuanDiTPipeline", None),
+    (G("hunyuan-dit-v1.2", "--weights", "{root}/hy-partial", "--prompt", "猫", "--out", "{out}/x.png"),
+     "no clip_text_encoder/, tokenizer/, mt5/, sdxl-vae-fp16-fix/ in {root}/hy-partial/t2i", None),
+    (G("hunyuan-dit-v1.2", "--weights", "{root}/hy-html", "--prompt", "猫", "--out", "{out}/x.png"),
+     "pytorch_model_ema.pt is a web page", None),
+    (G("hunyuan-dit-v1.2-distilled", "--weights", "{root}/hy-html", "--prompt", "猫", "--out", "{out}/x.png"),
+     "no pytorch_model_distill.pt in {root}/hy-html/t2i", None),
     (G("dit-xl-2-256", *DIT_OK, "--steps", "2.5"), "invalid int value: '2.5'", None),
     (G("sd4-ultra"), "invalid choice: 'sd4-ultra'", None),
     (["sample", "--steps", "0", "--out", "{out}/d.png"], "--steps must be between 1 and 1000, got 0", None),
@@ -1087,10 +1121,16 @@ def _argv(argv, root):
     return [a.format(**fill) for a in argv]
 
 
+def _never_called(pipe, *args, **kwargs):
+    raise ComputeSpent("the pipeline was called although the command line should have been refused")
+
+
 @pytest.mark.parametrize("argv,fragment,raises", CLI_ROWS)
 def test_cli_refuses_in_one_or_two_lines(cli_dirs, capsys, monkeypatch, argv, fragment, raises):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)     # the same rows on a machine with a GPU
     argv, fragment = _argv(argv, cli_dirs), fragment.format(root=cli_dirs, out=cli_dirs / "out")
+    if "--model" in argv and argv[argv.index("--model") + 1].startswith("hunyuan"):
+        monkeypatch.setattr(HunyuanPipeline, "__call__", _never_called)  # a Hunyuan row never reaches the call
     assert cli.main(argv) == 2
     captured = capsys.readouterr()
     assert fragment in captured.err, captured.err
