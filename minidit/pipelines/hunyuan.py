@@ -45,7 +45,6 @@ Shape legend: B prompts x images per prompt, C = 4 latent channels, h w = H/8 W/
 """
 from __future__ import annotations
 
-import numbers
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,8 +60,8 @@ from minidit.scheduler_config import sampler_from_scheduler_config
 from minidit.vae import AutoencoderKL, decode_latents
 from weights_loader import MissingPartError, PipelineFolder, load_hunyuan, load_vae
 from weights_loader.hunyuan import LOAD_KEYS
-from .checks import (check_count, check_finite, check_flag, check_generator, check_guidance, check_int,
-                     check_negative_prompts, check_prompts, check_steps, finite_steps, precision_hint)
+from .checks import (check_count, check_finite, check_flag, check_generator, check_guidance, check_guidance_rescale,
+                     check_int, check_negative_prompts, check_prompts, check_steps, finite_steps, precision_hint)
 from .common import check_output_type, initial_noise, to_output
 from .hunyuan_text import NEGATIVE_PROMPT, HunyuanTextEncoders
 from .memory import memory_method, stage
@@ -138,18 +137,6 @@ def diffusers_sampling(scheduler_config: dict) -> HunyuanSampling:
     return HunyuanSampling(sampler, steps=50, guidance=5.0, negative_prompt="", rope="diffusers",
                            size_condition="diffusers", resolution_binning=True, standard_shapes="diffusers",
                            strip_prompt=False)
-
-
-def check_guidance_rescale(value) -> float:
-    """guidance_rescale: a finite number in [0, 1]. It mixes phi * rescaled + (1 - phi) * guided
-    (`guidance.rescale_cfg`); the paper's phi is a weight in [0, 1] (0.7 recommended), diffusers does not
-    check it, and a phi outside [0, 1] extrapolates past both predictions, so it is refused."""
-    if not isinstance(value, numbers.Real) or isinstance(value, bool):
-        raise InputError(f"guidance_rescale must be a number in [0, 1], got {value!r} ({type(value).__name__})")
-    value = float(value)
-    if not 0 <= value <= 1:          # NaN fails both comparisons: refused too
-        raise InputError(f"guidance_rescale must be between 0 and 1 (0: plain CFG; 0.7 in the paper), got {value}")
-    return value
 
 
 def check_original_size(value) -> tuple[int, int]:
