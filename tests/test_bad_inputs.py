@@ -355,7 +355,7 @@ HUNYUAN_ROWS = rows("Hunyuan-DiT pipeline", [
      "paper), got nan"),
     (dict(guidance_rescale="0.7"), InputError, "guidance_rescale must be a number in [0, 1], got '0.7'"),
     (dict(guidance_rescale=None), InputError, "got None"),
-    (dict(height=8), InputError, "height must be at least 16, got 8. (Hunyuan-DiT floors sizes to multiples of 16"),
+    (dict(height=8), InputError, "height must be at least 16, got 8. Hunyuan-DiT floors sizes to multiples of 16"),
     (dict(width=0), InputError, "width must be at least 16, got 0"),
     (dict(width=-32), InputError, "got -32"),
     (dict(height=32.5), InputError, "height must be an integer, got 32.5"),

@@ -227,8 +227,8 @@ class HunyuanPipeline:
         binning = s.resolution_binning if use_resolution_binning is None else \
             check_flag(use_resolution_binning, "use_resolution_binning")
         for name, value in (("height", height), ("width", width)):
-            check_int(value, name, minimum=ALIGN, hint=f"(Hunyuan-DiT floors sizes to multiples of {ALIGN}: "
-                      "VAE factor 8 x patch 2)")
+            check_int(value, name, minimum=ALIGN, hint=f"Hunyuan-DiT floors sizes to multiples of {ALIGN} "
+                      "(VAE factor 8 x patch 2)")
         H, W = int(height) // ALIGN * ALIGN, int(width) // ALIGN * ALIGN
         if binning:
             table = STANDARD_SHAPES[s.standard_shapes]
