@@ -21,21 +21,25 @@ from safetensors.torch import save_file
 from minidit import cli
 from minidit.dit import DiT, DiTConfig
 from minidit.errors import InputError, NonFiniteError
+from minidit.hunyuan import HunyuanConfig, HunyuanDiT
 from minidit.mmdit import MMDiT, MMDiTConfig
 from minidit.pipelines.checks import check_guidance, check_size, check_steps
 from minidit.pipelines.dit import DiTPipeline, class_ids
+from minidit.pipelines.hunyuan import HunyuanPipeline, official_sampling
+from minidit.pipelines.hunyuan_text import HunyuanTextEncoders
 from minidit.pipelines.pixart import PixArtPipeline
 from minidit.pipelines.sd3 import SD3Pipeline, SD3Sampling
 from minidit.pipelines.sd3_text import SD3TextEncoders
 from minidit.pipelines.toy import TOY, sample_digits, sample_flow_digits, save_grid
 from minidit.pixart import PixArt, PixArtConfig
 from minidit.samplers import Sampler
+from minidit.text.bert import BertConfig, BertModel
 from minidit.text.clip import CLIPTextConfig, CLIPTextModel
 from minidit.text.t5 import T5Config, T5EncoderModel
-from minidit.text.tokenizers import CLIP_SPECIALS, CLIPTokenizer, bytes_to_unicode
+from minidit.text.tokenizers import CLIP_SPECIALS, CLIPTokenizer, WordPieceTokenizer, bytes_to_unicode
 from minidit.vae import AutoencoderKL, VAEConfig
 from weights_loader import (CheckpointError, ConfigError, MissingPartError, PipelineFolder, load_clip_tokenizer,
-                            load_dit, load_mmdit, load_pixart, load_t5, load_t5_tokenizer, load_vae)
+                            load_dit, load_hunyuan, load_mmdit, load_pixart, load_t5, load_t5_tokenizer, load_vae)
 from weights_loader.io import read_state_dict
 
 from helpers.text import train_spiece
@@ -61,6 +65,13 @@ CLIP_G = CLIPTextConfig(vocab_size=CLIP_VOCAB, hidden_size=16, intermediate_size
                         num_attention_heads=2, hidden_act="gelu", eos_token_id=CLIP_VOCAB - 1, projection_dim=16)
 MMDIT = MMDiTConfig(patch_size=2, in_channels=4, depth=1, hidden_size=16, num_heads=2, adm_in_channels=32,
                     context_dim=32, out_channels=4, pos_embed_max_size=8)
+# Hunyuan-DiT: BERT 12 wide (the transformer's text_states_dim), mT5 = the tiny T5 (16 wide); the text
+# stack pads to 77 and 256 tokens, the lengths of the config's defaults
+HUNYUAN = HunyuanConfig(patch_size=2, in_channels=4, hidden_size=16, depth=4, num_heads=2, mlp_ratio=2.0,
+                        text_states_dim=12, text_states_dim_t5=16, pooled_dim=20)
+BERT_VOCAB = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *"abcdefghijklmnopqrstuvwxyz", "猫"])}
+BERT = BertConfig(vocab_size=len(BERT_VOCAB), hidden_size=12, num_hidden_layers=1, num_attention_heads=2,
+                  intermediate_size=24, max_position_embeddings=80)
 
 
 class ComputeSpent(AssertionError):
@@ -120,6 +131,14 @@ def make_sd3(spiece):
     return SD3Pipeline(randomize(MMDiT(MMDIT), 6), randomize(AutoencoderKL(VAE), 1, 0.05), text, sampling)
 
 
+def make_hunyuan(spiece):
+    torch.manual_seed(0)
+    text = HunyuanTextEncoders(WordPieceTokenizer(BERT_VOCAB), load_t5_tokenizer(spiece),
+                               randomize(BertModel(BERT), 7), randomize(T5EncoderModel(T5), 2))
+    return HunyuanPipeline(randomize(HunyuanDiT(HUNYUAN), 8), randomize(AutoencoderKL(VAE), 1, 0.05), text,
+                           official_sampling(False))
+
+
 @pytest.fixture(scope="module")
 def dit():
     pipe = make_dit()
@@ -138,6 +157,13 @@ def pixart(spiece):
 def sd3(spiece):
     pipe = make_sd3(spiece)
     no_compute(pipe.transformer, pipe.vae, pipe.text.clip_l.module, pipe.text.clip_g.module, pipe.text.t5.module)
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def hunyuan(spiece):
+    pipe = make_hunyuan(spiece)
+    no_compute(pipe.transformer, pipe.vae, pipe.text.bert.module, pipe.text.mt5.module)
     return pipe
 
 
@@ -303,6 +329,94 @@ def test_sd3_pipeline_refuses(sd3, kwargs, error, fragment):
 
 
 # --------------------------------------------------------------------------------------------
+# Hunyuan-DiT pipeline and its text stack
+# --------------------------------------------------------------------------------------------
+
+HUNYUAN_ROWS = rows("Hunyuan-DiT pipeline", [
+    (dict(prompt=None), InputError, "prompt must be a string or a list of strings, got None"),
+    (dict(prompt=123), InputError, "got 123 (int)"),
+    (dict(prompt=["猫", 3]), InputError, "entry 1 is 3 (int)"),
+    (dict(prompt=[]), InputError, "prompt is an empty list"),
+    (dict(negative_prompt=5), InputError, "negative_prompt must be a string or a list of strings, got 5"),
+    (dict(negative_prompt=["a", "b"]), InputError, "2 negative prompts for 1 prompts"),
+    (dict(negative_prompt=[None]), InputError, "negative_prompt must be a string or a list of strings: entry 0"),
+    (dict(negative_prompt=["a", "b"], guidance_scale=1.0), InputError, "2 negative prompts for 1 prompts"),
+    (dict(num_inference_steps=0), InputError, "num_inference_steps must be between 1 and 1000, got 0"),
+    (dict(num_inference_steps=2.5), InputError, "must be an integer, got 2.5"),
+    (dict(num_inference_steps=1001), InputError, "got 1001"),
+    (dict(num_inference_steps=True), InputError, "got True"),
+    (dict(guidance_scale=NAN), InputError, "guidance_scale must be a finite number, got nan"),
+    (dict(guidance_scale=INF), InputError, "got inf"),
+    (dict(guidance_scale=-1.0), InputError, "guidance_scale must be >= 0, got -1.0"),
+    (dict(guidance_scale="6"), InputError, "guidance_scale must be a number, got '6'"),
+    (dict(guidance_rescale=1.5), InputError, "guidance_rescale must be between 0 and 1 (0: plain CFG"),
+    (dict(guidance_rescale=-0.1), InputError, "got -0.1"),
+    (dict(guidance_rescale=NAN), InputError, "guidance_rescale must be between 0 and 1 (0: plain CFG; 0.7 in the "
+     "paper), got nan"),
+    (dict(guidance_rescale="0.7"), InputError, "guidance_rescale must be a number in [0, 1], got '0.7'"),
+    (dict(guidance_rescale=None), InputError, "got None"),
+    (dict(height=8), InputError, "height must be at least 16, got 8. Hunyuan-DiT floors sizes to multiples of 16"),
+    (dict(width=0), InputError, "width must be at least 16, got 0"),
+    (dict(width=-32), InputError, "got -32"),
+    (dict(height=32.5), InputError, "height must be an integer, got 32.5"),
+    (dict(width="32"), InputError, "width must be an integer, got '32'"),
+    (dict(height=True), InputError, "height must be an integer, got True"),
+    (dict(num_images_per_prompt=0), InputError, "num_images_per_prompt must be at least 1, got 0"),
+    (dict(num_images_per_prompt=1.5), InputError, "num_images_per_prompt must be an integer"),
+    (dict(generator=np.random.default_rng(0)), InputError, "a NumPy generator"),
+    (dict(generator=0), InputError, "generator must be a torch.Generator or None, got 0 (int)"),
+    (dict(output_type="jpeg"), InputError, "output_type must be one of"),
+    (dict(use_resolution_binning="yes"), InputError, "use_resolution_binning must be True or False, got 'yes'"),
+    (dict(use_resolution_binning=1), InputError, "got 1 (int)"),
+    (dict(original_size=(1024,)), InputError, "original_size must be a pair (height, width) of positive integers"),
+    (dict(original_size=(0, 1024)), InputError, "original_size[0] must be at least 1, got 0"),
+    (dict(original_size=(1024, 1024.5)), InputError, "original_size[1] must be an integer"),
+])
+
+
+@pytest.mark.parametrize("kwargs,error,fragment", HUNYUAN_ROWS)
+def test_hunyuan_pipeline_refuses(hunyuan, kwargs, error, fragment):
+    kwargs = {"prompt": "a cat", "num_inference_steps": 2, "height": 32, "width": 32, "progress": False, **kwargs}
+    expect(error, fragment, hunyuan, **kwargs)
+
+
+HUNYUAN_TEXT_ROWS = rows("Hunyuan-DiT text stack", [
+    ((123, None), {}, InputError, "prompt must be a string or a list of strings, got 123"),
+    (([], None), {}, InputError, "prompt is an empty list"),
+    ((["a"], ["a", "b"]), {}, InputError, "2 negative prompts for 1 prompts"),
+    ((["a"], [3]), {}, InputError, "negative_prompt must be a string or a list of strings: entry 0 is 3"),
+    ((["a"], None), dict(num_images_per_prompt=0), InputError, "num_images_per_prompt must be at least 1, got 0"),
+    ((["a"], None), dict(num_images_per_prompt=True), InputError, "must be an integer, got True"),
+])
+
+
+@pytest.mark.parametrize("args,kwargs,error,fragment", HUNYUAN_TEXT_ROWS)
+def test_hunyuan_text_stack_refuses(hunyuan, args, kwargs, error, fragment):
+    expect(error, fragment, hunyuan.text.encode, *args, **kwargs)
+
+
+def test_hunyuan_negative_prompt_none_and_empty_are_the_default(spiece, monkeypatch):
+    """Official: None and "" both mean the official Chinese negative prompt (End2End.predict); a list
+    must have one per prompt (as diffusers' check), it is never cycled."""
+    pipe = make_hunyuan(spiece)
+    no_compute(pipe.transformer, pipe.vae, pipe.text.bert.module, pipe.text.mt5.module)
+    assert pipe._negatives(None, 2) == pipe._negatives("", 2) == [pipe.sampling.negative_prompt] * 2
+    assert pipe._negatives(["", "blurry"], 2) == [pipe.sampling.negative_prompt, "blurry"]
+    expect(InputError, "1 negative prompts for 2 prompts", pipe._negatives, ["blurry"], 2)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(-64, 4096), st.integers(-64, 4096))
+def test_hunyuan_pipeline_sizes_before_compute(hunyuan, height, width):
+    """Sizes below 16 are refused before a network runs; the others (floored to multiples of 16, as the
+    official code and diffusers do) pass the checks and reach the text encoders (ComputeSpent here)."""
+    good = height >= 16 and width >= 16
+    with pytest.raises(ComputeSpent if good else InputError):
+        hunyuan("a cat", height=height, width=width, num_inference_steps=2, use_resolution_binning=False,
+                progress=False)
+
+
+# --------------------------------------------------------------------------------------------
 # NaN / inf at every stage: the error names the stage
 # --------------------------------------------------------------------------------------------
 
@@ -324,6 +438,12 @@ def _nan_sd3(spiece, part):
     return lambda: pipe("a cat", num_inference_steps=2, height=64, width=64, progress=False)
 
 
+def _nan_hunyuan(spiece, part):
+    pipe = make_hunyuan(spiece)
+    poison({"bert": pipe.text.bert.module, "mt5": pipe.text.mt5.module}.get(part) or getattr(pipe, part))
+    return lambda: pipe("a cat", num_inference_steps=2, height=32, width=32, progress=False)
+
+
 NAN_ROWS = rows("NaN stages", [
     ("dit", "transformer", "denoising, model call 1, produced NaN/inf"),
     ("dit", "vae", "the VAE decode produced NaN/inf"),
@@ -334,13 +454,17 @@ NAN_ROWS = rows("NaN stages", [
     ("sd3", "t5", "text encoding (T5-XXL) produced NaN/inf"),
     ("sd3", "transformer", "denoising, model call 1, produced NaN/inf"),
     ("sd3", "vae", "the VAE decode produced NaN/inf"),
+    ("hunyuan", "bert", "text encoding (BERT text encoder) produced NaN/inf"),
+    ("hunyuan", "mt5", "text encoding (mT5 text encoder) produced NaN/inf"),
+    ("hunyuan", "transformer", "denoising, model call 1, produced NaN/inf"),
+    ("hunyuan", "vae", "the VAE decode produced NaN/inf"),
 ])
 
 
 @pytest.mark.parametrize("family,part,fragment", NAN_ROWS)
 def test_non_finite_stage_is_named(spiece, family, part, fragment):
-    run = _nan_dit(part) if family == "dit" else _nan_pixart(spiece, part) if family == "pixart" else \
-        _nan_sd3(spiece, part)
+    run = {"dit": lambda: _nan_dit(part), "pixart": lambda: _nan_pixart(spiece, part),
+           "sd3": lambda: _nan_sd3(spiece, part), "hunyuan": lambda: _nan_hunyuan(spiece, part)}[family]()
     e = expect(NonFiniteError, fragment, run)
     assert "weights" in str(e) or "VAE" in str(e)                    # and what to try
 
@@ -645,6 +769,143 @@ def test_vae_folder_given_to_load_dit(work):
     expect(ConfigError, "describes a model of class AutoencoderKL, not a DiT transformer", load_dit, folder)
 
 
+# --------------------------------------------------------------------------------------------
+# Hunyuan-DiT files: weights, transformer/config.json, pipeline folders (diffusers and original)
+# --------------------------------------------------------------------------------------------
+
+HY_CONFIG = {"_class_name": "HunyuanDiT2DModel", "num_attention_heads": 2, "attention_head_dim": 8, "in_channels": 4,
+             "patch_size": 2, "hidden_size": 16, "num_layers": 4, "mlp_ratio": 2.0, "cross_attention_dim": 12,
+             "cross_attention_dim_t5": 16, "pooled_projection_dim": 20}
+
+
+def hunyuan_state_dict():
+    return {k: v.clone() for k, v in randomize(HunyuanDiT(HUNYUAN), 0).state_dict().items()}
+
+
+HUNYUAN_CONFIG_ROWS = rows("Hunyuan-DiT config files", [
+    ("{\"num_layers\": 4,", ConfigError, "config.json is not valid JSON"),
+    ("[1, 2]", ConfigError, "config.json holds a JSON list, not an object"),
+    ({**HY_CONFIG, "_class_name": "PixArtTransformer2DModel"}, ConfigError,
+     "describes a model of class PixArtTransformer2DModel, not a Hunyuan-DiT transformer (HunyuanDiT2DModel)"),
+    ({**HY_CONFIG, "_class_name": "SD3Transformer2DModel"}, ConfigError, "not a Hunyuan-DiT transformer"),
+    (without(HY_CONFIG, "in_channels"), ConfigError, "config.json has no in_channels / patch_size"),
+    ({**HY_CONFIG, "num_attention_heads": "two"}, ConfigError, "num_attention_heads='two': must be a positive integer"),
+    ({**HY_CONFIG, "patch_size": 0}, ConfigError, "patch_size=0: must be a positive integer (the releases: 2)"),
+    ({**HY_CONFIG, "num_layers": 5}, ConfigError, "num_layers=5: Hunyuan-DiT's long skips need an even depth"),
+    ({**HY_CONFIG, "attention_head_dim": 6, "hidden_size": 12}, ConfigError,
+     "attention_head_dim=6: 2-D RoPE needs a multiple of 4"),
+    ({**HY_CONFIG, "hidden_size": 100}, ConfigError, "hidden_size 100 != heads x head_dim 16"),
+    ({**HY_CONFIG, "norm_type": "rms_norm"}, ConfigError, "the releases use 'gelu-approximate' and 'layer_norm'"),
+    ({**HY_CONFIG, "mlp_ratio": "4"}, ConfigError, "HunyuanConfig.mlp_ratio = '4' (not a float)"),
+    ({**HY_CONFIG, "use_style_cond_and_image_meta_size": "yes"}, ConfigError,
+     "HunyuanConfig.size_cond = 'yes' (not a bool)"),
+])
+
+
+@pytest.mark.parametrize("index", range(len(HUNYUAN_CONFIG_ROWS)))
+def test_bad_hunyuan_config_names_it(work, index):
+    text, error, fragment = HUNYUAN_CONFIG_ROWS[index]
+    folder = config_folder(work, f"hy{index}", text)
+    e = expect(error, fragment, load_hunyuan, folder)
+    assert str(folder) in str(e)
+
+
+def _hy_file(folder, name, content):
+    """An original t2i/ folder whose model/ holds `name` (bytes, or a maker of what torch.save writes)."""
+    (folder / "model").mkdir(parents=True)
+    if isinstance(content, bytes):
+        (folder / "model" / name).write_bytes(content)
+    elif content is not None:
+        torch.save(content(), folder / "model" / name)
+    return folder
+
+
+HUNYUAN_FILE_ROWS = rows("Hunyuan-DiT weight files", [
+    # (file in t2i/model/, its content, load_key, error, fragment)
+    ("pytorch_model_ema.pt", b"<!DOCTYPE html><html>Sign in</html>", "ema", CheckpointError,
+     "pytorch_model_ema.pt is a web page"),
+    ("pytorch_model_ema.pt", b"", "ema", CheckpointError, "pytorch_model_ema.pt is empty (0 bytes)"),
+    ("pytorch_model_ema.pt", b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 1\n", "ema",
+     CheckpointError, "Git LFS pointer"),
+    ("pytorch_model_module.pt", hunyuan_state_dict, "ema", CheckpointError,
+     "it has ['pytorch_model_module.pt'] (choose with load_key=)"),
+    ("pytorch_model_ema.pt", lambda: {"module": hunyuan_state_dict()}, "ema", CheckpointError,
+     "wraps ['module'], not 'ema': pick one of them (the loader's load_key=)"),
+    ("pytorch_model_distill.pt", lambda: dit_state_dict(), "distill", CheckpointError,
+     "does not look like a Hunyuan-DiT checkpoint: no"),
+    ("pytorch_model_ema.pt", hunyuan_state_dict, "best", ValueError, "load_key must be one of ('ema', 'module', "
+     "'distill')"),
+])
+
+
+@pytest.mark.parametrize("index", range(len(HUNYUAN_FILE_ROWS)))
+def test_bad_hunyuan_weight_file(work, index):
+    name, content, load_key, error, fragment = HUNYUAN_FILE_ROWS[index]
+    folder = _hy_file(work / "hy_files" / f"f{index}", name, content)
+    e = expect(error, fragment, load_hunyuan, folder, load_key=load_key)
+    if load_key != "best":
+        assert str(folder) in str(e) or "state dict" in str(e)           # the file (or folder) is named
+
+
+def test_hunyuan_diffusers_state_dict_needs_its_config():
+    sd = {"blocks.0.attn1.to_q.weight": torch.zeros(2, 2)}
+    expect(CheckpointError, "a diffusers Hunyuan-DiT state dict without its config.json", load_hunyuan, sd)
+
+
+def _write(folder, files):
+    for name, text in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if name.endswith("/"):
+            path.mkdir(exist_ok=True)
+        else:
+            path.write_text(text if isinstance(text, str) else json.dumps(text))
+    return folder
+
+
+HY_INDEX = {"_class_name": "HunyuanDiTPipeline"}
+HUNYUAN_FOLDER_ROWS = rows("Hunyuan-DiT pipeline folders", [
+    ({"model_index.json": "{broken"}, {}, ConfigError, "model_index.json is not valid JSON"),
+    ({"model_index.json": [1]}, {}, ConfigError, "model_index.json holds a JSON list"),
+    ({"model_index.json": {"_class_name": "PixArtSigmaPipeline"}}, {}, CheckpointError,
+     "names a PixArtSigmaPipeline, not one of HunyuanDiTPipeline"),
+    ({"model_index.json": HY_INDEX}, {}, MissingPartError,
+     "no transformer/config.json, vae/config.json, text_encoder/config.json, tokenizer/tokenizer_config.json, "
+     "text_encoder_2/config.json, tokenizer_2/tokenizer_config.json in"),
+    ({"model_index.json": HY_INDEX, "transformer/config.json": HY_CONFIG, "vae/config.json": {},
+      "text_encoder/config.json": {}, "tokenizer/tokenizer_config.json": {}, "tokenizer_2/tokenizer_config.json": {}},
+     {}, MissingPartError, "no text_encoder_2/config.json in"),
+    ({"model_index.json": HY_INDEX, "transformer/config.json": "{", "vae/config.json": {},
+      "text_encoder/config.json": {}, "tokenizer/tokenizer_config.json": {}, "text_encoder_2/config.json": {},
+      "tokenizer_2/tokenizer_config.json": {}}, {}, ConfigError, "transformer/config.json is not valid JSON"),
+    ({"model/": ""}, {}, MissingPartError, "no clip_text_encoder/, tokenizer/, mt5/, sdxl-vae-fp16-fix/ in"),
+    ({"t2i/model/": "", "t2i/mt5/": ""}, {}, MissingPartError, "no clip_text_encoder/, tokenizer/, sdxl-vae-fp16-fix/"),
+    ({"nothing.txt": ""}, {}, MissingPartError, "no model_index.json (not a diffusers pipeline folder)"),
+    ({}, dict(follow="comfy"), InputError, "follow must be 'official' or 'diffusers', not 'comfy'"),
+    ({}, dict(sampler="euler"), InputError, "sampler must be one of ddpm, ddim, dpmms (the official --sampler)"),
+    ({}, dict(load_key="best"), InputError, "load_key must be None or one of ('ema', 'module', 'distill')"),
+    ({}, dict(load_key=""), InputError, "not ''"),
+    ({}, dict(keep_text_encoders="no"), InputError, "keep_text_encoders must be True or False, got 'no'"),
+    ({}, dict(sampling="official"), InputError, "sampling must be a HunyuanSampling or None, not str"),
+])
+
+
+@pytest.mark.parametrize("index", range(len(HUNYUAN_FOLDER_ROWS)))
+def test_bad_hunyuan_pipeline_folder(work, index):
+    files, kwargs, error, fragment = HUNYUAN_FOLDER_ROWS[index]
+    folder = _write(work / "hy_pipelines" / f"p{index}", files)
+    folder.mkdir(parents=True, exist_ok=True)
+    expect(error, fragment, HunyuanPipeline.from_pretrained, folder, **kwargs)
+
+
+def test_hunyuan_text_folders_are_named(work):
+    t2i = _write(work / "hy_text" / "t2i", {"mt5/": ""})
+    expect(MissingPartError, "no clip_text_encoder/, tokenizer/ in", HunyuanTextEncoders.from_original, t2i)
+    root = _write(work / "hy_text" / "root", {"text_encoder/config.json": {}, "tokenizer/tokenizer_config.json": {}})
+    expect(MissingPartError, "no text_encoder_2/config.json, tokenizer_2/tokenizer_config.json in",
+           HunyuanTextEncoders.from_pretrained, root)
+
+
 PIPELINE_FOLDER_ROWS = rows("pipeline folders", [
     ("model_index.json", "{broken", lambda f: PixArtPipeline.from_pretrained(f), ConfigError,
      "model_index.json is not valid JSON"),
@@ -743,6 +1004,14 @@ def cli_dirs(work):
         (pixart / sub).mkdir(parents=True)
         (pixart / sub / "config.json").write_text("{}")
     (pixart / "PixArt-XL-2-512x512.pth").write_text("<html>please log in</html>")
+    # Hunyuan-DiT: another pipeline's folder, an original layout without its text stack, one whose
+    # weight file is a web page
+    (root / "hy-pixart").mkdir()
+    (root / "hy-pixart" / "model_index.json").write_text(json.dumps({"_class_name": "PixArtSigmaPipeline"}))
+    (root / "hy-partial" / "t2i" / "model").mkdir(parents=True)
+    for sub in ("model", "clip_text_encoder", "tokenizer", "mt5", "sdxl-vae-fp16-fix"):
+        (root / "hy-html" / "t2i" / sub).mkdir(parents=True)
+    (root / "hy-html" / "t2i" / "model" / "pytorch_model_ema.pt").write_text("<!DOCTYPE html><html>log in</html>")
     (root / "empty").mkdir()
     (root / "out").mkdir()
     return root
@@ -753,6 +1022,7 @@ def G(model, *argv):
 
 
 DIT_OK = ("--weights", "{empty}", "--class", "1", "--out", "{out}/x.png")
+HY_OK = ("--weights", "{empty}", "--prompt", "一只可爱的猫", "--out", "{out}/x.png")
 CLI_ROWS = rows("command line", [
     # argv, fragment, the exception `--debug` shows (None: the family prints and returns 2)
     (G("dit-xl-2-256", *DIT_OK, "--steps", "0"), "--steps must be between 1 and 1000, got 0", InputError),
@@ -805,6 +1075,31 @@ CLI_ROWS = rows("command line", [
     (G("sd3.5-medium", "--weights", "{empty}", "--out", "{out}/x.png"), 'pass --prompt "..."', None),
     (G("sd3.5-medium", "--weights", "{empty}", "--prompt", "x", "--out", "{out}/x.png"),
      "neither sd3.5_medium.safetensors with a text_encoders/ folder", None),
+    (G("hunyuan-dit-v1.2", *HY_OK, "--steps", "0"), "--steps must be between 1 and 1000, got 0", InputError),
+    (G("hunyuan-dit-v1.2", *HY_OK, "--steps", "1001"), "got 1001", InputError),
+    (G("hunyuan-dit-v1.2", *HY_OK, "--guidance", "nan"), "--guidance must be a finite number, got nan", InputError),
+    (G("hunyuan-dit-v1.2", *HY_OK, "--guidance", "-2"), "--guidance must be >= 0, got -2.0", InputError),
+    (G("hunyuan-dit-v1.2", *HY_OK, "--width", "0"), "--width must be at least 1, got 0", InputError),
+    (G("hunyuan-dit-v1.2", *HY_OK, "--seed", "-1"), "--seed must be between 0 and", InputError),
+    (G("hunyuan-dit-v1.2", *HY_OK, "--device", "tpu"), "--device 'tpu' is not a device torch knows", InputError),
+    (G("hunyuan-dit-v1.2", "--weights", "{empty}", "--prompt", "猫", "--out", "{out}/new_folder/x.png"),
+     "the folder {out}/new_folder does not exist", InputError),
+    (G("hunyuan-dit-v1.1", *HY_OK, "--height", "8"), "--height 8: Hunyuan-DiT sizes are at least 16", None),
+    (G("hunyuan-dit-v1.2", "--weights", "{empty}", "--out", "{out}/x.png"), 'pass --prompt "..."', None),
+    (G("hunyuan-dit-v1.2", "--weights", "{empty}", "--class", "3", "--out", "{out}/x.png"),
+     "Hunyuan-DiT is text-conditional: pass --prompt, not --class", None),
+    (G("hunyuan-dit-v1.2", *HY_OK, "--sampler", "euler"), "invalid choice: 'euler'", None),
+    (G("hunyuan-dit-v1.2", *HY_OK), "neither a diffusers Hunyuan-DiT folder (model_index.json) nor the original", None),
+    (G("hunyuan-dit-v1.2", "--weights", "{nowhere}", "--prompt", "猫", "--out", "{out}/x.png"), "does not exist",
+     None),
+    (G("hunyuan-dit-v1.2", "--weights", "{root}/hy-pixart", "--prompt", "猫", "--out", "{out}/x.png"),
+     "names a PixArtSigmaPipeline, not one of HunyuanDiTPipeline", None),
+    (G("hunyuan-dit-v1.2", "--weights", "{root}/hy-partial", "--prompt", "猫", "--out", "{out}/x.png"),
+     "no clip_text_encoder/, tokenizer/, mt5/, sdxl-vae-fp16-fix/ in {root}/hy-partial/t2i", None),
+    (G("hunyuan-dit-v1.2", "--weights", "{root}/hy-html", "--prompt", "猫", "--out", "{out}/x.png"),
+     "pytorch_model_ema.pt is a web page", None),
+    (G("hunyuan-dit-v1.2-distilled", "--weights", "{root}/hy-html", "--prompt", "猫", "--out", "{out}/x.png"),
+     "no pytorch_model_distill.pt in {root}/hy-html/t2i", None),
     (G("dit-xl-2-256", *DIT_OK, "--steps", "2.5"), "invalid int value: '2.5'", None),
     (G("sd4-ultra"), "invalid choice: 'sd4-ultra'", None),
     (["sample", "--steps", "0", "--out", "{out}/d.png"], "--steps must be between 1 and 1000, got 0", None),
@@ -826,10 +1121,16 @@ def _argv(argv, root):
     return [a.format(**fill) for a in argv]
 
 
+def _never_called(pipe, *args, **kwargs):
+    raise ComputeSpent("the pipeline was called although the command line should have been refused")
+
+
 @pytest.mark.parametrize("argv,fragment,raises", CLI_ROWS)
 def test_cli_refuses_in_one_or_two_lines(cli_dirs, capsys, monkeypatch, argv, fragment, raises):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)     # the same rows on a machine with a GPU
     argv, fragment = _argv(argv, cli_dirs), fragment.format(root=cli_dirs, out=cli_dirs / "out")
+    if "--model" in argv and argv[argv.index("--model") + 1].startswith("hunyuan"):
+        monkeypatch.setattr(HunyuanPipeline, "__call__", _never_called)  # a Hunyuan row never reaches the call
     assert cli.main(argv) == 2
     captured = capsys.readouterr()
     assert fragment in captured.err, captured.err

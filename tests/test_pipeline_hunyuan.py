@@ -12,11 +12,12 @@ import torch
 
 from minidit.cli import MODELS, main as cli_main
 from minidit.embed import get_2d_rope
+from minidit.errors import InputError
 from minidit.pipelines.hunyuan import (HunyuanPipeline, diffusers_sampling, official_sampling,
                                        official_scheduler_config, standard_shape)
 from minidit.pipelines.hunyuan_cli import how_to_get
 from minidit.pipelines.hunyuan_text import NEGATIVE_PROMPT
-from weights_loader import MissingPartError, load_bert_tokenizer, load_t5_tokenizer
+from weights_loader import CheckpointError, MissingPartError, load_bert_tokenizer, load_t5_tokenizer
 
 from helpers import EXACT, FP32, FP32_OTHER_KERNEL, assert_parity, require
 
@@ -318,34 +319,36 @@ def test_resolution_snapping(folders):
     pipe = HunyuanPipeline.from_pretrained(folders["v1.2"], follow="diffusers")
     assert pipe.generation_size(700, 1000) == (768, 1024)                     # binning on by default
     assert pipe.generation_size(864, 1152) == (864, 1152)                     # in diffusers' table: kept
-    with pytest.raises(ValueError, match="at least 16"):
+    with pytest.raises(InputError, match="height must be at least 16, got 8"):
         pipe.generation_size(8, 64)
 
 
 def test_bad_inputs(folders, tmp_path):
     pipe = HunyuanPipeline.from_pretrained(folders["v1.2"])
-    with pytest.raises(TypeError, match="prompt must be a string"):
+    # the argument checks of pipelines/checks.py (every row: tests/test_bad_inputs.py); InputError is
+    # both a TypeError and a ValueError
+    with pytest.raises(InputError, match="prompt must be a string"):
         pipe(42)
-    with pytest.raises(TypeError, match="negative_prompt must be a string"):
+    with pytest.raises(InputError, match="negative_prompt must be a string"):
         pipe(PROMPT, negative_prompt=[1])
-    with pytest.raises(ValueError, match="negative prompts for"):
+    with pytest.raises(InputError, match="negative prompts for"):
         pipe([PROMPT, MIXED, "x"], negative_prompt=["a", "b"], height=32, width=32, num_inference_steps=2)
-    with pytest.raises(ValueError, match="output_type"):
+    with pytest.raises(InputError, match="output_type"):
         pipe(PROMPT, output_type="jpeg")
-    with pytest.raises(ValueError, match="follow must be"):
+    with pytest.raises(InputError, match="follow must be"):
         HunyuanPipeline.from_pretrained(folders["v1.2"], follow="comfy")
-    with pytest.raises(ValueError, match="the official --sampler"):
+    with pytest.raises(InputError, match="the official --sampler"):
         HunyuanPipeline.from_pretrained(folders["v1.2"], sampler="euler")
     broken = tmp_path / "no_mt5"
     shutil.copytree(folders["v1.2"], broken)
     shutil.rmtree(broken / "text_encoder_2")
     with pytest.raises(MissingPartError, match="text_encoder_2/config.json"):
         HunyuanPipeline.from_pretrained(broken)
-    with pytest.raises(FileNotFoundError, match="HunyuanDiT-v1.2"):
+    with pytest.raises(MissingPartError, match="HunyuanDiT-v1.2"):
         HunyuanPipeline.from_pretrained(tmp_path / "empty")
     index = json.loads((broken / "model_index.json").read_text())
     (broken / "model_index.json").write_text(json.dumps({**index, "_class_name": "PixArtSigmaPipeline"}))
-    with pytest.raises(Exception, match="not one of HunyuanDiTPipeline"):
+    with pytest.raises(CheckpointError, match="not one of HunyuanDiTPipeline"):
         HunyuanPipeline.from_pretrained(broken)
 
 

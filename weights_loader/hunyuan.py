@@ -24,11 +24,12 @@ from pathlib import Path
 import torch
 
 from minidit.hunyuan import SIZE_DIMS, SIZE_FREQS, HunyuanConfig, HunyuanDiT
-from .io import (CheckpointError, KeyMap, apply_overrides, build_on_meta, component_folder, count_blocks, load_into,
-                 read_config, read_state_dict)
+from .io import (CheckpointError, KeyMap, apply_overrides, build_on_meta, check_class_name, component_folder,
+                 count_blocks, load_into, read_config, read_state_dict, translate_config)
 from .mmdit import swap_scale_shift
 
 LOAD_KEYS = ("ema", "module", "distill")   # the official `--load-key` choices (file pytorch_model_<key>.pt)
+CLASS_NAMES = ("HunyuanDiT2DModel",)       # the diffusers model class of a transformer/config.json
 
 
 def load_hunyuan(source, config: HunyuanConfig | None = None, *, load_key: str = "ema", overrides: dict | None = None,
@@ -39,11 +40,15 @@ def load_hunyuan(source, config: HunyuanConfig | None = None, *, load_key: str =
     load_key: which weights of the original layout: "ema" (the official default), "module" (the raw
     training weights) or "distill" (v1.2-Distilled's file). `overrides`: config fields set after the
     config is read off the folder or the file."""
-    if load_key not in LOAD_KEYS:
+    if not isinstance(load_key, str) or load_key not in LOAD_KEYS:
         raise ValueError(f"load_key must be one of {LOAD_KEYS} (the official --load-key), not {load_key!r}")
     folder = component_folder(source, "transformer")
     if folder is not None:
-        config = config or hunyuan_config_from_diffusers(read_config(folder))
+        cfg = read_config(folder)                  # invalid JSON, a missing field: a ConfigError naming the file
+        check_class_name(cfg, CLASS_NAMES, "a Hunyuan-DiT transformer",
+                         "Pass the Hunyuan-DiT pipeline folder or its transformer/.")
+        if config is None:
+            config = translate_config(hunyuan_config_from_diffusers, cfg)
         sd = hunyuan_from_diffusers(read_state_dict(folder), config)
         what = f"diffusers Hunyuan-DiT folder {folder}"
     else:
@@ -55,7 +60,8 @@ def load_hunyuan(source, config: HunyuanConfig | None = None, *, load_key: str =
                 raise CheckpointError("this is a diffusers Hunyuan-DiT state dict without its config.json: pass the "
                                       "folder that holds config.json, or config=minidit.hunyuan.PRESETS[...]")
             sd = hunyuan_from_diffusers(sd, config)
-        config = config or detect_hunyuan_config(sd)
+        if config is None:
+            config = detect_hunyuan_config(sd, what)
     config = apply_overrides(config, overrides)
     return load_into(build_on_meta(HunyuanDiT, config), sd, dtype=dtype, device=device, what=what)
 
@@ -77,8 +83,9 @@ def original_weight_file(source, load_key: str) -> Path:
     raise CheckpointError(f"no {name} in {path}, {path / 'model'} or {path / 't2i' / 'model'}{hint}")
 
 
-def detect_hunyuan_config(sd) -> HunyuanConfig:
-    """A `HunyuanConfig` read off an original-layout state dict (rules in the module docstring)."""
+def detect_hunyuan_config(sd, what: str = "this state dict") -> HunyuanConfig:
+    """A `HunyuanConfig` read off an original-layout state dict (rules in the module docstring);
+    `what` (the file) names it in the errors."""
     try:
         w = sd["x_embedder.proj.weight"]                          # (D, C, p, p)
         hd = sd["blocks.0.attn1.q_norm.weight"].shape[0]
@@ -91,7 +98,7 @@ def detect_hunyuan_config(sd) -> HunyuanConfig:
         extra_in = sd["extra_embedder.0.weight"].shape[1]
         final = sd["final_layer.linear.weight"].shape[0]          # p*p*C_out
     except KeyError as e:
-        raise CheckpointError(f"this does not look like a Hunyuan-DiT checkpoint: no {e.args[0]!r} "
+        raise CheckpointError(f"{what} does not look like a Hunyuan-DiT checkpoint: no {e.args[0]!r} "
                               f"(first keys: {sorted(sd)[:6]})") from None
     D, C, p = w.shape[0], w.shape[1], w.shape[-1]
     # the releases' 4.3637 if it gives this width (int(), as the model computes it), else the plain ratio
@@ -106,12 +113,24 @@ def detect_hunyuan_config(sd) -> HunyuanConfig:
         stored = "a style embedding is stored" if size_cond else "no style embedding is stored"
         parts = f"pooled {pooled} + size {SIZE_DIMS}x{SIZE_FREQS} + style {D}" if size_cond else f"pooled {pooled}"
         raise CheckpointError(f"extra_embedder.0.weight takes {extra_in} inputs, but {stored}, which means "
-                              f"{config.extra_in_dim} ({parts}): a damaged or unknown checkpoint")
+                              f"{config.extra_in_dim} ({parts}): {what} is a damaged or unknown checkpoint")
     return config
 
 
+# config.json fields that must be positive integers when present (the others: translate_config's type check)
+INTEGER_FIELDS = ("num_attention_heads", "attention_head_dim", "in_channels", "patch_size", "num_layers",
+                  "hidden_size", "cross_attention_dim", "cross_attention_dim_t5", "pooled_projection_dim",
+                  "text_len", "text_len_t5", "sample_size")
+
+
 def hunyuan_config_from_diffusers(cfg: dict) -> HunyuanConfig:
-    """Translate a diffusers `HunyuanDiT2DModel` config.json."""
+    """Translate a diffusers `HunyuanDiT2DModel` config.json (absent fields: the class's defaults).
+    Run it through `io.translate_config`, which names the file in every refusal."""
+    for key in INTEGER_FIELDS:
+        value = cfg.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise CheckpointError(f"{key}={value!r}: must be a positive integer (the releases: "
+                                  f"{RELEASE_FIELDS.get(key, 'see their config.json')})")
     heads, head_dim = cfg.get("num_attention_heads", 16), cfg.get("attention_head_dim", 88)
     D = heads * head_dim
     if cfg.get("hidden_size", 1152) != D:
@@ -123,12 +142,24 @@ def hunyuan_config_from_diffusers(cfg: dict) -> HunyuanConfig:
                               "the releases use 'gelu-approximate' and 'layer_norm'")
     if cfg.get("in_channels") is None or cfg.get("patch_size") is None:
         raise CheckpointError("config.json has no in_channels / patch_size (the releases: 4 and 2)")
+    depth = cfg.get("num_layers", 28)
+    if depth % 2 or depth < 4:
+        raise CheckpointError(f"num_layers={depth}: Hunyuan-DiT's long skips need an even depth of at least 4 "
+                              "(the releases: 40)")
+    if head_dim % 4:
+        raise CheckpointError(f"attention_head_dim={head_dim}: 2-D RoPE needs a multiple of 4 (the releases: 88)")
     return HunyuanConfig(patch_size=cfg["patch_size"], in_channels=cfg["in_channels"], hidden_size=D,
-                         depth=cfg.get("num_layers", 28), num_heads=heads, mlp_ratio=cfg.get("mlp_ratio", 4.0),
+                         depth=depth, num_heads=heads, mlp_ratio=cfg.get("mlp_ratio", 4.0),
                          learn_sigma=cfg.get("learn_sigma", True), text_states_dim=cfg.get("cross_attention_dim", 1024),
                          text_states_dim_t5=cfg.get("cross_attention_dim_t5", 2048), text_len=cfg.get("text_len", 77),
                          text_len_t5=cfg.get("text_len_t5", 256), pooled_dim=cfg.get("pooled_projection_dim", 1024),
                          size_cond=cfg.get("use_style_cond_and_image_meta_size", True))
+
+
+# what the released transformer/config.json files hold (for the error messages)
+RELEASE_FIELDS = {"num_attention_heads": 16, "attention_head_dim": 88, "in_channels": 4, "patch_size": 2,
+                  "num_layers": 40, "hidden_size": 1408, "cross_attention_dim": 1024, "cross_attention_dim_t5": 2048,
+                  "pooled_projection_dim": 1024, "text_len": 77, "text_len_t5": 256, "sample_size": 128}
 
 
 def hunyuan_from_diffusers(sd, config: HunyuanConfig) -> dict:

@@ -6,6 +6,7 @@ never swapped for a default (no `x or default`, no comparison that NaN slips thr
 
     check_int / check_steps / check_count     integers (bools refused), with their range
     check_guidance                            a finite number >= 0 (why not negative: see below)
+    check_guidance_rescale                    a number in [0, 1] (Hunyuan-DiT's guidance_rescale)
     check_size                                height / width: positive integers, multiples of the model's step
     check_prompts / check_negative_prompts    str or a non-empty list of str; None negative = "" (diffusers)
     check_max_sequence_length                 None or a positive integer
@@ -77,6 +78,18 @@ def check_guidance(value, name: str = "guidance_scale") -> float:
     if value < 0:
         raise InputError(f"{name} must be >= 0, got {value}: a negative scale steers away from the condition, "
                          "which is not classifier-free guidance. Pass 1 to run without guidance")
+    return value
+
+
+def check_guidance_rescale(value) -> float:
+    """guidance_rescale: a finite number in [0, 1]. It mixes phi * rescaled + (1 - phi) * guided
+    (`guidance.rescale_cfg`); the paper's phi is a weight in [0, 1] (0.7 recommended), diffusers does not
+    check it, and a phi outside [0, 1] extrapolates past both predictions, so it is refused."""
+    if not isinstance(value, numbers.Real) or isinstance(value, (bool, np.bool_)):
+        raise InputError(f"guidance_rescale must be a number in [0, 1], got {value!r} ({type(value).__name__})")
+    value = float(value)
+    if not 0 <= value <= 1:          # NaN fails both comparisons: refused too
+        raise InputError(f"guidance_rescale must be between 0 and 1 (0: plain CFG; 0.7 in the paper), got {value}")
     return value
 
 

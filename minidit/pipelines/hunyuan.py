@@ -45,25 +45,32 @@ Shape legend: B prompts x images per prompt, C = 4 latent channels, h w = H/8 W/
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from minidit.embed import get_2d_rope
+from minidit.errors import InputError
 from minidit.guidance import cfg, rescale_cfg
 from minidit.hunyuan import HunyuanDiT
 from minidit.samplers import Sampler
 from minidit.scheduler_config import sampler_from_scheduler_config
 from minidit.vae import AutoencoderKL, decode_latents
-from weights_loader import PipelineFolder, load_hunyuan, load_vae
+from weights_loader import MissingPartError, PipelineFolder, load_hunyuan, load_vae
+from weights_loader.hunyuan import LOAD_KEYS
+from .checks import (check_count, check_finite, check_flag, check_generator, check_guidance, check_guidance_rescale,
+                     check_int, check_negative_prompts, check_prompts, check_steps, finite_steps, precision_hint)
 from .common import check_output_type, initial_noise, to_output
-from .hunyuan_text import NEGATIVE_PROMPT, HunyuanTextEncoders, as_prompts
+from .hunyuan_text import NEGATIVE_PROMPT, HunyuanTextEncoders
 from .memory import memory_method, stage
 
 MISSING_PARTS = ("A Hunyuan-DiT folder: `huggingface-cli download Tencent-Hunyuan/HunyuanDiT-v1.2-Diffusers --local-dir "
                  "DIR` (diffusers layout; also HunyuanDiT-v1.2-Diffusers-Distilled, HunyuanDiT-Diffusers for v1.1), or "
                  "the original `huggingface-cli download Tencent-Hunyuan/HunyuanDiT-v1.2 --local-dir ckpts` (ckpts/t2i/).")
+# the original repository's folders inside t2i/ (hunyuan_text.ORIGINAL_FOLDERS for the text stack)
+ORIGINAL_PARTS = ("model", "clip_text_encoder", "tokenizer", "mt5", "sdxl-vae-fp16-fix")
 ALIGN = 16                       # official and diffusers: height, width floored to multiples of 16 (VAE 8 x patch 2)
 
 # (width, height) per aspect ratio 1:1, 4:3, 3:4, 16:9, 9:16. Official: hydit/inference.py STANDARD_SHAPE
@@ -106,8 +113,8 @@ class HunyuanSampling:
 
 def official_scheduler_config(sampler: str = "ddpm", beta_end: float = 0.02) -> dict:
     """The scheduler the official code builds (a diffusers scheduler config, read by scheduler_config.py)."""
-    if sampler not in OFFICIAL_SCHEDULERS:
-        raise ValueError(f"sampler must be one of {', '.join(OFFICIAL_SCHEDULERS)} (the official --sampler), "
+    if not isinstance(sampler, str) or sampler not in OFFICIAL_SCHEDULERS:
+        raise InputError(f"sampler must be one of {', '.join(OFFICIAL_SCHEDULERS)} (the official --sampler), "
                          f"not {sampler!r}")
     return {**OFFICIAL_SCHEDULERS[sampler], "beta_schedule": "scaled_linear", "beta_start": 0.00085,
             "beta_end": beta_end, "prediction_type": "v_prediction"}
@@ -130,6 +137,13 @@ def diffusers_sampling(scheduler_config: dict) -> HunyuanSampling:
     return HunyuanSampling(sampler, steps=50, guidance=5.0, negative_prompt="", rope="diffusers",
                            size_condition="diffusers", resolution_binning=True, standard_shapes="diffusers",
                            strip_prompt=False)
+
+
+def check_original_size(value) -> tuple[int, int]:
+    """original_size: v1.0/1.1's (src_h, src_w) condition, a pair of positive integers."""
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise InputError(f"original_size must be a pair (height, width) of positive integers, got {value!r}")
+    return check_int(value[0], "original_size[0]", minimum=1), check_int(value[1], "original_size[1]", minimum=1)
 
 
 def original_t2i(folder) -> Path | None:
@@ -158,32 +172,46 @@ class HunyuanPipeline:
         sdxl-vae-fp16-fix/; load_key None = "ema", or "distill" for a folder named *distill*).
         follow="official" | "diffusers" (module docstring); `sampler` ("ddpm" | "ddim" | "dpmms") picks
         the official sampler; `sampling=` replaces either. Dtypes: see "Precision"."""
-        if follow not in ("official", "diffusers"):
-            raise ValueError(f"follow must be 'official' or 'diffusers', not {follow!r}")
+        if not isinstance(follow, str) or follow not in ("official", "diffusers"):
+            raise InputError(f"follow must be 'official' or 'diffusers', not {follow!r}")
         official_scheduler_config(sampler)                           # an unknown sampler fails before loading
+        if load_key is not None and (not isinstance(load_key, str) or load_key not in LOAD_KEYS):
+            raise InputError(f"load_key must be None or one of {LOAD_KEYS} (the official --load-key), not {load_key!r}")
+        if sampling is not None and not isinstance(sampling, HunyuanSampling):
+            raise InputError(f"sampling must be a HunyuanSampling or None, not {type(sampling).__name__}")
+        check_flag(keep_text_encoders, "keep_text_encoders")
         cuda = torch.device(device).type == "cuda"
-        dtype = dtype or (torch.float16 if cuda else torch.float32)
+        if dtype is None:
+            dtype = torch.float16 if cuda else torch.float32
         distilled = "distill" in Path(folder).resolve().name.lower() or load_key == "distill"
         t2i = None if (Path(folder) / "model_index.json").is_file() else original_t2i(folder)
         if t2i is None:                                              # the diffusers layout
             parts = PipelineFolder(folder, hint=MISSING_PARTS)
-            parts.pipeline_class(("HunyuanDiTPipeline",))
+            parts.pipeline_class(("HunyuanDiTPipeline",))             # model_index.json, read by the shared reader
             parts.require("transformer", "vae", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2")
             transformer = load_hunyuan(parts.component("transformer"), dtype=dtype, device=device)
             vae = load_vae(parts.component("vae"), dtype=vae_dtype, device=device)
             text = HunyuanTextEncoders.from_pretrained(folder, mt5_dtype=text_dtype, device=device,
                                                        keep=keep_text_encoders)
             scheduler = parts.scheduler_config()
+            if scheduler is None and sampling is None and follow == "diffusers":
+                warnings.warn(f"no scheduler/scheduler_config.json in {folder}: sampling with the official DDPM "
+                              "scheduler of the version (official_scheduler_config)", stacklevel=2)
         else:
-            key = load_key or ("distill" if distilled else "ema")
+            missing = [f"{name}/" for name in ORIGINAL_PARTS if not (t2i / name).is_dir()]
+            if missing:                                              # one error for every part, before any load
+                raise MissingPartError(f"no {', '.join(missing)} in {t2i}. {MISSING_PARTS}")
+            key = ("distill" if distilled else "ema") if load_key is None else load_key
             transformer = load_hunyuan(t2i, load_key=key, dtype=dtype, device=device)
             vae = load_vae(t2i / "sdxl-vae-fp16-fix", dtype=vae_dtype, device=device)
             text = HunyuanTextEncoders.from_original(t2i, mt5_dtype=text_dtype, device=device, keep=keep_text_encoders)
             scheduler = None
         size_cond = transformer.config.size_cond
         if sampling is None:
+            if scheduler is None:
+                scheduler = official_scheduler_config("ddpm", 0.03 if size_cond else 0.02)
             sampling = (official_sampling(size_cond, sampler, distilled=distilled) if follow == "official" else
-                        diffusers_sampling(scheduler or official_scheduler_config("ddpm", 0.03 if size_cond else 0.02)))
+                        diffusers_sampling(scheduler))
         return cls(transformer, vae, text, sampling)
 
     @property
@@ -191,13 +219,17 @@ class HunyuanPipeline:
         return next(self.transformer.parameters()).device
 
     def generation_size(self, height: int, width: int, use_resolution_binning: bool | None = None) -> tuple[int, int]:
-        """(height, width) the image is generated at: floored to multiples of 16, then, with binning,
-        snapped to the nearest standard shape (diffusers keeps a size already in its table)."""
+        """(height, width) the image is generated at: floored to multiples of 16 (what the official code
+        and diffusers both do, so 1000 x 700 is generated at 992 x 688, reported in last_run_stats), then,
+        with binning, snapped to the nearest standard shape (diffusers keeps a size already in its table).
+        height / width must be integers of at least 16 (InputError otherwise)."""
         s = self.sampling
-        binning = s.resolution_binning if use_resolution_binning is None else use_resolution_binning
+        binning = s.resolution_binning if use_resolution_binning is None else \
+            check_flag(use_resolution_binning, "use_resolution_binning")
+        for name, value in (("height", height), ("width", width)):
+            check_int(value, name, minimum=ALIGN, hint=f"Hunyuan-DiT floors sizes to multiples of {ALIGN} "
+                      "(VAE factor 8 x patch 2)")
         H, W = int(height) // ALIGN * ALIGN, int(width) // ALIGN * ALIGN
-        if H <= 0 or W <= 0:
-            raise ValueError(f"height and width must be at least {ALIGN} pixels, got {height}x{width}")
         if binning:
             table = STANDARD_SHAPES[s.standard_shapes]
             if s.standard_shapes == "official" or (W, H) not in [wh for row in table for wh in row]:
@@ -213,12 +245,12 @@ class HunyuanPipeline:
         return dict(image_meta_size=meta, style=torch.zeros(batch, dtype=torch.long, device=self.device))
 
     def _negatives(self, negative_prompt, n: int) -> list[str]:
+        """One negative prompt per prompt (`checks.check_negative_prompts`: a string for all, a list with
+        one per prompt, None). None and "" both mean the sampling's default negative prompt: the official
+        `End2End.predict` replaces a None or "" negative prompt by its Chinese default; diffusers' default
+        is "" itself, so for follow="diffusers" nothing changes."""
         default = self.sampling.negative_prompt
-        if negative_prompt is None:
-            return [default] * n
-        negatives = as_prompts(negative_prompt, "negative_prompt")
-        negatives = negatives * n if len(negatives) == 1 else negatives
-        return [neg or default for neg in negatives]
+        return [default if neg == "" else neg for neg in check_negative_prompts(negative_prompt, n)]
 
     @torch.no_grad()
     def __call__(self, prompt, negative_prompt=None, height: int = 1024, width: int = 1024,
@@ -228,22 +260,33 @@ class HunyuanPipeline:
                  use_resolution_binning: bool | None = None, output_type: str = "pil", progress: bool = True):
         """Images for `prompt` (str or list; Chinese, English or both). output_type "pil" | "np" | "pt" |
         "latent". None = the sampling's default (steps, guidance, binning, negative prompt).
-        guidance_rescale in [0, 1] (0: plain CFG); original_size: v1.0/1.1's (src_h, src_w) condition."""
+        guidance_scale in [0, 1]: no guidance (diffusers' `guidance_scale > 1` convention); negative, NaN or
+        inf guidance, steps outside 1..1000, height / width that are not integers >= 16 (they are floored to
+        multiples of 16, as the official code and diffusers do), guidance_rescale outside [0, 1] (0: plain
+        CFG), a generator that is not a torch.Generator, flags that are not bools: refused before any
+        compute (`pipelines/checks.py`). original_size: v1.0/1.1's (src_h, src_w) condition, positive
+        integers. A stage that produces NaN/inf (BERT, mT5, a denoising step, the VAE decode) raises
+        NonFiniteError naming it."""
         check_output_type(output_type)
         s, model, device = self.sampling, self.transformer, self.device
-        steps = s.steps if num_inference_steps is None else num_inference_steps
-        guidance = s.guidance if guidance_scale is None else guidance_scale
+        steps = check_steps(s.steps if num_inference_steps is None else num_inference_steps)
+        guidance = check_guidance(s.guidance if guidance_scale is None else guidance_scale)
+        guidance_rescale = check_guidance_rescale(guidance_rescale)
+        check_generator(generator)
+        check_count(num_images_per_prompt, "num_images_per_prompt")
+        original_size = check_original_size(original_size)
         guided = guidance > 1
         if s.sampler.variance == "learned_range":
             raise ValueError("a learned_range scheduler: the Hunyuan pipelines sample with the v-prediction "
                              "only (the learned sigma is cut off before the step, official and diffusers)")
-        prompts = as_prompts(prompt)
+        prompts = check_prompts(prompt)
         prompts = [p.strip() for p in prompts] if s.strip_prompt else prompts
-        negatives = self._negatives(negative_prompt, len(prompts)) if guided else None
+        negatives = self._negatives(negative_prompt, len(prompts))    # checked even when unguided
         H, W = self.generation_size(height, width, use_resolution_binning)
         stats = self.last_run_stats = {"device": str(device), "memory": memory_method(device)}
         with stage(stats, "text", device):
-            bert, mt5 = self.text.encode(prompts, negatives, num_images_per_prompt=num_images_per_prompt, device=device)
+            bert, mt5 = self.text.encode(prompts, negatives if guided else None,
+                                         num_images_per_prompt=num_images_per_prompt, device=device)
 
         with stage(stats, "denoise", device) as record:
             dtype = next(model.parameters()).dtype
@@ -266,7 +309,10 @@ class HunyuanPipeline:
                 uncond, cond = v_prediction(torch.cat([x, x]), torch.cat([t, t])).chunk(2)
                 v = cfg(cond, uncond, guidance)
                 return rescale_cfg(v, cond, guidance_rescale) if guidance_rescale > 0 else v
-            latents = s.sampler.run(model_fn, x_T, steps, generator=generator, progress=progress)  # (B, C, h, w)
+            hint = precision_hint(model, "the Hunyuan-DiT transformer", "dtype")
+            latents = s.sampler.run(finite_steps(model_fn, "denoising", hint), x_T, steps, generator=generator,
+                                    progress=progress)                                      # (B, C, h, w)
+            check_finite(latents, "denoising", hint)
             record.update(size=f"{H}x{W}", steps=steps, sampler=s.sampler.name)
         if output_type == "latent":
             return latents

@@ -4,7 +4,9 @@
 (`MODELS`), its option (`--sampler`), its defaults (the official ones: 100 DDPM steps and CFG 6.0; 25
 steps for v1.2-Distilled, the README's example for those weights; the Chinese negative prompt) and its
 run function. --weights is a diffusers download or the original repository's `ckpts/` (with t2i/);
-both sample the official way. A wrong or missing folder prints the download commands.
+both sample the official way. The shared options are checked first (`cli.check_generate_arguments`),
+then --prompt / --class and the sizes (at least 16), all before any weight is read; a wrong or
+missing folder prints the error and the download commands (exit status 2).
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import torch
 
 from weights_loader.io import CheckpointError
 from .common import ModelEntry, default_device, hub_download, run_text_to_image, text_arguments_error
-from .hunyuan import HunyuanPipeline, official_sampling
+from .hunyuan import ALIGN, HunyuanPipeline, official_sampling
 
 FAMILY = "hunyuan"
 TITLE = "Hunyuan-DiT (bilingual text-to-image, v-prediction)"
@@ -77,6 +79,11 @@ def generate(args, entry: ModelEntry, call_kwargs: dict) -> int:
     """Run `generate` for a Hunyuan-DiT row whose --weights exist; `call_kwargs` holds the pipeline
     arguments given on the command line."""
     problem = text_arguments_error(args, "Hunyuan-DiT")
+    sizes = [f"--{o} {getattr(args, o)}" for o in ("height", "width") if getattr(args, o) is not None
+             and getattr(args, o) < ALIGN]
+    if sizes and not problem:   # before loading (check_generate_arguments has refused sizes below 1)
+        problem = (f"{', '.join(sizes)}: Hunyuan-DiT sizes are at least {ALIGN} (floored to multiples of {ALIGN}: VAE "
+                   "factor 8 x patch 2), e.g. 1024")
     if problem:
         print(problem, file=sys.stderr)
         return 2

@@ -30,8 +30,10 @@ from pathlib import Path
 
 import torch
 
+from minidit.errors import InputError
 from minidit.text.t5 import guard_fp16
-from weights_loader import PipelineFolder, load_bert, load_bert_tokenizer, load_t5, load_t5_tokenizer
+from weights_loader import MissingPartError, PipelineFolder, load_bert, load_bert_tokenizer, load_t5, load_t5_tokenizer
+from .checks import check_count, check_finite, check_prompts, precision_hint
 from .common import PromptEmbeds, Staged
 
 BERT_TOKENS = 77           # text_len: the transformer takes exactly this many BERT states
@@ -43,14 +45,9 @@ NEGATIVE_PROMPT = "错误的眼睛，糟糕的人脸，毁容，糟糕的艺术�
 ORIGINAL_FOLDERS = {"bert": "clip_text_encoder", "tokenizer": "tokenizer", "mt5": "mt5"}
 
 
-def as_prompts(prompt, what: str = "prompt") -> list[str]:
-    """A string or a list of strings -> list; anything else is a clear error."""
-    if isinstance(prompt, str):
-        return [prompt]
-    if isinstance(prompt, (list, tuple)) and prompt and all(isinstance(p, str) for p in prompt):
-        return list(prompt)
-    raise TypeError(f"{what} must be a string or a non-empty list of strings, not {type(prompt).__name__}"
-                    + (f" {prompt!r}" if isinstance(prompt, (list, tuple)) else ""))
+# the argument of each encoder's dtype in the NaN/inf hints: BERT stays float32 (official), mT5 follows
+# the pipeline's text_dtype
+DTYPE_ARGUMENTS = {"BERT": "bert_dtype", "mT5": "text_dtype"}
 
 
 class HunyuanTextEncoders:
@@ -80,11 +77,11 @@ class HunyuanTextEncoders:
         """The original repository's `t2i/` folder: clip_text_encoder/, tokenizer/, mt5/."""
         t2i = Path(t2i)
         folders = {k: t2i / v for k, v in ORIGINAL_FOLDERS.items()}
-        missing = [f"{v}/" for v in folders.values() if not v.is_dir()]
+        missing = [f"{v.name}/" for v in folders.values() if not v.is_dir()]
         if missing:
-            raise FileNotFoundError(f"{t2i} has no {', '.join(map(str, missing))}: the original layout is "
-                                    "t2i/{clip_text_encoder,tokenizer,mt5,sdxl-vae-fp16-fix,model}/ "
-                                    "(`huggingface-cli download Tencent-Hunyuan/HunyuanDiT-v1.2 --local-dir ckpts`)")
+            raise MissingPartError(f"no {', '.join(missing)} in {t2i}: the original layout is "
+                                   "t2i/{clip_text_encoder,tokenizer,mt5,sdxl-vae-fp16-fix,model}/ "
+                                   "(`huggingface-cli download Tencent-Hunyuan/HunyuanDiT-v1.2 --local-dir ckpts`)")
         return cls._build(folders["bert"], folders["tokenizer"], folders["mt5"], folders["mt5"],
                           bert_dtype, mt5_dtype, device, keep)
 
@@ -97,27 +94,41 @@ class HunyuanTextEncoders:
                    mt5_loader=lambda: load_t5(mt5_dir, dtype=mt5_dtype, device=device))
 
     @staticmethod
-    def _run(encoder, tokens, device):
+    def _run(encoder, tokens, device, name: str, stage: str):
+        """Token ids -> the last hidden state (B, L, D) and the mask (B, L); NaN/inf in the states raise
+        a NonFiniteError naming the encoder (`stage`) and what to try."""
         ids, mask = tokens["input_ids"].to(device), tokens["attention_mask"].to(device)
-        return encoder(ids, attention_mask=mask).last_hidden_state, mask                # (B, L, D), (B, L)
+        states = encoder(ids, attention_mask=mask).last_hidden_state
+        check_finite(states, stage, precision_hint(encoder, name, DTYPE_ARGUMENTS[name]))
+        return states, mask
 
     @torch.no_grad()
-    def encode(self, prompts: list[str], negatives: list[str] | None, *, num_images_per_prompt: int = 1,
+    def encode(self, prompts, negatives, *, num_images_per_prompt: int = 1,
                device="cpu") -> tuple[PromptEmbeds, PromptEmbeds]:
-        """(BERT embeds, mT5 embeds) of the prompts and, when `negatives` is given (guided sampling),
-        of the negative prompts: states, masks, repeated per image."""
-        if negatives is not None and len(negatives) != len(prompts):
-            raise ValueError(f"{len(negatives)} negative prompts for {len(prompts)} prompts")
+        """(BERT embeds, mT5 embeds) of the prompts (a string or a list of strings) and, when `negatives`
+        is given (guided sampling), of the negative prompts (one per prompt, or one string for all):
+        states, masks, repeated per image. Arguments are checked (`pipelines/checks.py`, InputError)
+        before an encoder is loaded or run."""
+        prompts = check_prompts(prompts)
+        if negatives is not None:
+            negatives = [negatives] * len(prompts) if isinstance(negatives, str) else \
+                check_prompts(negatives, "negative_prompt")
+            if len(negatives) != len(prompts):
+                raise InputError(f"{len(negatives)} negative prompts for {len(prompts)} prompts: pass one string (used "
+                                 "for every prompt) or one per prompt")
+        check_count(num_images_per_prompt, "num_images_per_prompt")
         out = []
-        for staged, tokenizer, L in ((self.bert, self.bert_tokenizer, BERT_TOKENS),
-                                     (self.mt5, self.mt5_tokenizer, MT5_TOKENS)):
+        for staged, tokenizer, L, name in ((self.bert, self.bert_tokenizer, BERT_TOKENS, "BERT"),
+                                           (self.mt5, self.mt5_tokenizer, MT5_TOKENS, "mT5")):
             with staged.use() as encoder:
                 if staged is self.mt5:
                     guard_fp16(encoder)
-                cond, cond_mask = self._run(encoder, tokenizer(prompts, max_length=L), device)
+                stage = f"text encoding ({staged.what})"
+                cond, cond_mask = self._run(encoder, tokenizer(prompts, max_length=L), device, name, stage)
                 uncond = uncond_mask = None
                 if negatives is not None:
-                    uncond, uncond_mask = self._run(encoder, tokenizer(negatives, max_length=L), device)
+                    uncond, uncond_mask = self._run(encoder, tokenizer(negatives, max_length=L), device, name,
+                                                    f"{stage[:-1]}, negative prompt)")
             out.append(PromptEmbeds(cond, cond_mask, uncond=uncond, uncond_mask=uncond_mask)
                        .repeat(num_images_per_prompt))
         return out[0], out[1]
