@@ -255,9 +255,10 @@ def test_real_vae_matches_diffusers(name):
     import os
     from pathlib import Path
     folder = Path(os.environ.get("MINIDIT_WEIGHTS", "/nonexistent")) / name
+    repo = {"sdxl-vae-fp16-fix": "madebyollin"}.get(name, "stabilityai") + "/" + name
     if not (folder / "config.json").is_file():
         pytest.skip(f"set MINIDIT_WEIGHTS to a folder holding {name}/ "
-                    f"(huggingface-cli download stabilityai/{name} --local-dir $MINIDIT_WEIGHTS/{name})")
+                    f"(huggingface-cli download {repo} --local-dir $MINIDIT_WEIGHTS/{name})")
     from sklearn.datasets import load_sample_image
     ours, ref = load_vae(folder), DiffusersVAE.from_pretrained(folder).eval()
     photo = torch.tensor(load_sample_image("china.jpg")[:256, :256]).permute(2, 0, 1)[None] / 127.5 - 1
