@@ -71,7 +71,8 @@ def check_close(actual, expected, what: str, tol: float = FP32, scale: float | N
     a, e = actual.detach().double(), expected.detach().double()
     if mistakes and not _close(a, e, tol, scale):
         for hint, wrong in mistakes.items():
-            if wrong is not None and tuple(wrong.shape) == tuple(a.shape) and _close(a, wrong.detach().double(), tol, scale):
+            w = wrong.detach().double()
+            if tuple(w.shape) == tuple(a.shape) and _close(a, w, tol, scale):
                 raise AssertionError(f"{what}: wrong values. {hint}")
     if scale is None:
         scale = max(1.0, e.abs().max().item()) if e.numel() else 1.0
