@@ -72,7 +72,7 @@ def check_close(actual, expected, what: str, tol: float = FP32, scale: float | N
     if mistakes and not _close(a, e, tol, scale):
         for hint, wrong in mistakes.items():
             w = wrong.detach().double()
-            if tuple(w.shape) == tuple(a.shape) and _close(a, w, tol, scale):
+            if tuple(w.shape) == tuple(a.shape) and _close(a, w, max(tol, FP32), scale):
                 raise AssertionError(f"{what}: wrong values. {hint}")
     if scale is None:
         scale = max(1.0, e.abs().max().item()) if e.numel() else 1.0
