@@ -7,7 +7,8 @@ A student edits an exercise stub (e.g. `exercises/ex01_patchify.py`) and runs it
 Each stub names the minidit reference of every function/class it asks for in `REFERENCE`. With
 `MINIDIT_EXERCISE_TARGET=reference` the graders grade minidit itself instead of the stubs; CI does
 that (every grader must pass) and also grades the untouched stubs (every grader test must fail),
-see `tests/test_exercises.py`.
+see `tests/test_exercises.py`, and typical wrong solutions (each must fail with a message naming the
+mistake: `check_close(..., mistakes=...)` below), see `tests/test_exercise_mutants.py`.
 """
 from __future__ import annotations
 
