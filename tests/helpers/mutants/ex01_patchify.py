@@ -1,5 +1,4 @@
 """Wrong patchify/unpatchify solutions (exercise 1)."""
-import torch
 
 from helpers.mutants import Mutant
 

@@ -1,5 +1,4 @@
 """Wrong adaLN-Zero blocks (exercise 3)."""
-import torch
 
 from helpers.mutants import Mutant
 from minidit.dit import DiTBlock, modulate

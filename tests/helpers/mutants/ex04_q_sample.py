@@ -1,5 +1,4 @@
 """Wrong forward processes q(x_t | x_0) (exercise 4)."""
-import torch
 
 from helpers.mutants import Mutant
 from minidit.diffusion import extract
