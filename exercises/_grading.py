@@ -7,7 +7,8 @@ A student edits an exercise stub (e.g. `exercises/ex01_patchify.py`) and runs it
 Each stub names the minidit reference of every function/class it asks for in `REFERENCE`. With
 `MINIDIT_EXERCISE_TARGET=reference` the graders grade minidit itself instead of the stubs; CI does
 that (every grader must pass) and also grades the untouched stubs (every grader test must fail),
-see `tests/test_exercises.py`.
+see `tests/test_exercises.py`, and typical wrong solutions (each must fail with a message naming the
+mistake: `check_close(..., mistakes=...)` below), see `tests/test_exercise_mutants.py`.
 """
 from __future__ import annotations
 
@@ -41,8 +42,11 @@ def check_shape(actual, expected, what: str) -> None:
     if not isinstance(actual, torch.Tensor):
         raise AssertionError(f"{what} should be a torch.Tensor, got {type(actual).__name__}")
     if tuple(actual.shape) != tuple(expected):
-        raise AssertionError(f"{what} has shape {tuple(actual.shape)}, expected {tuple(expected)}. "
-                             "Check the reshape/permute steps against the shapes in the TODO box.")
+        got, want = tuple(actual.shape), tuple(expected)
+        hint = "Check the reshape/permute steps against the shapes in the TODO box."
+        if len(got) == len(want) >= 2 and got[:-2] + got[-2:][::-1] == want:
+            hint = "The last two sizes are swapped: did you mix up height and width (h and w)?"
+        raise AssertionError(f"{what} has shape {got}, expected {want}. {hint}")
 
 
 # The tolerance policy of tests/helpers/parity.py (the exercises do not import tests/): a difference
@@ -56,12 +60,21 @@ FP32 = 1e-5                 # float32, the same algorithm in another order (matm
 FP32_OTHER_KERNEL = 1e-4    # float32 through another library's implementation (diffusers)
 
 
-def check_close(actual, expected, what: str, tol: float = FP32, scale: float | None = None) -> None:
+def check_close(actual, expected, what: str, tol: float = FP32, scale: float | None = None,
+                mistakes: dict | None = None) -> None:
     """Compare values after the shape check: the largest |actual - expected| must be at most
     tol * scale, scale = max(1, max |expected|) unless given (a hand-derived small value whose
-    relative precision is the point passes its own size). Says where the largest difference is."""
+    relative precision is the point passes its own size). Says where the largest difference is.
+
+    `mistakes` maps a hint to what a known wrong solution would output ({"you put sin first": ...}):
+    when the values are wrong and match one of those, the hint names the mistake."""
     check_shape(actual, expected.shape, what)
     a, e = actual.detach().double(), expected.detach().double()
+    if mistakes and not _close(a, e, tol, scale):
+        for hint, wrong in mistakes.items():
+            w = wrong.detach().double()
+            if tuple(w.shape) == tuple(a.shape) and _close(a, w, max(tol, FP32), scale):
+                raise AssertionError(f"{what}: wrong values. {hint}")
     if scale is None:
         scale = max(1.0, e.abs().max().item()) if e.numel() else 1.0
     if not torch.isfinite(a).all():
@@ -73,6 +86,25 @@ def check_close(actual, expected, what: str, tol: float = FP32, scale: float | N
         raise AssertionError(f"{what}: wrong values; largest difference {diff.max().item():.3g} at index {idx} "
                              f"(got {a.flatten()[i].item():.7g}, expected {e.flatten()[i].item():.7g}); "
                              f"allowed: {tol:g} x scale {scale:.3g} = {tol * scale:.3g}")
+
+
+def _close(a, e, tol, scale) -> bool:
+    if scale is None:
+        scale = max(1.0, e.abs().max().item()) if e.numel() else 1.0
+    return bool(torch.isfinite(a).all()) and (not a.numel() or (a - e).abs().max().item() <= tol * scale)
+
+
+def check_raises(error: type, fn, what: str) -> None:
+    """`fn()` must raise `error` (e.g. a ValueError for a bad size), not another exception, not nothing."""
+    try:
+        fn()
+    except error:
+        return
+    except Exception as e:              # e.g. reshape's RuntimeError: the input was not checked first
+        raise AssertionError(f"expected a {error.__name__} for {what}, got {type(e).__name__}: "
+                             f"{str(e).splitlines()[0][:150] if str(e) else ''}. Check the input and raise "
+                             f"{error.__name__} yourself before computing.") from None
+    raise AssertionError(f"expected a {error.__name__} for {what}, but nothing was raised")
 
 
 def require(module: str, install: str):

@@ -9,6 +9,30 @@ from minidit.embed import timestep_embedding as reference_timestep_embedding
 ex = load("ex02_timestep_embedding")
 
 
+def _mistakes(t, dim, max_period=10000.0, freq_shift=0.0):
+    """What the usual wrong solutions output for these inputs: {hint naming the mistake: values}."""
+    t, half = torch.as_tensor(t, dtype=torch.float64), dim // 2
+    k = torch.arange(half, dtype=torch.float64)
+
+    def emb(denominator, layout="cos_sin"):
+        args = t[:, None] * max_period ** (-k / denominator)
+        cos, sin = torch.cos(args), torch.sin(args)
+        out = {"cos_sin": lambda: torch.cat([cos, sin], -1), "sin_cos": lambda: torch.cat([sin, cos], -1),
+               "pairs": lambda: torch.stack([cos, sin], -1).flatten(1)}[layout]()
+        return torch.cat([out, torch.zeros(len(t), dim % 2, dtype=out.dtype)], -1)
+    right = half - freq_shift
+    found = {"You put sin first: the official layout is [cos | sin].": emb(right, "sin_cos"),
+             "Your cos and sin are interleaved (cos, sin, cos, sin, ...): the layout is all the cosines, "
+             "then all the sines, [cos | sin].": emb(right, "pairs"),
+             "The frequency exponent is divided by dim: it is -k / (half - freq_shift), half = dim // 2.": emb(dim)}
+    if freq_shift:
+        found["freq_shift is ignored: the exponent's denominator is half - freq_shift."] = emb(half)
+    elif half > 1:
+        found["The frequency exponent is divided by half - 1 (diffusers' downscale_freq_shift=1): with "
+              "freq_shift = 0 it is -k / half."] = emb(half - 1)
+    return found
+
+
 def test_shape_and_dtype():
     emb = ex.timestep_embedding(torch.tensor([0, 10, 999]), 8)
     check_shape(emb, (3, 8), "timestep_embedding(t of shape (3,), dim=8)")
@@ -23,7 +47,7 @@ def test_t_zero_is_ones_then_zeros():
     if torch.allclose(emb, expected.flip(-1)):
         raise AssertionError("got [0, 0, 0, 0, 1, 1, 1, 1] for t = 0: you put sin first; "
                              "the official layout is [cos | sin]")
-    check_close(emb, expected, "timestep_embedding(t=[0], dim=8)")
+    check_close(emb, expected, "timestep_embedding(t=[0], dim=8)", mistakes=_mistakes([0.0], 8))
 
 
 def test_hand_derived_values():
@@ -31,7 +55,8 @@ def test_hand_derived_values():
     t = torch.tensor([3.0, 250.5])
     expected = torch.tensor([[math.cos(a * f) for f in (1.0, 0.01)] + [math.sin(a * f) for f in (1.0, 0.01)]
                              for a in (3.0, 250.5)])
-    check_close(ex.timestep_embedding(t, 4), expected, "timestep_embedding(t=[3, 250.5], dim=4)")
+    check_close(ex.timestep_embedding(t, 4), expected, "timestep_embedding(t=[3, 250.5], dim=4)",
+                mistakes=_mistakes(t, 4))
 
 
 def test_max_period():
@@ -39,7 +64,7 @@ def test_max_period():
     freqs = [100.0 ** (-k / 3) for k in range(3)]
     expected = torch.tensor([[math.cos(7 * f) for f in freqs] + [math.sin(7 * f) for f in freqs]])
     check_close(ex.timestep_embedding(torch.tensor([7]), 6, max_period=100.0), expected,
-                "timestep_embedding(t=[7], dim=6, max_period=100)")
+                "timestep_embedding(t=[7], dim=6, max_period=100)", mistakes=_mistakes([7.0], 6, max_period=100.0))
 
 
 def test_odd_dim_is_zero_padded():
@@ -50,7 +75,7 @@ def test_odd_dim_is_zero_padded():
     freqs = [10000.0 ** (-k / 3) for k in range(3)]
     expected = torch.tensor([[math.cos(a * f) for f in freqs] + [math.sin(a * f) for f in freqs] + [0.0]
                              for a in (1.0, 500.0)])
-    check_close(emb, expected, "timestep_embedding(t=[1, 500], dim=7)")
+    check_close(emb, expected, "timestep_embedding(t=[1, 500], dim=7)", mistakes=_mistakes([1.0, 500.0], 7))
 
 
 def test_freq_shift_as_in_diffusers_dit():
@@ -59,7 +84,8 @@ def test_freq_shift_as_in_diffusers_dit():
     expected = torch.tensor([[math.cos(40 * f) for f in (1.0, 1e-2, 1e-4)]
                              + [math.sin(40 * f) for f in (1.0, 1e-2, 1e-4)]])
     emb = ex.timestep_embedding(torch.tensor([40]), 6, freq_shift=1.0)
-    check_close(emb, expected, "timestep_embedding(t=[40], dim=6, freq_shift=1)")
+    check_close(emb, expected, "timestep_embedding(t=[40], dim=6, freq_shift=1)",
+                mistakes=_mistakes([40.0], 6, freq_shift=1.0))
 
 
 def test_matches_minidit_at_dit_size():

@@ -25,11 +25,25 @@ def test_hand_made_schedule():
     x0 = torch.tensor([1.0, -2.0, 3.0]).reshape(3, 1, 1, 1).expand(3, 2, 2, 2)
     noise = torch.full((3, 2, 2, 2), 2.0)
     a_bar = {0: 0.9, 1: 0.72, 2: 0.36}
-    expected = torch.stack([torch.full((2, 2, 2), math.sqrt(a_bar[int(ti)]) * float(x0[i, 0, 0, 0])
-                                       + math.sqrt(1 - a_bar[int(ti)]) * 2.0) for i, ti in enumerate(t)])
+
+    def x_t(a, b):                      # a(step) * x0 + b(step) * noise, per sample
+        return torch.stack([torch.full((2, 2, 2), a(int(ti)) * float(x0[i, 0, 0, 0]) + b(int(ti)) * 2.0)
+                            for i, ti in enumerate(t)])
+    expected = x_t(lambda s: math.sqrt(a_bar[s]), lambda s: math.sqrt(1 - a_bar[s]))
     # sample 0: 0.6 * 1 + 0.8 * 2 = 2.2
+    alpha, a_bar_prev = {0: 0.9, 1: 0.8, 2: 0.5}, {0: 1.0, 1: 0.9, 2: 0.72}
+    mistakes = {
+        "The square roots are missing: x_t = sqrt(a_bar_t) x0 + sqrt(1 - a_bar_t) eps.":
+            x_t(lambda s: a_bar[s], lambda s: 1 - a_bar[s]),
+        "You used alpha_t = 1 - beta_t; x_t needs a_bar_t, the cumulative product (schedule.alphas_cumprod).":
+            x_t(lambda s: math.sqrt(alpha[s]), lambda s: math.sqrt(1 - alpha[s])),
+        "You used a_bar of the step before (t - 1, alphas_cumprod_prev); x_t uses a_bar_t itself.":
+            x_t(lambda s: math.sqrt(a_bar_prev[s]), lambda s: math.sqrt(1 - a_bar_prev[s])),
+        "The two coefficients are swapped: sqrt(a_bar_t) multiplies x0, sqrt(1 - a_bar_t) the noise.":
+            x_t(lambda s: math.sqrt(1 - a_bar[s]), lambda s: math.sqrt(a_bar[s])),
+    }
     check_close(ex.q_sample(schedule, x0, t, noise), expected,
-                "q_sample with betas (0.1, 0.2, 0.5) at t = (2, 0, 1)")
+                "q_sample with betas (0.1, 0.2, 0.5) at t = (2, 0, 1)", mistakes=mistakes)
 
 
 def test_float64_schedule_at_t0():
@@ -60,7 +74,13 @@ def test_respaced_schedule_keeps_marginals():
     short = respace(full, use)
     i = torch.tensor([0, 4, 9])
     x0, noise = torch.randn(3, 2, 3, 3), torch.randn(3, 2, 3, 3)
-    check_close(ex.q_sample(short, x0, i, noise), ex.q_sample(full, x0, torch.tensor(use)[i], noise),
+    try:
+        got = ex.q_sample(short, x0, i, noise)
+    except IndexError as e:
+        raise AssertionError(f"q_sample on a respaced schedule raised IndexError ({e}): t is the step index i "
+                             "(0 .. S-1) and alphas_cumprod already holds a_bar at the kept timesteps, so index "
+                             "it with t directly, not with schedule.timesteps[t].") from None
+    check_close(got, ex.q_sample(full, x0, torch.tensor(use)[i], noise),
                 "q_sample on a respaced schedule at step i vs the full schedule at timesteps[i]")
 
 

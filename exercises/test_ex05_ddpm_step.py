@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from exercises._grading import FP32_OTHER_KERNEL, check_close, check_shape, load, require
+from exercises._grading import FP32_OTHER_KERNEL, check_close, check_raises, check_shape, load, require
 from minidit.diffusion import get_beta_schedule, make_schedule, respace, space_timesteps
 from minidit.samplers import ddpm_step as reference_ddpm_step
 
@@ -54,13 +54,25 @@ def test_hand_made_schedule_learned_range():
     v = torch.tensor([1.0, -1.0, 0.0]).reshape(3, 1, 1, 1).expand(3, 1, 2, 2)
     out = torch.cat([torch.zeros(3, 1, 2, 2), v], dim=1)
     coef1, coef2 = 0.5 * math.sqrt(0.72) / 0.64, 0.28 * math.sqrt(0.5) / 0.64
-    variances = [0.5, 0.21875, math.sqrt(0.5 * 0.21875)]
-    expected = torch.stack([
-        torch.full((1, 2, 2), coef1 * xi / 0.6 + coef2 * xi + math.sqrt(var))
-        for xi, var in zip([0.3, -1.2, 2.0], variances)])
+    big, small = 0.5, 0.21875
+
+    def x_prev_for(variances, std=math.sqrt):       # noise = 1: x_prev = mean + std(variance)
+        return torch.stack([torch.full((1, 2, 2), coef1 * xi / 0.6 + coef2 * xi + std(var))
+                            for xi, var in zip([0.3, -1.2, 2.0], variances)])
+    expected = x_prev_for([big, small, math.sqrt(big * small)])
+    mistakes = {
+        "You interpolated the variances: the learned range interpolates the LOG-variances, log_var = f * log "
+        "beta_t + (1 - f) * log beta~_t (v = 0 gives the geometric mean).": x_prev_for([big, small, (big + small) / 2]),
+        "f = (v + 1) / 2, not v: it maps the network's v in [-1, 1] to [0, 1].":
+            x_prev_for([big, small**2 / big, small]),
+        "min_log and max_log are swapped: v = +1 gives beta_t (the upper bound), v = -1 beta~_t.":
+            x_prev_for([small, big, math.sqrt(big * small)]),
+        "The noise is scaled by the variance: its standard deviation is exp(0.5 * log_var).":
+            x_prev_for([big, small, math.sqrt(big * small)], std=lambda var: var),
+    }
     x_prev, pred_x0 = ex.ddpm_step(schedule, 2, out, x_t, torch.ones(3, 1, 2, 2))
     check_close(pred_x0, x_t / 0.6, "pred_x0 with eps = 0 (should be x_t / sqrt(a_bar_2) = x_t / 0.6)")
-    check_close(x_prev, expected, "x_prev for v = (+1, -1, 0) on betas (0.1, 0.2, 0.5) at i = 2")
+    check_close(x_prev, expected, "x_prev for v = (+1, -1, 0) on betas (0.1, 0.2, 0.5) at i = 2", mistakes=mistakes)
 
 
 def test_last_step_adds_no_noise():
@@ -86,8 +98,8 @@ def test_clip_denoised():
 
 def test_rejects_wrong_channel_count():
     x_t, eps = _inputs(2, learn_sigma=False)
-    with pytest.raises(ValueError):
-        ex.ddpm_step(LINEAR, 10, eps, x_t, torch.randn(SHAPE), learn_sigma=True)
+    check_raises(ValueError, lambda: ex.ddpm_step(LINEAR, 10, eps, x_t, torch.randn(SHAPE), learn_sigma=True),
+                 "ddpm_step(learn_sigma=True) given C channels instead of 2C")
 
 
 # The official code and diffusers differ at t = 0 only: the official log-variance there is log beta~_1

@@ -22,18 +22,47 @@ def test_resnet_block_shape():
     check_shape(out, (2, 24, 9, 7), "ResnetBlock(16 -> 24)(x of shape (2, 16, 9, 7))")
 
 
+def _formula(block, x, groups, eps=1e-6, silu_first=False, shortcut=True):
+    """The block written out with torch.nn.functional and the block's own parameters; the keyword
+    arguments give the usual wrong versions (another GroupNorm eps, SiLU before the norm, no shortcut)."""
+    def act_norm(h, norm):
+        if silu_first:
+            return F.group_norm(F.silu(h), groups, norm.weight, norm.bias, eps=eps)
+        return F.silu(F.group_norm(h, groups, norm.weight, norm.bias, eps=eps))
+    h = F.conv2d(act_norm(x, block.norm1), block.conv1.weight, block.conv1.bias, padding=1)
+    h = F.conv2d(act_norm(h, block.norm2), block.conv2.weight, block.conv2.bias, padding=1)
+    if not shortcut:
+        return h
+    nin = block.nin_shortcut
+    return (x if nin is None else F.conv2d(x, nin.weight, nin.bias)) + h
+
+
+MISTAKES = {"SiLU comes after each GroupNorm: conv(SiLU(norm(x))), not conv(norm(SiLU(x))).": {"silu_first": True},
+            "The shortcut is missing: return shortcut + h (shortcut = x, or nin_shortcut(x) when the width "
+            "changes).": {"shortcut": False},
+            "GroupNorm's eps is wrong (1e-5 is torch's default): use the stub's norm layers, eps = 1e-6.":
+                {"eps": 1e-5}}
+
+
+def _check_formula(block, x, groups, what):
+    with torch.no_grad():
+        mistakes = {hint: _formula(block, x, groups, **kw) for hint, kw in MISTAKES.items()}
+        check_close(block(x), _formula(block, x, groups), what, mistakes=mistakes)
+
+
 def test_resnet_block_equals_its_formula():
     """The block written out with torch.nn.functional and your own parameters (no reference code)."""
     torch.manual_seed(0)
     block = _randomise(ex.ResnetBlock(16, 24, groups=8), 1)
-    x = torch.randn(2, 16, 6, 10)
-    h = F.conv2d(F.silu(F.group_norm(x, 8, block.norm1.weight, block.norm1.bias, eps=1e-6)),
-                 block.conv1.weight, block.conv1.bias, padding=1)
-    h = F.conv2d(F.silu(F.group_norm(h, 8, block.norm2.weight, block.norm2.bias, eps=1e-6)),
-                 block.conv2.weight, block.conv2.bias, padding=1)
-    expected = F.conv2d(x, block.nin_shortcut.weight, block.nin_shortcut.bias) + h
-    with torch.no_grad():
-        check_close(block(x), expected, "ResnetBlock(16 -> 24) vs its formula")
+    _check_formula(block, torch.randn(2, 16, 6, 10), 8, "ResnetBlock(16 -> 24) vs its formula")
+
+
+def test_resnet_block_on_a_flat_region():
+    """A nearly flat input (an image region of one colour): its variance, 1e-6, is as small as GroupNorm's
+    eps, so an eps of 1e-5 instead of 1e-6 changes the output."""
+    block = _randomise(ex.ResnetBlock(8, 8, groups=4), 5)
+    x = 0.5 + 1e-3 * torch.randn(1, 8, 6, 6, generator=torch.Generator().manual_seed(5))
+    _check_formula(block, x, 4, "ResnetBlock(8 -> 8) on a nearly flat input (x = 0.5 + 1e-3 * noise)")
 
 
 def test_zero_residual_leaves_the_shortcut():
@@ -43,7 +72,8 @@ def test_zero_residual_leaves_the_shortcut():
         block.conv2.weight.zero_()
         block.conv2.bias.zero_()
         x = torch.randn(1, 16, 5, 5)
-        check_close(block(x), x, "ResnetBlock with conv2 = 0 (should return x unchanged)")
+        check_close(block(x), x, "ResnetBlock with conv2 = 0 (should return x unchanged)",
+                    mistakes={"The shortcut is missing: return shortcut + h.": torch.zeros_like(x)})
 
 
 def test_resnet_block_matches_minidit():
@@ -72,7 +102,17 @@ def test_downsample_pads_right_and_bottom_only():
             down.conv.weight[0, 0, a, b] = 1.0
             out = down(x)
         expected = padded[:, :, a::2, b::2][:, :, :3, :3]
-        check_close(out, expected, f"Downsample with a kernel that picks tap ({a}, {b})")
+
+        def picked(pad, mode="constant"):   # the tap of another padding
+            return F.pad(x, pad, mode=mode)[:, :, a::2, b::2][:, :, :3, :3]
+        # On an even size a symmetric pad (Conv2d's padding=1) never reads its right and bottom column: it is
+        # the same mistake as padding the left and top.
+        mistakes = {"You padded on the left and top (a symmetric pad, Conv2d's padding=1, does that too): pad one "
+                    "pixel on the right and bottom only, F.pad(x, (0, 1, 0, 1)) — F.pad's order is (left, right, "
+                    "top, bottom).": picked((1, 0, 1, 0)),
+                    "You padded with copies of the edge pixels: ldm pads with zeros.":
+                        picked((0, 1, 0, 1), "replicate")}
+        check_close(out, expected, f"Downsample with a kernel that picks tap ({a}, {b})", mistakes=mistakes)
 
 
 def test_downsample_matches_minidit():

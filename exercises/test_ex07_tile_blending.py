@@ -9,8 +9,16 @@ ex = load("ex07_tile_blending")
 
 
 def test_ramp_by_hand():
-    check_close(ex.blend_ramp(6, 2, 0), torch.tensor([1 / 3, 2 / 3, 1, 1, 1, 1]), "blend_ramp(6, 2, 0)")
-    check_close(ex.blend_ramp(5, 0, 3), torch.tensor([1, 1, 3 / 4, 2 / 4, 1 / 4]), "blend_ramp(5, 0, 3)")
+    check_close(ex.blend_ramp(6, 2, 0), torch.tensor([1 / 3, 2 / 3, 1, 1, 1, 1]), "blend_ramp(6, 2, 0)",
+                mistakes={"The rising ramp is x / left, so the first pixel gets weight 0: use (x + 1) / (left + 1).":
+                              torch.tensor([0, 1 / 2, 1, 1, 1, 1]),
+                          "The rising ramp is (x + 1) / left: divide by left + 1, so that it stays below 1 and "
+                          "the two ramps of an overlap sum to 1.": torch.tensor([1 / 2, 1, 1, 1, 1, 1])})
+    check_close(ex.blend_ramp(5, 0, 3), torch.tensor([1, 1, 3 / 4, 2 / 4, 1 / 4]), "blend_ramp(5, 0, 3)",
+                mistakes={"The falling ramp is reversed or off by one: it is (size - x) / (right + 1), "
+                          "1/(right+1) on the last pixel.": torch.tensor([1, 3 / 4, 2 / 4, 1 / 4, 0]),
+                          "The falling ramp is (size - x) / right: divide by right + 1.":
+                              torch.tensor([1, 1, 1, 2 / 3, 1 / 3])})
     check_close(ex.blend_ramp(4, 0, 0), torch.ones(4), "blend_ramp(4, 0, 0) (no neighbours)")
 
 
@@ -18,7 +26,9 @@ def test_overlapping_ramps_sum_to_one():
     for n in (1, 3, 8):
         falling = ex.blend_ramp(12, 0, n)[-n:]
         rising = ex.blend_ramp(12, n, 0)[:n]
-        check_close(falling + rising, torch.ones(n), f"the two ramps over an overlap of {n} pixels, summed")
+        check_close(falling + rising, torch.ones(n), f"the two ramps over an overlap of {n} pixels, summed (the "
+                    "weights of two overlapping tiles must sum to 1: rising (x + 1) / (n + 1), falling "
+                    "(size - x) / (n + 1))")
 
 
 def test_tiled_output_shape():

@@ -16,11 +16,51 @@ def _bucket(rel, *args):
     return out
 
 
+def _python_bucket(rel, bidirectional=True, num_buckets=32, max_distance=128, *, flipped=False, no_cap=False,
+                   no_halving=False, exact_before_halving=False, decoder_abs=False, rounded=False):
+    """One bucket with Python floats; the keyword arguments give the usual wrong versions."""
+    max_exact = num_buckets // 2
+    if bidirectional:
+        num_buckets = num_buckets if no_halving else num_buckets // 2
+        half = num_buckets if (rel < 0 if flipped else rel > 0) else 0
+        n = abs(rel)
+    else:
+        half, n = 0, abs(rel) if decoder_abs else max(-rel, 0)
+    if not exact_before_halving:
+        max_exact = num_buckets // 2
+    if n < max_exact:
+        return half + n
+    x = math.log(n / max_exact) / math.log(max_distance / max_exact) * (num_buckets - max_exact)
+    large = max_exact + (round(x) if rounded else int(x))
+    return half + (large if no_cap else min(large, num_buckets - 1))
+
+
+MISTAKES = {"The halves are swapped: the upper half of the buckets (16 .. 31) is for j - i > 0, keys after the "
+            "query.": {"flipped": True},
+            "The log buckets are not capped: offsets beyond max_distance share the last bucket of their half, "
+            "num_buckets - 1 (after halving).": {"no_cap": True},
+            "Bidirectional: halve num_buckets first (num_buckets //= 2), one half per direction.": {"no_halving": True},
+            "max_exact is a quarter of the buckets: compute num_buckets // 2 AFTER halving num_buckets.":
+                {"exact_before_halving": True},
+            "The decoder (bidirectional=False) sees only j <= i: n = max(-(j - i), 0), not |j - i|.":
+                {"decoder_abs": True},
+            "The log bucket is rounded: .long() floors it (int(), not round()).": {"rounded": True}}
+
+
+def _diagnose(got, rel, *args):
+    """Name the mistake when `got` (a list of buckets for the offsets `rel`) is a known wrong version."""
+    for hint, kw in MISTAKES.items():
+        if got == [_python_bucket(r, *args, **kw) for r in rel]:
+            raise AssertionError(f"relative_position_bucket{args or ''}: wrong buckets. {hint}")
+
+
 def test_hand_derived_values():
     rel = torch.tensor([0, -1, -7, 1, 7, -8, 8, -127, 127, -128, 128, -1000, 1000])
     # n = 8: 8 + floor(log(8/8) / log(16) * 8) = 8;  n = 127: 8 + floor(log(15.875) / log(16) * 8) = 15
     expected = [0, 1, 7, 17, 23, 8, 24, 15, 31, 15, 31, 15, 31]
     got = _bucket(rel).tolist()
+    if got != expected:
+        _diagnose(got, rel.tolist())
     assert got == expected, f"offsets {rel.tolist()}\n  got      {got}\n  expected {expected}"
 
 
@@ -51,5 +91,7 @@ def test_against_reference_other_settings():
     for args in [(True, 32, 128), (False, 32, 128), (True, 32, 20), (True, 16, 64), (False, 8, 16)]:
         got, expected = _bucket(OFFSETS, *args), reference(OFFSETS, *args)
         wrong = (got != expected).nonzero().flatten()
+        if len(wrong):
+            _diagnose(got.tolist(), OFFSETS.tolist(), *args)
         assert not len(wrong), (f"bidirectional={args[0]}, num_buckets={args[1]}, max_distance={args[2]}: offset "
                                 f"{OFFSETS[wrong[0]].item()} gave {got[wrong[0]].item()}, expected {expected[wrong[0]].item()}")

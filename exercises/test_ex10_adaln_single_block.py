@@ -19,6 +19,31 @@ def make_blocks(seed=0):
     return ref, student
 
 
+def _variant(block, x, y, t0, mask, hw, table="add", cross="plain"):
+    """The block written out with one of the usual mistakes, on `block`'s own layers. table: "add" (right),
+    "t0_as_D_by_6" (t0 reshaped (B, D, 6)), "no_table" (t0 alone), "no_t0" (the table alone);
+    cross: "plain" (right), "gated" (times gate_msa), "normed" (on norm2(x))."""
+    B, D = x.shape[0], x.shape[-1]
+    rows = {"add": lambda: block.scale_shift_table[None] + t0.reshape(B, 6, D),
+            "t0_as_D_by_6": lambda: block.scale_shift_table[None] + t0.reshape(B, D, 6).transpose(1, 2),
+            "no_table": lambda: t0.reshape(B, 6, D),
+            "no_t0": lambda: block.scale_shift_table[None].expand(B, 6, D)}[table]()
+    shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = rows.chunk(6, dim=1)
+    x = x + gate_msa * block.attn(block.norm1(x) * (1 + scale_msa) + shift_msa, hw)
+    x = x + {"plain": lambda: block.cross_attn(x, y, mask), "gated": lambda: gate_msa * block.cross_attn(x, y, mask),
+             "normed": lambda: block.cross_attn(block.norm2(x), y, mask)}[cross]()
+    return x + gate_mlp * block.mlp(block.norm2(x) * (1 + scale_mlp) + shift_mlp)
+
+
+MISTAKES = {"t0 is read as (B, D, 6): reshape it to (B, 6, D), one row per shift/scale/gate, like the table.":
+            {"table": "t0_as_D_by_6"},
+            "scale_shift_table is not used: the six vectors are scale_shift_table[None] + t0.reshape(B, 6, D).":
+            {"table": "no_table"},
+            "t0 is not used: the six vectors are scale_shift_table[None] + t0.reshape(B, 6, D).": {"table": "no_t0"},
+            "The cross-attention has a gate: x = x + cross_attn(x, y, mask), no gate.": {"cross": "gated"},
+            "The cross-attention reads a normalised x: x = x + cross_attn(x, y, mask), no norm.": {"cross": "normed"}}
+
+
 def make_inputs(seed=1):
     g = torch.Generator().manual_seed(seed)
     x, y = torch.randn(B, T, D, generator=g), torch.randn(B, L, D, generator=g)
@@ -39,7 +64,8 @@ def test_matches_reference():
     ref, student = make_blocks()
     x, y, t0, mask = make_inputs()
     with torch.no_grad():
-        check_close(student(x, y, t0, mask, (3, 5)), ref(x, y, t0, mask, (3, 5)), "block output")
+        mistakes = {hint: _variant(ref, x, y, t0, mask, (3, 5), **kw) for hint, kw in MISTAKES.items()}
+        check_close(student(x, y, t0, mask, (3, 5)), ref(x, y, t0, mask, (3, 5)), "block output", mistakes=mistakes)
 
 
 def test_closed_gates_leave_only_cross_attention():
@@ -52,7 +78,8 @@ def test_closed_gates_leave_only_cross_attention():
         x, y, _, mask = make_inputs()
         expected = x + student.cross_attn(x, y, mask)
         check_close(student(x, y, torch.zeros(B, 6 * D), mask, (3, 5)), expected,
-                    "block output with closed gates (should be x + cross_attn(x, y, mask))")
+                    "block output with closed gates (should be x + cross_attn(x, y, mask))",
+                    mistakes={"The cross-attention has a gate: x = x + cross_attn(x, y, mask), no gate.": x})
 
 
 def test_padding_tokens_are_ignored():

@@ -20,10 +20,40 @@ def test_output_shape():
     check_shape(ex.dpm_solver_pp_2m_step(x_s, x0_s, x0_prev, *LAMBDAS), x_s.shape, "x_t")
 
 
+def _step(x_s, x0_s, x0_prev, lam_prev, lam_s, lam_t, *, first_order=False, r_inverted=False, plus=False,
+          sigmoid_of_lambda=False, sigma_ratio_inverted=False, extrapolate_backwards=False):
+    """The 2M step in float64 with Python numbers; the keyword arguments give the usual wrong versions."""
+    k = 1 if sigmoid_of_lambda else 2
+
+    def alpha_sigma(lam):
+        return math.sqrt(1 / (1 + math.exp(-k * lam))), math.sqrt(1 / (1 + math.exp(k * lam)))
+    (_, sigma_s), (alpha_t, sigma_t) = alpha_sigma(lam_s), alpha_sigma(lam_t)
+    h = lam_t - lam_s
+    r = h / (lam_s - lam_prev) if r_inverted else (lam_s - lam_prev) / h
+    c = 1 / (2 * r)
+    x_s, x0_s, x0_prev = (t.double() for t in (x_s, x0_s, x0_prev))
+    D = x0_s if first_order else (1 - c) * x0_s + c * x0_prev if extrapolate_backwards else (1 + c) * x0_s - c * x0_prev
+    ratio = sigma_s / sigma_t if sigma_ratio_inverted else sigma_t / sigma_s
+    return ratio * x_s + (1 if plus else -1) * alpha_t * math.expm1(-h) * D
+
+
+MISTAKES = {"Your step is first order (D = x0_s): the 2M step extrapolates, D = (1 + 1/(2r)) x0_s - 1/(2r) x0_prev.":
+            {"first_order": True},
+            "r is inverted: r = (lambda_s - lambda_prev) / h, the previous step over this one.": {"r_inverted": True},
+            "The sign of the last term: x_t = (sigma_t / sigma_s) x_s - alpha_t (e^{-h} - 1) D.": {"plus": True},
+            "alpha^2 = sigmoid(2 lambda), sigma^2 = sigmoid(-2 lambda): lambda = log(alpha / sigma) is half the "
+            "log-SNR.": {"sigmoid_of_lambda": True},
+            "The sigma ratio is inverted: x_s is scaled by sigma_t / sigma_s (< 1, the noise goes down).":
+                {"sigma_ratio_inverted": True},
+            "The extrapolation goes backwards: D = (1 + 1/(2r)) x0_s - 1/(2r) x0_prev.":
+                {"extrapolate_backwards": True}}
+
+
 def test_matches_reference():
     x_s, x0_s, x0_prev = make_inputs()
     check_close(ex.dpm_solver_pp_2m_step(x_s, x0_s, x0_prev, *LAMBDAS),
-                reference(x_s, x0_s, x0_prev, *LAMBDAS), "x_t")
+                reference(x_s, x0_s, x0_prev, *LAMBDAS), "x_t",
+                mistakes={hint: _step(x_s, x0_s, x0_prev, *LAMBDAS, **kw) for hint, kw in MISTAKES.items()})
 
 
 def test_constant_data_prediction_is_exact():

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from exercises._grading import FP32, check_close, check_shape, copy_weights, load, require
+from minidit.attention import merge_heads
 from minidit.mmdit import JointBlock as Reference
 
 ex = load("ex14_joint_attention")
@@ -20,6 +21,41 @@ def make_blocks(kind, seed=0):
     student = ex.JointBlock(D, HEADS, **KINDS[kind]).eval()
     copy_weights(ref, student)
     return ref, student
+
+
+def _attention(q, k, v, scale=True):
+    w = q @ k.transpose(-2, -1) / (q.shape[-1] ** 0.5 if scale else 1.0)
+    return merge_heads(w.softmax(-1) @ v)
+
+
+def _variant(block, context, x, c, image_first=False, joint=True, qkv2=True, scale=True):
+    """The layer written out with one of the usual mistakes (on the reference's half-blocks):
+    image_first: q, k, v concatenated [image, text] but cut as if the text came first;
+    joint=False: each stream attends only to itself; qkv2=False: MMDiT-X's image-only attention dropped;
+    scale=False: softmax(q k^T) without the 1/sqrt(head_dim)."""
+    ctx_qkv, _, ctx_mods = block.context_block.pre_attention(context, c)
+    x_qkv, x_qkv2, x_mods = block.x_block.pre_attention(x, c)
+    L = context.shape[1]
+    if joint:
+        pairs = zip(x_qkv, ctx_qkv) if image_first else zip(ctx_qkv, x_qkv)
+        out = _attention(*(torch.cat(pair, dim=2) for pair in pairs), scale=scale)
+        text, image = out[:, :L], out[:, L:]
+    else:
+        text, image = _attention(*ctx_qkv, scale=scale), _attention(*x_qkv, scale=scale)
+    attn2 = _attention(*x_qkv2, scale=scale) if x_qkv2 is not None and qkv2 else None
+    new_x = block.x_block.post_attention(x, image, attn2, x_mods)
+    new_context = None if block.context_block.pre_only else block.context_block.post_attention(
+        context, text, None, ctx_mods)
+    return new_context, new_x
+
+
+MISTAKES = {"You concatenated [image, text] but cut the output as if the text came first: the text goes "
+            "first, cat([text, image]), and the first L tokens are the text's.": {"image_first": True},
+            "Each stream attends only to itself: the attention is joint, one attention over the "
+            "concatenated text and image tokens.": {"joint": False},
+            "The image stream's extra self-attention (qkv2, MMDiT-X) is missing: pass "
+            "merge_heads(attention(*qkv2)) to x_block.post_attention.": {"qkv2": False},
+            "Your attention has no 1/sqrt(head_dim) scale: use minidit's attention(q, k, v).": {"scale": False}}
 
 
 def make_inputs(seed=1):
@@ -44,11 +80,14 @@ def test_matches_reference(kind):
     context, x, c = make_inputs()
     with torch.no_grad():
         got, expected = student(context, x, c), ref(context, x, c)
+        wrong = {hint: _variant(ref, context, x, c, **kw) for hint, kw in MISTAKES.items()}
     if kind == "last layer (pre_only)":
         assert got[0] is None, "after a pre_only context block the text stream ends: return None for it"
     else:
-        check_close(got[0], expected[0], f"the new context ({kind})", tol=FP32)
-    check_close(got[1], expected[1], f"the new x ({kind})", tol=FP32)
+        check_close(got[0], expected[0], f"the new context ({kind})", tol=FP32,
+                    mistakes={hint: out[0] for hint, out in wrong.items()})
+    check_close(got[1], expected[1], f"the new x ({kind})", tol=FP32,
+                mistakes={hint: out[1] for hint, out in wrong.items()})
 
 
 def test_text_and_image_see_each_other():

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from exercises._grading import EXACT, FP32, FP32_ELEMENTWISE, check_close, check_shape, load
+from exercises._grading import EXACT, FP32, FP32_ELEMENTWISE, check_close, check_raises, check_shape, load
 from minidit.embed import apply_rope as reference_apply_rope
 from minidit.embed import get_2d_rope as reference_get_2d_rope
 from minidit.embed import rotate_pairs as reference_rotate_pairs
@@ -34,7 +34,9 @@ def test_rotate_pairs_by_hand():
     expected = torch.tensor([-1.0, 0, -3, 2, -5, 4, -7, 6])
     if torch.equal(got, torch.tensor([-4.0, -5, -6, -7, 0, 1, 2, 3])):
         raise AssertionError("that is rotate-half (channel i paired with i + d/2); Hunyuan pairs 2i with 2i+1")
-    check_close(got, expected, "rotate_pairs([0, 1, ..., 7])", tol=EXACT)
+    check_close(got, expected, "rotate_pairs([0, 1, ..., 7])", tol=EXACT,
+                mistakes={"The signs are swapped: each pair (a, b) becomes (-b, a), a multiplication by i.":
+                          torch.tensor([1.0, 0, 3, -2, 5, -4, 7, -6])})
     x = torch.randn(4, 10)
     check_close(ex.rotate_pairs(ex.rotate_pairs(x)), -x, "rotate_pairs twice (a quarter turn twice: -x)", tol=EXACT)
 
@@ -45,7 +47,9 @@ def test_apply_rope_rotates_each_pair_by_its_angle():
     x = torch.tensor([[1.0, 0.0, 0.0, 2.0]])
     got = ex.apply_rope(x, phi.cos()[None], phi.sin()[None])
     expected = torch.tensor([[math.cos(0.3), math.sin(0.3), -2 * math.sin(-1.2), 2 * math.cos(-1.2)]])
-    check_close(got, expected, "apply_rope on two pairs", tol=FP32_ELEMENTWISE)
+    backwards = torch.tensor([[math.cos(0.3), -math.sin(0.3), 2 * math.sin(-1.2), 2 * math.cos(-1.2)]])
+    check_close(got, expected, "apply_rope on two pairs", tol=FP32_ELEMENTWISE,
+                mistakes={"Your rotation turns the wrong way: x * cos + rotate_pairs(x) * sin.": backwards})
 
 
 def test_apply_rope_keeps_lengths_and_dtype():
@@ -80,7 +84,20 @@ def test_the_1024_grid_by_hand():
     if torch.allclose(cos, torch.cat([torch.outer(h, freqs), torch.outer(w, freqs)], 1).repeat_interleave(2, 1).cos(),
                       atol=1e-5):
         raise AssertionError("the axes are swapped: the FIRST half of the channels turns with the column (w)")
-    check_close(cos, angles.cos(), "cos at 1024^2 (64 x 64 tokens)", tol=FP32)
+    with_end = torch.linspace(0, 32, 64)
+    w_end, h_end = with_end.repeat(64), with_end.repeat_interleave(64)
+    wrong_freqs = 1.0 / 10000 ** (torch.arange(0, HD // 2, 2, dtype=torch.float32) / HD)
+    mistakes = {
+        "Your positions include the end of the box (0 .. 32): they exclude it, start + (stop - start) * "
+        "arange(n) / n (0, 0.5, ..., 31.5 here).":
+            torch.cat([torch.outer(w_end, freqs), torch.outer(h_end, freqs)], 1).repeat_interleave(2, 1).cos(),
+        "Each angle must be repeated for the two channels of its pair (repeat_interleave(2, dim=1)), "
+        "not the whole table tiled.": torch.cat([torch.outer(w, freqs).repeat(1, 2),
+                                                 torch.outer(h, freqs).repeat(1, 2)], 1).cos(),
+        "The frequencies of one axis use d = head_dim / 2, its share of the channels: 1 / 10000 ** "
+        "(arange(0, d, 2) / d).": torch.cat([torch.outer(w, wrong_freqs), torch.outer(h, wrong_freqs)],
+                                           1).repeat_interleave(2, 1).cos()}
+    check_close(cos, angles.cos(), "cos at 1024^2 (64 x 64 tokens)", tol=FP32, mistakes=mistakes)
     check_close(sin, angles.sin(), "sin at 1024^2 (64 x 64 tokens)", tol=FP32)
 
 
@@ -90,7 +107,10 @@ def test_non_square_grids_match_minidit(th, tw):
     # must be start + (stop - start) * arange(n) / n (a linspace from start to stop*(n-1)/n is wrong)
     cos, sin = tables(HD, th, tw)
     ref_cos, ref_sin = reference_get_2d_rope(HD, th, tw)
-    check_close(cos, ref_cos, f"cos for a {th} x {tw} grid", tol=FP32)
+    squeezed, _ = reference_get_2d_rope(HD, th, tw, convention="diffusers")
+    check_close(cos, ref_cos, f"cos for a {th} x {tw} grid", tol=FP32,
+                mistakes={"Your positions on the centred shorter side run from start to stop * (n - 1) / n (diffusers' "
+                          "linspace): they are start + (stop - start) * arange(n) / n.": squeezed})
     check_close(sin, ref_sin, f"sin for a {th} x {tw} grid", tol=FP32)
 
 
@@ -100,8 +120,8 @@ def test_extend_grid_and_other_widths():
         ref_cos, ref_sin = reference_get_2d_rope(head_dim, th, tw, base_size=None)
         check_close(cos, ref_cos, f"cos, base_size=None, head_dim {head_dim}, {th} x {tw}", tol=FP32)
         check_close(sin, ref_sin, f"sin, base_size=None, head_dim {head_dim}, {th} x {tw}", tol=FP32)
-    with pytest.raises(ValueError):
-        ex.get_2d_rope(10, 4, 4)                                          # 10 is not divisible by 4
+    check_raises(ValueError, lambda: ex.get_2d_rope(10, 4, 4),
+                 "get_2d_rope(head_dim=10, ...): 10 is not divisible by 4")
 
 
 def test_scores_depend_only_on_the_offset():
