@@ -42,7 +42,7 @@ def child(case):
     else:
         from weights_loader import load_dit
         from weights_loader.dit import dit_config_from_diffusers
-        from weights_loader.io import read_config
+        from weights_loader.configs import read_config
         config = dataclasses.replace(dit_config_from_diffusers(read_config(case["folder"])), timestep_freq_shift=1)
         model = load_dit(case["folder"], config)
         run = lambda: model(x, t, y)                                                 # noqa: E731

@@ -9,7 +9,7 @@ from torch.testing import assert_close
 from minidit.dit import CHECKPOINTS, DIT_XL_2, PRESETS, DiT, DiTConfig
 from weights_loader import CheckpointError, load_dit
 from weights_loader.dit import dit_config_from_diffusers, dit_from_diffusers
-from weights_loader.io import read_config
+from weights_loader.configs import read_config
 
 from helpers import FP32, assert_key_contract, assert_parity, randomize
 from helpers.layouts.dit import official_dit_keys

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from weights_loader import CheckpointError, MissingPartError, PipelineFolder, load_dit, load_pixart
-from weights_loader.io import KeyMap, transpose
+from weights_loader.keymap import KeyMap, transpose
 from weights_loader.pipeline_folder import marker_file
 
 from helpers import require

@@ -13,7 +13,7 @@ from minidit.pipelines.dit import (OFFICIAL_SAMPLING, DiTPipeline, class_ids, im
 from minidit.samplers import Sampler
 from weights_loader import load_dit, load_vae
 from weights_loader.dit import dit_config_from_diffusers, dit_from_diffusers
-from weights_loader.io import read_config
+from weights_loader.configs import read_config
 
 from helpers import require
 

@@ -5,7 +5,8 @@
     t5 = load_t5("PixArt-Sigma-XL-2-1024-MS/")         # a pipeline root: its text_encoder/ folder
     vae_dir = PipelineFolder("transformer-only/", base="PixArt-Sigma-XL-2-1024-MS/").component("vae")
 """
-from .io import CheckpointError, ConfigError, read_state_dict
+from .errors import CheckpointError, ConfigError
+from .io import read_state_dict
 from .pipeline_folder import MissingPartError, PipelineFolder
 from .dit import load_dit
 from .pixart import load_pixart

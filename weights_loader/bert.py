@@ -19,8 +19,10 @@ import torch
 
 from minidit.text.bert import BertConfig, BertModel
 from minidit.text.tokenizers import WordPieceTokenizer
-from .io import (CheckpointError, apply_overrides, build_on_meta, count_blocks, load_into, read_config,
-                 read_state_dict, translate_config)
+from .configs import read_config, translate_config
+from .errors import CheckpointError
+from .io import apply_overrides, build_on_meta, load_into, read_state_dict
+from .keymap import count_blocks
 from .text_io import model_folder, read_json, tokenizer_folder, tokenizer_max_length
 
 MODEL_TYPES = ("bert",)

@@ -27,8 +27,10 @@ import torch
 
 from minidit.text.clip import CLIPTextConfig, CLIPTextModel
 from minidit.text.tokenizers import CLIP_SPECIALS, CLIPTokenizer, bytes_to_unicode
-from .io import (CheckpointError, ConfigError, KeyMap, apply_overrides, build_on_meta, count_blocks, load_into,
-                 read_config, read_json_file, read_state_dict, strip_prefix, translate_config, transpose)
+from .configs import read_config, read_json_file, translate_config
+from .errors import CheckpointError, ConfigError
+from .io import apply_overrides, build_on_meta, load_into, read_state_dict
+from .keymap import KeyMap, count_blocks, strip_prefix, transpose
 from .text_io import model_folder, read_json, read_text_encoder, tokenizer_folder, tokenizer_max_length
 
 MODEL_TYPES = ("clip_text_model", "clip")

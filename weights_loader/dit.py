@@ -21,8 +21,10 @@ import torch
 
 from minidit.dit import PRESETS, DiT, DiTConfig
 from minidit.embed import get_2d_sincos_pos_embed
-from .io import (CheckpointError, KeyMap, apply_overrides, build_on_meta, check_class_name, component_folder,
-                 count_blocks, load_into, read_config, read_state_dict, strip_prefix, translate_config)
+from .configs import check_class_name, component_folder, read_config, translate_config
+from .errors import CheckpointError
+from .io import apply_overrides, build_on_meta, load_into, read_state_dict
+from .keymap import KeyMap, count_blocks, strip_prefix
 
 # (depth, hidden_size) -> num_heads for the paper's model sizes (S, B, L, XL), from the presets.
 HEADS_BY_SIZE = {(c.depth, c.hidden_size): c.num_heads for c in PRESETS.values()}

@@ -24,8 +24,10 @@ from pathlib import Path
 import torch
 
 from minidit.hunyuan import SIZE_DIMS, SIZE_FREQS, HunyuanConfig, HunyuanDiT
-from .io import (CheckpointError, KeyMap, apply_overrides, build_on_meta, check_class_name, component_folder,
-                 count_blocks, load_into, read_config, read_state_dict, translate_config)
+from .configs import check_class_name, component_folder, read_config, translate_config
+from .errors import CheckpointError
+from .io import apply_overrides, build_on_meta, load_into, read_state_dict
+from .keymap import KeyMap, count_blocks
 from .mmdit import swap_scale_shift
 
 LOAD_KEYS = ("ema", "module", "distill")   # the official `--load-key` choices (file pytorch_model_<key>.pt)

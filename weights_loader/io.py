@@ -6,9 +6,9 @@ four steps:
 1. `read_state_dict(source)`   a file, a folder or a dict  ->  {key: tensor}
    (safetensors, `.pt`/`.pth`/`.bin` pickles read with `weights_only=True` only, sharded
    `*.index.json` folders; wrappers such as `{"state_dict": ...}` or `{"ema": ...}` are unwrapped)
-2. `strip_prefix(...)`          e.g. `model.diffusion_model.`, `first_stage_model.`
+2. `strip_prefix(...)`          e.g. `model.diffusion_model.`, `first_stage_model.`  (keymap.py)
 3. a family-specific key map    official or diffusers names  ->  minidit names (= official names),
-                                written with `KeyMap` (every source key used once, or dropped by name)
+                                written with `KeyMap` (every source key used once, or dropped by name; keymap.py)
 4. `load_into(model, sd)`       strict: missing / unexpected / mis-shaped keys, integer, bool or complex
                                 tensors where floats belong, and NaN/inf values (in the file, or from the
                                 cast to `dtype`) raise `CheckpointError` listing them; nothing is half-loaded.
@@ -16,9 +16,9 @@ four steps:
 Before a pickle is unpickled (and when a safetensors file fails to read) its first bytes are looked at
 (`what_file_is`), so an empty file, a Git LFS pointer, a web page (a gated download), a text file, a
 safetensors file named `.pt` (or the reverse) and a damaged file are each named as such; only a real
-pickle that holds more than tensors is reported as unsafe. Config files are read with `read_json_file`
-(invalid JSON, a missing field: a `ConfigError` naming the file and the field) and translated with
-`translate_config`. Shard indices may only name files in their own folder.
+pickle that holds more than tensors is reported as unsafe. Config files are read with
+`configs.read_json_file` (invalid JSON, a missing field: a `ConfigError` naming the file and the field)
+and translated with `configs.translate_config`. Shard indices may only name files in their own folder.
 
 Models are built on the `meta` device (no memory, no random init) and the checkpoint tensors are
 assigned in place, so loading a 2.7 GB model costs ~2.7 GB, not twice that.
@@ -27,17 +27,19 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import numbers
 import os
 import pickle
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Mapping
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from torch import nn
+
+from .configs import read_json_file
+from .errors import CheckpointError, ConfigError
+from .keymap import preview
 
 StateDict = dict[str, torch.Tensor]
 
@@ -57,81 +59,6 @@ WEIGHT_FILE_NAMES = (
 VARIANTS = ("fp16", "bf16")
 # Wrappers that training scripts put around the weights (DiT train.py, PixArt, DeepSpeed).
 WRAPPER_KEYS = ("ema", "state_dict", "module", "model")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint could not be read or does not fit the model. The message says what to do."""
-
-
-class ConfigError(CheckpointError):
-    """A config file (config.json, model_index.json, scheduler_config.json, tokenizer_config.json,
-    vocab.json, a shard index) is not valid JSON, lacks a field, or describes another model.
-    The message names the file (and the field)."""
-
-
-class ConfigDict(dict):
-    """A JSON object read from `path`: `cfg["field"]` for a field it lacks raises a ConfigError naming
-    the file and the field (not a bare KeyError); `.get` works as for any dict."""
-
-    def __init__(self, data: dict, path):
-        super().__init__(data)
-        self.path = Path(path)
-
-    def __missing__(self, key):
-        raise ConfigError(f"{self.path} has no {key!r} field, which minidit needs to build the model: is it the "
-                          "component's own config file, complete and from the same download?")
-
-
-def read_json_file(path) -> ConfigDict:
-    """The JSON object in `path` (a ConfigDict); a ConfigError naming the file if it is not one."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path} is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}): an incomplete "
-                          "download or a hand edit gone wrong; download the file again") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path} is not a UTF-8 text file, so not a JSON config: download it again") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} holds a JSON {type(data).__name__}, not an object {{...}}: not a config file")
-    return ConfigDict(data, path)
-
-
-def translate_config(translate, cfg: ConfigDict, *args):
-    """`translate(cfg, *args)` (a `*_config_from_diffusers` function), its errors naming the file: a
-    refusal of the translator gets the path in front, a field of the wrong type or value (a string
-    where a number belongs, 0 heads, ...) becomes a ConfigError too."""
-    path = getattr(cfg, "path", "config.json")
-    try:
-        config = translate(cfg, *args)
-    except ConfigError:
-        raise
-    except CheckpointError as e:
-        raise ConfigError(f"{path}: {e}") from None
-    except (TypeError, ValueError, ArithmeticError, AttributeError) as e:
-        raise ConfigError(f"{path} has a field of the wrong type or value ({type(e).__name__}: {e}); compare it "
-                          "with the config of the released model") from None
-    for field in dataclasses.fields(config):     # a number where a number belongs (a string slips through maths)
-        default, value = field.default, getattr(config, field.name)
-        wanted = (bool if isinstance(default, bool) else int if isinstance(default, int) else
-                  float if isinstance(default, float) else None)
-        optional = value is None and "None" in str(field.type)             # e.g. projection_dim: int | None
-        ok = (wanted is None or optional or (isinstance(value, bool) if wanted is bool else
-                                             isinstance(value, numbers.Real) and not isinstance(value, bool)
-                                             and (wanted is float or float(value).is_integer())))
-        if not ok:
-            raise ConfigError(f"{path} has a field of the wrong type or value: it gives {type(config).__name__}."
-                              f"{field.name} = {value!r:.40} (not {'an' if wanted is int else 'a'} {wanted.__name__}); "
-                              "compare it with the config of the released model")
-    return config
-
-
-def check_class_name(cfg: ConfigDict, expected: tuple[str, ...], what: str, hint: str = "") -> None:
-    """Refuse a config whose `_class_name` (diffusers' model class) is none of `expected`; absent is fine."""
-    name = cfg.get("_class_name")
-    if name is not None and name not in expected:
-        raise ConfigError(f"{getattr(cfg, 'path', 'config.json')} describes a model of class {name}, not {what} "
-                          f"({' or '.join(expected)}). {hint}".strip())
 
 
 # --------------------------------------------------------------------------------------------
@@ -367,140 +294,8 @@ def take_wrapped(sd: dict, key: str, source=None) -> dict:
     return dict(sd[key])
 
 
-def read_config(folder) -> dict:
-    """The `config.json` that `save_pretrained` wrote into `folder`."""
-    path = Path(folder) / "config.json"
-    if not path.is_file():
-        raise CheckpointError(f"{folder} has no config.json; pass config= explicitly or point at a "
-                              "diffusers/transformers component folder")
-    return read_json_file(path)
-
-
-def component_folder(source, component: str) -> Path | None:
-    """If `source` is a pipeline root (it has `model_index.json` and `component/`), return that
-    component's folder; if `source` is itself a folder with `config.json`, return it; else None."""
-    if isinstance(source, Mapping):
-        return None
-    path = Path(source)
-    if not path.is_dir():
-        return None
-    if (path / component / "config.json").is_file():
-        return path / component
-    if (path / "config.json").is_file():
-        return path
-    return None
-
-
 # --------------------------------------------------------------------------------------------
-# 2. Key manipulation
-# --------------------------------------------------------------------------------------------
-
-def strip_prefix(sd: StateDict, prefixes: Iterable[str]) -> StateDict:
-    """Remove the first of `prefixes` that starts *every* key, if any (e.g. `model.diffusion_model.`)."""
-    for prefix in prefixes:
-        if sd and all(k.startswith(prefix) for k in sd):
-            return {k[len(prefix):]: v for k, v in sd.items()}
-    return sd
-
-
-def select_prefix(sd: StateDict, prefix: str) -> StateDict:
-    """The entries under `prefix` (e.g. `first_stage_model.` inside a full SD single file), prefix removed."""
-    return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
-
-
-def count_blocks(sd: StateDict, prefix: str) -> int:
-    """How many numbered blocks `prefix{i}.` the state dict has (e.g. `blocks.` -> depth)."""
-    return len({k[len(prefix):].split(".")[0] for k in sd if k.startswith(prefix)})
-
-
-class KeyMap:
-    """Rename a state dict to minidit's keys, strictly: every source key is used exactly once, and
-    `finish()` raises `CheckpointError` listing the ones that were not (nothing is skipped silently).
-
-        keys = KeyMap(sd, "diffusers DiT")
-        keys.move("proj_out_2.weight", "final_layer.linear.weight")                  # 1 -> 1
-        keys.cat(["to_q.weight", "to_k.weight", "to_v.weight"], "attn.qkv.weight")  # N -> 1 (fuse q/k/v)
-        keys.chunk("in_proj_weight", ["q.weight", "k.weight", "v.weight"])          # 1 -> N (split)
-        keys.move("text_projection", "text_projection.weight", transpose)           # with a transform
-        keys.drop("pos_embed.pos_embed")    # the allow-list: only named keys may go unused (say why)
-        sd = keys.finish()                  # the renamed dict; raises if a source key was not used
-
-    `family` names the checkpoint in the errors ("the diffusers DiT checkpoint is missing ...").
-    """
-
-    def __init__(self, sd: Mapping[str, torch.Tensor], family: str):
-        self.family = family
-        self._left = dict(sd)          # source keys not used yet
-        self._out: StateDict = {}
-
-    def has(self, src: str) -> bool:
-        """Whether the source key `src` is there and not used yet."""
-        return src in self._left
-
-    def remaining(self) -> list[str]:
-        """The source keys not used yet, sorted."""
-        return sorted(self._left)
-
-    def take(self, src: str) -> torch.Tensor:
-        """Use the source tensor `src` (a missing key raises, naming it)."""
-        try:
-            return self._left.pop(src)
-        except KeyError:
-            raise CheckpointError(f"the {self.family} checkpoint is missing {src!r}") from None
-
-    def put(self, dst: str, tensor: torch.Tensor) -> None:
-        """Write minidit's key `dst` (at most once)."""
-        if dst in self._out:
-            raise CheckpointError(f"two keys of the {self.family} checkpoint map to {dst!r}")
-        self._out[dst] = tensor
-
-    def move(self, src: str, dst: str, transform=None) -> None:
-        """1 -> 1: `dst` = `src`, or `transform(src)` (e.g. `transpose`)."""
-        tensor = self.take(src)
-        self.put(dst, tensor if transform is None else transform(tensor))
-
-    def cat(self, srcs, dst: str, dim: int = 0) -> None:
-        """N -> 1: `dst` = the sources concatenated along `dim` (e.g. separate q, k, v -> fused qkv)."""
-        self.put(dst, torch.cat([self.take(s) for s in srcs], dim=dim))
-
-    def chunk(self, src: str, dsts, dim: int = 0) -> None:
-        """1 -> N: `src` split into len(dsts) equal parts along `dim` (e.g. fused qkv -> q, k, v)."""
-        tensor, dsts = self.take(src), list(dsts)
-        if tensor.shape[dim] % len(dsts):
-            raise CheckpointError(f"{src!r} {tuple(tensor.shape)} of the {self.family} checkpoint does not split "
-                                  f"into {len(dsts)} equal parts along dim {dim}")
-        for dst, part in zip(dsts, tensor.chunk(len(dsts), dim=dim)):
-            self.put(dst, part)
-
-    def drop(self, *names: str) -> list[str]:
-        """The allow-list of keys that may go unused: each name is one key, or, ending in ".", every
-        key under it (e.g. "visual."). Absent names are fine. Returns the keys dropped."""
-        gone = [k for k in self._left if any(k.startswith(n) if n.endswith(".") else k == n for n in names)]
-        for k in gone:
-            del self._left[k]
-        return sorted(gone)
-
-    def finish(self) -> StateDict:
-        """The renamed state dict; raises `CheckpointError` listing every source key not used."""
-        if self._left:
-            raise CheckpointError(f"{len(self._left)} keys of the {self.family} checkpoint have no place in the "
-                                  f"model: {_preview(self._left)}")
-        return self._out
-
-
-def transpose(tensor: torch.Tensor) -> torch.Tensor:
-    """A `KeyMap` transform: a (D, P) matrix used as `x @ W` -> the (P, D) weight of an `nn.Linear`."""
-    return tensor.T.contiguous()
-
-
-def _preview(keys, n=12) -> str:
-    keys = sorted(keys)
-    more = f" ... and {len(keys) - n} more" if len(keys) > n else ""
-    return ", ".join(keys[:n]) + more
-
-
-# --------------------------------------------------------------------------------------------
-# 3. Strict loading
+# 2. Strict loading
 # --------------------------------------------------------------------------------------------
 
 def check_state_dict(model: nn.Module, sd: StateDict, what: str = "checkpoint") -> None:
@@ -517,9 +312,9 @@ def check_state_dict(model: nn.Module, sd: StateDict, what: str = "checkpoint") 
         lines = [f"the {what} does not fit {type(model).__name__}"
                  f" (config: {getattr(model, 'config', '?')}):"]
         if missing:
-            lines.append(f"  {len(missing)} missing keys: {_preview(missing)}")
+            lines.append(f"  {len(missing)} missing keys: {preview(missing)}")
         if unexpected:
-            lines.append(f"  {len(unexpected)} unexpected keys: {_preview(unexpected)}")
+            lines.append(f"  {len(unexpected)} unexpected keys: {preview(unexpected)}")
         if shapes:
             lines.append(f"  {len(shapes)} keys with a different shape: " + "; ".join(shapes[:8])
                          + (" ..." if len(shapes) > 8 else ""))
@@ -544,8 +339,8 @@ def check_finite_weights(sd: StateDict, original: StateDict, what: str, dtype) -
     from_cast = [k for k in bad if original[k].is_meta or torch.isfinite(original[k]).all()]
     if from_cast and len(from_cast) == len(bad):
         raise CheckpointError(f"the {what} overflows when cast to {dtype}: {len(bad)} tensors get inf "
-                              f"({_preview(bad, 6)}). Load it in bfloat16 or float32")
-    raise CheckpointError(f"the {what} holds NaN/inf in {len(bad)} tensors ({_preview(bad, 6)}): the file is damaged "
+                              f"({preview(bad, 6)}). Load it in bfloat16 or float32")
+    raise CheckpointError(f"the {what} holds NaN/inf in {len(bad)} tensors ({preview(bad, 6)}): the file is damaged "
                           "or comes from a diverged training run. Download it again, or use another checkpoint")
 
 

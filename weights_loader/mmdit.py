@@ -24,8 +24,10 @@ import math
 import torch
 
 from minidit.mmdit import HEAD_DIM, MMDiT, MMDiTConfig
-from .io import (CheckpointError, KeyMap, apply_overrides, build_on_meta, check_class_name, component_folder,
-                 count_blocks, load_into, read_config, read_state_dict, select_prefix, translate_config)
+from .configs import check_class_name, component_folder, read_config, translate_config
+from .errors import CheckpointError
+from .io import apply_overrides, build_on_meta, load_into, read_state_dict
+from .keymap import KeyMap, count_blocks, select_prefix
 
 PREFIX = "model.diffusion_model."                # where the MM-DiT sits in an official single file
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .io import CheckpointError, read_json_file
+from .configs import read_json_file
+from .errors import CheckpointError
 
 
 class MissingPartError(CheckpointError, FileNotFoundError):

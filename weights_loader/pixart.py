@@ -30,8 +30,10 @@ import torch
 
 from minidit.embed import get_2d_sincos_pos_embed
 from minidit.pixart import CAPTION_TOKENS, KVCompressConfig, PixArt, PixArtConfig
-from .io import (CheckpointError, KeyMap, apply_overrides, build_on_meta, check_class_name, component_folder,
-                 count_blocks, load_into, read_config, read_json_file, read_state_dict, strip_prefix, translate_config)
+from .configs import check_class_name, component_folder, read_config, read_json_file, translate_config
+from .errors import CheckpointError
+from .io import apply_overrides, build_on_meta, load_into, read_state_dict
+from .keymap import KeyMap, count_blocks, strip_prefix
 from .pipeline_folder import PipelineFolder
 
 # Every PixArt model (XL/2: 1152 = 16 heads x 72) uses 72-d heads; the head count is read off the width.

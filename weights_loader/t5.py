@@ -29,8 +29,10 @@ import torch
 
 from minidit.text.t5 import T5Config, T5EncoderModel, t5_weight_dtype
 from minidit.text.tokenizers import T5Tokenizer
-from .io import (CheckpointError, apply_overrides, build_on_meta, check_state_dict, count_blocks, load_into,
-                 read_config, read_state_dict, translate_config, wrong_file_message)
+from .configs import read_config, translate_config
+from .errors import CheckpointError
+from .io import apply_overrides, build_on_meta, check_state_dict, load_into, read_state_dict, wrong_file_message
+from .keymap import count_blocks
 from .text_io import model_folder, read_text_encoder, tokenizer_folder, tokenizer_max_length
 
 MODEL_TYPES = ("t5", "mt5")

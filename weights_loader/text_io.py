@@ -16,7 +16,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from .io import CheckpointError, ConfigError, read_json_file, read_state_dict, select_prefix, weight_keys
+from .configs import read_json_file
+from .errors import CheckpointError, ConfigError
+from .io import read_state_dict, weight_keys
+from .keymap import select_prefix
 
 
 def read_json(path) -> dict:

@@ -25,8 +25,10 @@ from dataclasses import replace
 import torch
 
 from minidit.vae import SD3_VAE, SD_VAE, SDXL_VAE, AutoencoderKL, VAEConfig
-from .io import (CheckpointError, KeyMap, apply_overrides, build_on_meta, component_folder, count_blocks, load_into,
-                 read_config, read_state_dict, select_prefix, translate_config, weight_keys)
+from .configs import component_folder, read_config, translate_config
+from .errors import CheckpointError
+from .io import apply_overrides, build_on_meta, load_into, read_state_dict, weight_keys
+from .keymap import KeyMap, count_blocks, select_prefix
 
 LDM_PREFIXES = ("first_stage_model.", "vae.")
 TRAINING_ONLY_PREFIXES = ("loss.",)     # ldm's LPIPS + patch-GAN discriminator; not part of the VAE

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from minidit.errors import InputError
-from weights_loader.io import CheckpointError
+from weights_loader.errors import CheckpointError
 from .common import ModelEntry, default_device, hub_download, signature_defaults
 from .dit import DiTPipeline, class_ids
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from weights_loader.io import CheckpointError
+from weights_loader.errors import CheckpointError
 from .common import ModelEntry, default_device, hub_download, run_text_to_image, text_arguments_error
 from .hunyuan import ALIGN, HunyuanPipeline, official_sampling
 

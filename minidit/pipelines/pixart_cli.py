@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from minidit.pixart import CAPTION_TOKENS
-from weights_loader.io import CheckpointError
+from weights_loader.errors import CheckpointError
 from .common import ModelEntry, default_device, run_text_to_image, signature_defaults, text_arguments_error
 from .pixart import PixArtPipeline
 

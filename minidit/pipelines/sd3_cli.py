@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from weights_loader.io import CheckpointError
+from weights_loader.errors import CheckpointError
 from .common import ModelEntry, default_device, hub_download, run_text_to_image, text_arguments_error
 from .sd3 import OFFICIAL_SAMPLING, SD3Pipeline, release_name
 
