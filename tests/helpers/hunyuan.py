@@ -11,7 +11,6 @@ transformers 5 saves only tokenizer.json, so vocab.txt and spiece.model are copi
 hub folders hold them too). Every transformer weight is random (norms near 1).
 """
 import json
-import os
 import random
 import shutil
 import string
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from helpers.text import minilm_dir
+from helpers.text import minilm_dir, train_spiece_on
 from helpers.weights import randomize
 
 VOCAB = 700
@@ -36,7 +35,6 @@ CHINESE = ["一只可爱的猫坐在窗台上", "一个宇航员在骑马", "青
 def train_bilingual_spiece(folder: Path, vocab_size: int = VOCAB) -> Path:
     """A sentencepiece unigram model with T5's id layout (pad 0, eos 1, unk 2, no bos), trained on
     English words, Chinese sentences and mixed ones."""
-    import sentencepiece as spm
     rng = random.Random(0)
     syllables = [c + v for c in "bcdfghklmnprstvz" for v in "aeiou"]
     words = ["".join(rng.choices(syllables, k=rng.randint(1, 3))) for _ in range(800)]
@@ -45,12 +43,7 @@ def train_bilingual_spiece(folder: Path, vocab_size: int = VOCAB) -> Path:
     corpus += ["".join(rng.sample(CHINESE, k=3)) for _ in range(1500)]
     corpus += [f"{rng.choice(CHINESE)} {' '.join(rng.choices(words, k=4))}" for _ in range(500)]
     corpus += [" ".join(string.ascii_letters + string.digits + string.punctuation)] * 20
-    folder.mkdir(parents=True, exist_ok=True)
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(corpus), model_prefix=os.path.join(folder, "spiece"), model_type="unigram",
-        vocab_size=vocab_size, character_coverage=1.0, pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
-        pad_piece="<pad>", eos_piece="</s>", unk_piece="<unk>", minloglevel=2)
-    return folder / "spiece.model"
+    return train_spiece_on(folder, corpus, vocab_size)
 
 
 def scale(name: str) -> float:

@@ -93,7 +93,6 @@ def minilm_dir() -> Path:
 
 def train_spiece(folder: Path, vocab_size: int = 600) -> Path:
     """A small sentencepiece unigram model with T5's id layout (pad 0, eos 1, unk 2, no bos)."""
-    import sentencepiece as spm
     rng = random.Random(0)
     syllables = [c + v for c in "bcdfghklmnprstvz" for v in "aeiou"]
     words = ["".join(rng.choices(syllables, k=rng.randint(1, 4))) for _ in range(2000)]
@@ -101,6 +100,12 @@ def train_spiece(folder: Path, vocab_size: int = 600) -> Path:
     corpus = [" ".join(rng.choices(words, k=12)) for _ in range(3000)]
     corpus += [" ".join(string.ascii_letters + string.digits + string.punctuation)] * 20
     corpus += ["naïve café crème brûlée 東京 中文 こんにちは Привет Ελλάδα"] * 5
+    return train_spiece_on(folder, corpus, vocab_size)
+
+
+def train_spiece_on(folder: Path, corpus: list[str], vocab_size: int) -> Path:
+    """A sentencepiece unigram model of `corpus` with T5's id layout (pad 0, eos 1, unk 2, no bos)."""
+    import sentencepiece as spm
     folder.mkdir(parents=True, exist_ok=True)
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(corpus), model_prefix=os.path.join(folder, "spiece"), model_type="unigram",

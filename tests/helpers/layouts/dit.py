@@ -1,7 +1,6 @@
 """DiT: the documented key layout of an original checkpoint (docs/checkpoints.md#dit-original-checkpoint-pt) and the rename rules
 to diffusers' DiTTransformer2DModel (docs/checkpoints.md#dit-diffusers-layout-and-rename-rules), written out by hand so tests can check minidit against
 them and write random checkpoints in exactly that layout."""
-import torch
 
 from helpers.weights import random_state_dict
 
