@@ -140,13 +140,17 @@ class DiT(nn.Module):
         """The fixed 2-D sin-cos table for an h x w token grid: (1, T, D) (cached per device and dtype)."""
         return cached_2d_sincos_pos_embed(self.config.hidden_size, h, w, device=device, dtype=dtype)[None]
 
-    def forward(self, x, t, y):
-        """x: (B, C, H, W) noisy latents, t: (B,) timesteps 0..999, y: (B,) class ids -> (B, C_out, H, W)."""
+    def forward(self, x, t, y, force_drop_ids=None):
+        """x: (B, C, H, W) noisy latents, t: (B,) timesteps 0..999, y: (B,) class ids -> (B, C_out, H, W).
+
+        Label dropout: in train mode the label embedder drops a random `class_dropout_prob` of the
+        labels; `force_drop_ids` (B,) (1 = drop) decides instead, in any mode (the official argument).
+        """
         p = self.config.patch_size
         h, w = x.shape[-2] // p, x.shape[-1] // p
         x = self.x_embedder(x)                                                # (B, T, D)
         x = x + self.pos_embed(h, w, x.device, x.dtype)                       # (B, T, D)
-        c = self.t_embedder(t) + self.y_embedder(y, self.training)            # (B, D)
+        c = self.t_embedder(t) + self.y_embedder(y, self.training, force_drop_ids)  # (B, D)
         for block in self.blocks:
             x = block(x, c)                                                   # (B, T, D)
         x = self.final_layer(x, c)                                            # (B, T, p*p*C_out)
