@@ -1,4 +1,4 @@
-"""Exercise 12 — what the network predicts: epsilon, v and the flow velocity (chapter 02, section 9).
+"""Exercise 12 — what the network predicts: epsilon, v and the flow velocity (chapter 02_ddpm).
 
 Every sampler in minidit walks a grid of points x = alpha x0 + sigma eps and needs one thing from the
 network: its guess of the clean sample x0. DiT and PixArt predict the noise eps, Hunyuan-DiT predicts

@@ -40,9 +40,9 @@ class JointBlock(nn.Module):
         # │        qkv2 is the image stream's extra image-only (q, k, v), or None;                 │
         # │        mods are the stream's adaLN vectors (pass them on unchanged)                    │
         # │   2. ONE attention over the joint sequence, the text's tokens FIRST, then the          │
-        # │      image's                                          q, k, v -> (B, nh, L+T, hd)      │
-        # │      its heads merged (merge_heads)                              -> (B, L+T, D)        │
-        # │      and cut back: the first L tokens are the text's, the rest the image's             │
+        # │      image's: the joint q, k, v                                -> (B, nh, L+T, hd)     │
+        # │      its output with the heads merged (merge_heads)            -> (B, L+T, D)          │
+        # │      cut back: the first L tokens are the text's, the rest the image's                 │
         # │   3. if the image stream has qkv2: a second attention on it alone, heads merged        │
         # │   4. each stream finishes its own block with block.post_attention(its tokens, its      │
         # │      part of the joint output, the image-only output or None, its mods); the text's    │

@@ -102,17 +102,18 @@ def get_2d_rope(head_dim: int, th: int, tw: int, base_size: int | None = 32):
 # Why: read the pair (a, b) as the complex number a + ib; multiplying by i gives -b + ia, i.e. (-b, a):
 # a quarter turn. unflatten(-1, (-1, 2)) views the channels as (d/2 pairs, 2), so [..., 0] are the even
 # channels and [..., 1] the odd ones; stacking (-b, a) on a new last axis and flattening puts each new
-# pair back in place. x[..., d//2:] / x[..., :d//2] would pair channel i with i + d/2 instead: the
-# "rotate-half" convention of other models, wrong for these weights.
+# pair back in place. Splitting x into x[..., :d//2] and x[..., d//2:] would pair channel i with
+# i + d/2 instead: the "rotate-half" convention of other models, wrong for these weights.
 #
 # apply_rope
 # ----------
 #     xf = x.float()
 #     return (xf * cos + rotate_pairs(xf) * sin).to(x.dtype)
-# Why: a rotation by phi is a cos phi + (a quarter turn of a) sin phi; rotate_pairs is the quarter turn,
-# and the tables hold each angle twice (once per channel of its pair), so the two products line up
-# channel by channel. (S, hd) broadcasts against (..., S, hd). In float16 or bfloat16 the products and
-# their sum would lose digits, so the official apply_rotary_emb rotates in float32 and casts back.
+# Why: turning a pair u by phi gives u cos phi + (u turned by a quarter) sin phi; rotate_pairs is the
+# quarter turn, and the tables hold each angle twice (once per channel of its pair), so the two
+# products line up channel by channel. (S, hd) broadcasts against (..., S, hd). In float16 or bfloat16
+# the products and their sum would lose digits, so the official apply_rotary_emb rotates in float32 and
+# casts back.
 #
 # get_2d_rope
 # -----------
