@@ -19,12 +19,15 @@ REFERENCE = {"modulate": "minidit.dit:modulate", "DiTBlock": "minidit.dit:DiTBlo
 
 def modulate(x, shift, scale):
     """adaLN: x * (1 + scale) + shift, with (B, D) shift/scale broadcast over the tokens."""
-    # ┌───────────────────────────────────────────────────────────────────────────────────────┐
-    # │ TODO: x is (B, T, D); shift and scale are (B, D).                                     │
-    # │   1. give shift and scale a token axis:  (B, D) -> (B, 1, D)   (unsqueeze(1))         │
-    # │   2. return x * (1 + scale) + shift                             -> (B, T, D)          │
-    # │ Note the "1 +": a zero scale leaves the normalised x unchanged.                       │
-    # └───────────────────────────────────────────────────────────────────────────────────────┘
+    # ┌────────────────────────────────────────────────────────────────────────────────────────────┐
+    # │ TODO: x is (B, T, D); shift and scale are (B, D): one vector per sample, the same for all  │
+    # │ of its T tokens. Give them a token axis so that they broadcast over the tokens,            │
+    # │ (B, D) -> (B, 1, D), and apply the docstring's formula                     -> (B, T, D)    │
+    # │ Note the "1 +": a zero scale must leave the normalised x unchanged.                        │
+    # │ Read first: chapters/03_dit_adaln_zero.ipynb, section                                      │
+    # │   - The block                                                                              │
+    # │ Stuck after a real try? HINT 2 at the end of this file walks you through it.               │
+    # └────────────────────────────────────────────────────────────────────────────────────────────┘
     # *****START OF YOUR CODE*****
     raise NotImplementedError("modulate")
     # *****END OF YOUR CODE*****
@@ -45,17 +48,53 @@ class DiTBlock(nn.Module):
 
     def forward(self, x, c):
         """x: (B, T, D) tokens, c: (B, D) conditioning -> (B, T, D)."""
-        # ┌───────────────────────────────────────────────────────────────────────────────────┐
-        # │ TODO:                                                                             │
-        # │   1. self.adaLN_modulation(c)                                  -> (B, 6D)         │
-        # │      split it into six (B, D) vectors, IN THIS ORDER (the checkpoint's rows):     │
-        # │      shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp   (.chunk)    │
-        # │   2. attention branch:                                                            │
-        # │      h = modulate(self.norm1(x), shift_msa, scale_msa)         -> (B, T, D)       │
-        # │      x = x + gate_msa[:, None] * self.attn(h)                  -> (B, T, D)       │
-        # │   3. MLP branch, the same with norm2, shift_mlp, scale_mlp, self.mlp, gate_mlp    │
-        # │ The gates multiply the branch output, not the residual: x + gate * branch.        │
-        # └───────────────────────────────────────────────────────────────────────────────────┘
+        # ┌────────────────────────────────────────────────────────────────────────────────────────┐
+        # │ TODO: x (B, T, D) tokens, c (B, D) conditioning.                                       │
+        # │   1. self.adaLN_modulation(c)                                     -> (B, 6D)           │
+        # │      cut it into six (B, D) vectors, IN THIS ORDER (the checkpoint's rows):            │
+        # │      shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp                    │
+        # │   2. attention branch: norm1, modulate with shift_msa and scale_msa, self.attn,        │
+        # │      then added to x through gate_msa                             -> (B, T, D)         │
+        # │   3. MLP branch: the same with norm2, shift_mlp, scale_mlp, self.mlp and gate_mlp,     │
+        # │      on the x that step 2 has just updated (one after the other, not in parallel)      │
+        # │ The gates multiply the branch output, not the residual x. A (B, D) gate needs a        │
+        # │ token axis too, to broadcast against (B, T, D).                                        │
+        # │ Read first: chapters/03_dit_adaln_zero.ipynb, sections                                 │
+        # │   - The block                                                                          │
+        # │   - "-Zero": a fresh block is the identity                                             │
+        # │ Stuck after a real try? HINT 2 at the end of this file walks you through it.           │
+        # └────────────────────────────────────────────────────────────────────────────────────────┘
         # *****START OF YOUR CODE*****
         raise NotImplementedError("DiTBlock.forward")
         # *****END OF YOUR CODE*****
+
+
+# ============================================================================================
+# HINT 2 (the walkthrough; read it only if you are stuck after trying with the box above)
+# ============================================================================================
+# modulate
+# --------
+#     return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
+# Why: unsqueeze(1) turns (B, D) into (B, 1, D); broadcasting then repeats it over the T tokens, so every
+# token of a sample gets the same affine map, chosen by that sample's condition. The block's LayerNorms
+# have no weight or bias of their own (elementwise_affine=False): (1 + scale) and shift ARE their weight
+# and bias, predicted per sample. The "1 +" makes a zero output of adaLN_modulation mean weight 1, bias
+# 0: the plain LayerNorm. (minidit writes the same as torch.addcmul(shift, x, 1 + scale), which avoids
+# one (B, T, D) temporary; both are right.)
+#
+# DiTBlock.forward
+# ----------------
+#     shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = \
+#         self.adaLN_modulation(c).chunk(6, dim=1)                                # six (B, D)
+#     x = x + gate_msa[:, None] * self.attn(modulate(self.norm1(x), shift_msa, scale_msa))
+#     x = x + gate_mlp[:, None] * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
+#     return x
+# Why:
+# * chunk(6, dim=1) cuts the 6D outputs into consecutive blocks of D: the Linear's rows 0..D-1 are
+#   shift_msa, the next D rows scale_msa, and so on. The released weights were trained with that order;
+#   another order runs without error and computes a different model.
+# * the gate sits on the branch: DiT initialises the adaLN Linear to zero, so every gate starts at 0,
+#   each line is x = x + 0, and a fresh block is exactly the identity (the "-Zero"). A gate on the
+#   residual would instead wipe x out. gate[:, None] is the (B, 1, D) view, as in modulate.
+# * the second line normalises the x of the first line: a sequential pre-norm block, as in GPT-2-style
+#   transformers. Two branches on the block's input would be a different (parallel) model.

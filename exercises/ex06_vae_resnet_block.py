@@ -31,14 +31,17 @@ class ResnetBlock(nn.Module):
         self.nin_shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # ┌──────────────────────────────────────────────────────────────────────────────────────┐
-        # │ TODO: with x of shape (B, C_in, H, W):                                                │
-        # │   1. h = conv1(SiLU(norm1(x)))          -> (B, C_out, H, W)   (F.silu is SiLU)        │
-        # │   2. h = conv2(SiLU(norm2(h)))          -> (B, C_out, H, W)                           │
-        # │   3. shortcut = x, or nin_shortcut(x) when the block changes the width (it is None    │
-        # │      otherwise)                          -> (B, C_out, H, W)                          │
-        # │   4. return shortcut + h                                                              │
-        # └──────────────────────────────────────────────────────────────────────────────────────┘
+        # ┌────────────────────────────────────────────────────────────────────────────────────────┐
+        # │ TODO: x (B, C_in, H, W) -> (B, C_out, H, W), the class docstring's formula:            │
+        # │   * the residual branch, in this order: norm1, SiLU, conv1, then norm2, SiLU,          │
+        # │     conv2                                             -> (B, C_out, H, W)              │
+        # │   * the shortcut: x itself, or self.nin_shortcut(x) (a 1x1 conv) when the block        │
+        # │     changes the width; it is None otherwise          -> (B, C_out, H, W)               │
+        # │   * return their sum                                                                   │
+        # │ Read first: chapters/04_latent_space.ipynb, section                                    │
+        # │   - The pieces                                                                         │
+        # │ Stuck after a real try? HINT 2 at the end of this file walks you through it.           │
+        # └────────────────────────────────────────────────────────────────────────────────────────┘
         # *****START OF YOUR CODE*****
         raise NotImplementedError("ResnetBlock.forward")
         # *****END OF YOUR CODE*****
@@ -52,15 +55,43 @@ class Downsample(nn.Module):
         self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=0)   # note: padding=0 here
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # ┌──────────────────────────────────────────────────────────────────────────────────────┐
-        # │ TODO: (B, C, H, W) -> (B, C, H/2, W/2) for even H, W:                                 │
-        # │   1. pad with zeros: 0 columns left, 1 right, 0 rows top, 1 bottom                    │
-        # │      (F.pad's order for the last two dims is (left, right, top, bottom))              │
-        # │                                          -> (B, C, H+1, W+1)                          │
-        # │   2. apply self.conv (3x3, stride 2, no padding of its own)                           │
-        # │ Why not padding=1 on both sides? The released weights were trained with this pad;     │
-        # │ a symmetric pad shifts every output pixel by half a pixel.                            │
-        # └──────────────────────────────────────────────────────────────────────────────────────┘
+        # ┌────────────────────────────────────────────────────────────────────────────────────────┐
+        # │ TODO: (B, C, H, W) -> (B, C, H/2, W/2) for even H, W:                                  │
+        # │   1. pad with zeros: ONE column on the right and ONE row at the bottom, nothing on     │
+        # │      the left or the top                            -> (B, C, H+1, W+1)                │
+        # │   2. apply self.conv (3x3, stride 2, no padding of its own)                            │
+        # │ Why not padding=1 on both sides? The released weights were trained with this pad;      │
+        # │ a symmetric pad shifts every output pixel by half a pixel.                             │
+        # │ Read first: chapters/04_latent_space.ipynb, section                                    │
+        # │   - The pieces                                                                         │
+        # │ Stuck after a real try? HINT 2 at the end of this file walks you through it.           │
+        # └────────────────────────────────────────────────────────────────────────────────────────┘
         # *****START OF YOUR CODE*****
         raise NotImplementedError("Downsample.forward")
         # *****END OF YOUR CODE*****
+
+
+# ============================================================================================
+# HINT 2 (the walkthrough; read it only if you are stuck after trying with the box above)
+# ============================================================================================
+# ResnetBlock.forward
+# -------------------
+#     h = self.conv1(F.silu(self.norm1(x)))                      # (B, C_out, H, W)
+#     h = self.conv2(F.silu(self.norm2(h)))                      # (B, C_out, H, W)
+#     shortcut = x if self.nin_shortcut is None else self.nin_shortcut(x)
+#     return shortcut + h
+# Why: each conv is preceded by its norm and activation ("pre-activation"), so the shortcut carries x
+# untouched: a stack of blocks passes the signal (and the gradients) straight through, and each block
+# only learns a correction. conv1 changes the width C_in -> C_out, so norm2 is built for C_out, and the
+# shortcut has to reach C_out too: that is the 1x1 nin_shortcut ("network in network"), created only
+# when the widths differ. ldm has a dropout between the second SiLU and conv2; it is 0 in every
+# released VAE, so it is left out.
+#
+# Downsample.forward
+# ------------------
+#     return self.conv(F.pad(x, (0, 1, 0, 1)))                  # (B, C, H/2, W/2)
+# Why: F.pad reads its tuple from the LAST dimension backwards: (left, right) for W, then (top, bottom)
+# for H. So (0, 1, 0, 1) adds one zero column on the right and one zero row at the bottom. A 3x3 kernel
+# with stride 2 and no padding then gives (H + 1 - 3) // 2 + 1 = H/2 rows for an even H, and output row
+# i sees the input rows 2i, 2i+1, 2i+2. With padding=1 on both sides it would see 2i-1, 2i, 2i+1: the
+# same shape, values shifted by one input pixel, and the released weights no longer fit.

@@ -23,18 +23,54 @@ def relative_position_bucket(relative_position, bidirectional: bool = True, num_
     offsets share buckets whose width grows logarithmically up to `max_distance`, and everything
     farther lands in the last bucket. With 32 buckets: 8 exact offsets, then 8 log-spaced ones.
     """
-    # ┌──────────────────────────────────────────────────────────────────────────────────────────┐
-    # │ TODO: relative_position is a LongTensor of any shape; return a LongTensor of that shape. │
-    # │   1. bidirectional: num_buckets //= 2; bucket = num_buckets where j - i > 0, else 0;     │
-    # │      n = |j - i|.  Otherwise (a decoder): bucket = 0 and n = max(-(j - i), 0).           │
-    # │   2. max_exact = num_buckets // 2: an offset n < max_exact keeps bucket n.               │
-    # │   3. larger n: max_exact + floor(log(n / max_exact) / log(max_distance / max_exact)      │
-    # │                                  * (num_buckets - max_exact)),                           │
-    # │      capped at num_buckets - 1. Compute the log in float32, in this order, then .long()  │
-    # │      floors. Use n.clamp(min=1) inside the log to avoid log(0) (those n take step 2).    │
-    # │   4. return bucket + torch.where(n < max_exact, n, log_bucket)                           │
-    # │ With the defaults: 0 -> 0, -7 -> 7, 1 -> 17, -8 -> 8, 127 -> 31, -1000 -> 15.            │
-    # └──────────────────────────────────────────────────────────────────────────────────────────┘
+    # ┌────────────────────────────────────────────────────────────────────────────────────────────┐
+    # │ TODO: relative_position (j - i) is a LongTensor of any shape; return a LongTensor of       │
+    # │ that shape.                                                                                │
+    # │   1. bidirectional (the encoder): halve num_buckets; the offsets j - i > 0 use the         │
+    # │      upper half (bucket numbers offset by the new num_buckets), j - i <= 0 the lower       │
+    # │      half; n = |j - i|.  Otherwise (a decoder): no offset, and n = max(-(j - i), 0).       │
+    # │   2. max_exact = num_buckets // 2: an offset n < max_exact keeps the bucket n.             │
+    # │   3. a larger n gets one of the log-spaced buckets max_exact .. num_buckets - 1: the       │
+    # │      chapter's formula (written there for max_exact = 8, max_distance = 128), floored,     │
+    # │      and capped at num_buckets - 1. Compute the log ratio in float32, in T5's order        │
+    # │      (log(n / max_exact) / log(max_distance / max_exact), times the number of log          │
+    # │      buckets, then floor): the grader compares the buckets exactly.                        │
+    # │   4. the result: the half's offset + the bucket from 2 or 3                                │
+    # │ With the defaults: 0 -> 0, -7 -> 7, 1 -> 17, -8 -> 8, 127 -> 31, -1000 -> 15.              │
+    # │ Read first: chapters/05_text_encoders.ipynb, section                                       │
+    # │   - Where is position? T5's relative position buckets                                      │
+    # │ Stuck after a real try? HINT 2 at the end of this file walks you through it.               │
+    # └────────────────────────────────────────────────────────────────────────────────────────────┘
     # *****START OF YOUR CODE*****
     raise NotImplementedError("relative_position_bucket")
     # *****END OF YOUR CODE*****
+
+
+# ============================================================================================
+# HINT 2 (the walkthrough; read it only if you are stuck after trying with the box above)
+# ============================================================================================
+# relative_position_bucket
+# ------------------------
+#     bucket = torch.zeros_like(relative_position)
+#     if bidirectional:
+#         num_buckets //= 2
+#         bucket = bucket + (relative_position > 0).long() * num_buckets
+#         n = relative_position.abs()
+#     else:
+#         n = (-relative_position).clamp(min=0)
+#     max_exact = num_buckets // 2
+#     log_ratio = torch.log(n.clamp(min=1).float() / max_exact) / math.log(max_distance / max_exact)
+#     large = max_exact + (log_ratio * (num_buckets - max_exact)).long()
+#     large = large.clamp(max=num_buckets - 1)
+#     return bucket + torch.where(n < max_exact, n, large)
+# Why:
+# * an encoder token attends both ways, so "3 to the left" and "3 to the right" must be told apart: the
+#   sign picks a half of the buckets and only |j - i| matters inside it. A decoder only sees j <= i, so
+#   the positive offsets (which the causal mask hides anyway) all go to bucket 0.
+# * small offsets are where word order matters most, so each gets its own bucket. Beyond max_exact the
+#   bucket grows with log(n): offsets max_exact .. max_distance are spread over the remaining
+#   num_buckets - max_exact buckets, each bucket a constant factor wider than the previous one.
+# * torch.where computes BOTH branches for every element, so the log must be defined for n = 0 too:
+#   clamp(min=1) avoids log(0) = -inf (those n take the exact branch anyway).
+# * .long() truncates towards zero, which is floor here (the values are >= 0 where they are used);
+#   everything at or beyond max_distance is capped into the last bucket.

@@ -33,22 +33,58 @@ class JointBlock(nn.Module):
     def forward(self, context, x, c):
         """context (B, L, D) text tokens, x (B, T, D) image tokens, c (B, D) the conditioning vector.
         Returns (new context, or None if the context block is pre_only; new x)."""
-        # ┌──────────────────────────────────────────────────────────────────────────────────────┐
-        # │ TODO: the half-blocks do the per-stream work; you do the mixing.                      │
-        # │ 1. (q, k, v), qkv2, mods = block.pre_attention(tokens, c)  for each stream:          │
-        # │       q, k, v are (B, nh, L, hd) for the text, (B, nh, T, hd) for the image;         │
-        # │       qkv2 is the image stream's extra image-only (q, k, v), or None;                │
-        # │       mods are the stream's adaLN vectors (pass them on unchanged).                  │
-        # │ 2. Concatenate the text's and the image's q along the sequence, TEXT FIRST,          │
-        # │    likewise k and v                                           -> (B, nh, L+T, hd)    │
-        # │ 3. out = merge_heads(attention(q, k, v))                      -> (B, L+T, D)         │
-        # │    and cut it back: the first L tokens are the text's, the rest the image's.          │
-        # │ 4. If the image stream has qkv2: attn2 = merge_heads(attention(*qkv2)), else None.    │
-        # │ 5. context = context_block.post_attention(context, text_part, None, text_mods)       │
-        # │    unless context_block.pre_only (the last layer): then context = None.               │
-        # │    x = x_block.post_attention(x, image_part, attn2, image_mods)                       │
-        # │ Return (context, x).                                                                  │
-        # └──────────────────────────────────────────────────────────────────────────────────────┘
+        # ┌────────────────────────────────────────────────────────────────────────────────────────┐
+        # │ TODO: the half-blocks do the per-stream work; you do the mixing.                       │
+        # │   1. for each stream, (q, k, v), qkv2, mods = block.pre_attention(tokens, c):          │
+        # │        q, k, v (B, nh, L, hd) for the text, (B, nh, T, hd) for the image;              │
+        # │        qkv2 is the image stream's extra image-only (q, k, v), or None;                 │
+        # │        mods are the stream's adaLN vectors (pass them on unchanged)                    │
+        # │   2. ONE attention over the joint sequence, the text's tokens FIRST, then the          │
+        # │      image's: the joint q, k, v                                -> (B, nh, L+T, hd)     │
+        # │      its output with the heads merged (merge_heads)            -> (B, L+T, D)          │
+        # │      cut back: the first L tokens are the text's, the rest the image's                 │
+        # │   3. if the image stream has qkv2: a second attention on it alone, heads merged        │
+        # │   4. each stream finishes its own block with block.post_attention(its tokens, its      │
+        # │      part of the joint output, the image-only output or None, its mods); the text's    │
+        # │      only unless context_block.pre_only (the last layer): then context = None          │
+        # │ Return (context, x).                                                                   │
+        # │ Read first: chapters/08_mmdit.ipynb, sections                                          │
+        # │   - The joint block, inline                                                            │
+        # │   - What the joint attention sees                                                      │
+        # │ Stuck after a real try? HINT 2 at the end of this file walks you through it.           │
+        # └────────────────────────────────────────────────────────────────────────────────────────┘
         # *****START OF YOUR CODE*****
         raise NotImplementedError("JointBlock.forward")
         # *****END OF YOUR CODE*****
+
+
+# ============================================================================================
+# HINT 2 (the walkthrough; read it only if you are stuck after trying with the box above)
+# ============================================================================================
+# JointBlock.forward
+# ------------------
+#     ctx_qkv, _, ctx_mods = self.context_block.pre_attention(context, c)
+#     x_qkv, x_qkv2, x_mods = self.x_block.pre_attention(x, c)
+#     q, k, v = (torch.cat([a, b], dim=2) for a, b in zip(ctx_qkv, x_qkv))     # (B, nh, L+T, hd)
+#     joint = merge_heads(attention(q, k, v))                                   # (B, L+T, D)
+#     L = context.shape[1]
+#     attn2 = merge_heads(attention(*x_qkv2)) if x_qkv2 is not None else None   # (B, T, D) or None
+#     x = self.x_block.post_attention(x, joint[:, L:], attn2, x_mods)
+#     if self.context_block.pre_only:
+#         context = None
+#     else:
+#         context = self.context_block.post_attention(context, joint[:, :L], None, ctx_mods)
+#     return context, x
+# Why:
+# * dim=2 is the sequence axis of (B, nh, S, hd): concatenating there makes one sequence of L + T tokens
+#   in which every query sees every key, text or image. That is all the "MM" in MM-DiT is: the two
+#   streams have separate weights but one attention, instead of DiT/PixArt's cross-attention in which
+#   only the image queries the text.
+# * text FIRST is the official order; the attention itself does not care (it has no positions), but
+#   the split afterwards must match the concatenation: joint[:, :L] is the text, joint[:, L:] the image.
+# * merge_heads turns (B, nh, S, hd) back into (B, S, nh*hd) = (B, S, D), the input of each stream's
+#   output projection (done inside post_attention, with that stream's own weights and gate).
+# * the last layer's context block is pre_only: it makes k and v for the image to attend to, but the
+#   text tokens are not used after it, so it has no output projection or MLP and returns nothing.
+# * MMDiT-X (SD3.5-medium) adds an image-only self-attention in some layers: qkv2 is its q, k, v, and
+#   it never sees the text.

@@ -38,41 +38,60 @@ def ddpm_training_loss(model, schedule: Schedule, x0, y, *, p_uncond: float = 0.
     Returns a dict of per-sample (B,) tensors: "loss", "mse", ("vb" with learn_sigma), and the
     draws "t" (int64) and "drop" (bool).
     """
-    # ┌───────────────────────────────────────────────────────────────────────────────────────┐
-    # │ TODO (chapter 03, section "Train it yourself, and compare with the shipped run"):     │
-    # │   1. draw from `generator`, IN THIS ORDER (the grader replays it):                    │
-    # │        t     (B,)  int64 in [0, schedule.num_steps)                                   │
-    # │        noise (B, C, H, W), standard normal, x0's dtype                                │
-    # │        drop  (B,)  bool, True with probability p_uncond                               │
-    # │   2. x_t: the forward process at t                                   -> (B, C, H, W)  │
-    # │   3. the model sees the *training* timestep schedule.timesteps[t] (a respaced         │
-    # │      schedule's step i stands for another t) and the drop mask        -> model output │
-    # │   4. mse: per sample, the mean over (C, H, W) of the squared eps error    -> (B,)     │
-    # │   5. with learn_sigma: vb = vb_terms_bpd(...) such that it trains only v, not eps;    │
-    # │      loss = mse + vb (without: loss = mse)                                 -> (B,)    │
-    # │ Bad input: p_uncond outside [0, 1] -> ValueError.                                     │
-    # │ Stuck? HINT 2 at the bottom of this file walks through it.                            │
-    # └───────────────────────────────────────────────────────────────────────────────────────┘
+    # ┌────────────────────────────────────────────────────────────────────────────────────────────────┐
+    # │ TODO: x0 (B, C, H, W) images, y (B,) labels.                                                   │
+    # │   1. draw from `generator`, IN THIS ORDER (the grader replays it):                             │
+    # │        t     (B,)  int64 in [0, schedule.num_steps)                                            │
+    # │        noise (B, C, H, W), standard normal, x0's dtype                                         │
+    # │        drop  (B,)  bool, True with probability p_uncond                                        │
+    # │   2. x_t: the forward process at t                                  -> (B, C, H, W)            │
+    # │   3. the model sees the *training* timestep schedule.timesteps[t] (a respaced                  │
+    # │      schedule's step i stands for another t) and the drop mask       -> model output           │
+    # │   4. mse: per sample, the mean over (C, H, W) of the squared eps error  -> (B,)                │
+    # │   5. with learn_sigma: vb = vb_terms_bpd(...) such that it trains only v, not eps;             │
+    # │      loss = mse + vb (without learn_sigma: loss = mse)                 -> (B,)                 │
+    # │ Bad input: p_uncond outside [0, 1] -> ValueError.                                              │
+    # │ Read first: chapters/02_ddpm.ipynb, sections                                                   │
+    # │   - The forward process                                                                        │
+    # │   - The losses                                                                                 │
+    # │ and chapters/03_dit_adaln_zero.ipynb, section                                                  │
+    # │   - A short live training run                                                                  │
+    # │ Stuck after a real try? HINT 2 at the end of this file walks you through it.                   │
+    # └────────────────────────────────────────────────────────────────────────────────────────────────┘
     # *****START OF YOUR CODE*****
     raise NotImplementedError("ddpm_training_loss")
     # *****END OF YOUR CODE*****
 
 
-# ==========================================================================================
+# ============================================================================================
 # HINT 2 (the walkthrough; read it only if you are stuck after trying with the box above)
-# ==========================================================================================
-# 1. The draws: torch.randint(0, schedule.num_steps, (B,), generator=generator), then
-#    torch.randn(x0.shape, generator=generator, dtype=x0.dtype), then
-#    torch.rand(B, generator=generator) < p_uncond. "< p" drops a fraction p; "> p" would keep
-#    only p of the labels and train an almost unconditional model. randint's upper bound is
-#    exclusive: t = T would index past the schedule.
-# 2. x_t = q_sample(schedule, x0, t, noise): sqrt(a_bar_t) x0 + sqrt(1 - a_bar_t) noise. Index the
-#    schedule with t itself, not with schedule.timesteps[t].
-# 3. out = model(x_t, schedule.timesteps[t], y, force_drop_ids=drop.long()).
-# 4. eps_pred, v = split_output(out, x0, learn_sigma): the first C channels are eps. The target is
-#    the noise you drew, not x0. mse = mean_flat((noise - eps_pred) ** 2): the mean over every axis
-#    but the batch axis.
-# 5. IDDPM's hybrid loss: the VLB term must train only the variance v, so it sees eps detached:
-#    vb = vb_terms_bpd(schedule, torch.cat([eps_pred.detach(), v], dim=1), x0, x_t, t).
-#    Without the detach the VLB's gradient would also pull on eps, which the mse already trains.
-# Return {"loss": mse + vb, "mse": mse, "vb": vb, "t": t, "drop": drop}.
+# ============================================================================================
+# ddpm_training_loss
+# ------------------
+#     if not 0.0 <= p_uncond <= 1.0:
+#         raise ValueError(f"p_uncond is a probability, got {p_uncond}")
+#     B = x0.shape[0]
+#     t = torch.randint(0, schedule.num_steps, (B,), generator=generator)
+#     noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
+#     drop = torch.rand(B, generator=generator) < p_uncond
+#     x_t = q_sample(schedule, x0, t, noise)
+#     out = model(x_t, schedule.timesteps[t], y, force_drop_ids=drop.long())
+#     eps, v = split_output(out, x0, learn_sigma)
+#     mse = mean_flat((noise - eps) ** 2)
+#     if not learn_sigma:
+#         return {"loss": mse, "mse": mse, "t": t, "drop": drop}
+#     vb = vb_terms_bpd(schedule, torch.cat([eps.detach(), v], dim=1), x0, x_t, t)
+#     return {"loss": mse + vb, "mse": mse, "vb": vb, "t": t, "drop": drop}
+# Why:
+# * randint's upper bound is exclusive: t = num_steps would index past the schedule. One generator,
+#   drawn in a fixed order, makes a seeded run repeat exactly (the grader replays it).
+# * "< p_uncond" drops a fraction p_uncond of the labels; "> p_uncond" would keep only that fraction
+#   and train an almost unconditional model. The model is told which labels to drop, so it does not
+#   also drop some of its own (DiT's label embedder does that in train mode otherwise).
+# * q_sample indexes the schedule with t itself: sqrt(a_bar_t) x0 + sqrt(1 - a_bar_t) noise. The model,
+#   though, was trained on the original timesteps, so it is fed schedule.timesteps[t] (the same as t
+#   for a full schedule).
+# * The target is the noise you drew, and only the first C channels are eps (split_output); the mean
+#   over every axis but the batch keeps the loss's scale independent of the image size.
+# * IDDPM's hybrid loss: the VLB term sees eps detached, so its gradient trains only the variance v;
+#   the mse alone trains eps.
