@@ -55,7 +55,7 @@ def ddpm_training_loss(model, schedule: Schedule, x0, y, *, p_uncond: float = 0.
     # │   - The forward process                                                                        │
     # │   - The losses                                                                                 │
     # │ and chapters/03_dit_adaln_zero.ipynb, section                                                  │
-    # │   - A short live training run                                                                  │
+    # │   - Train it yourself, and compare with the shipped run                                        │
     # │ Stuck after a real try? HINT 2 at the end of this file walks you through it.                   │
     # └────────────────────────────────────────────────────────────────────────────────────────────────┘
     # *****START OF YOUR CODE*****
