@@ -3,6 +3,7 @@
     python benchmarks/windowed_denoise.py                    # the table in benchmarks/results/windowed_denoise.txt
     python benchmarks/windowed_denoise.py --tiny             # a narrow 1-block model (smoke test)
     python benchmarks/windowed_denoise.py --backend manual   # attention written out (scores materialised)
+    python benchmarks/windowed_denoise.py --count-macs       # MACs counted on the meta device, also at 2K / 4K
 
 The model: full width (1152, 16 heads of 72, MLP 4608, 300 T5-XXL tokens of 4096 channels) but `--depth`
 blocks (4 by default instead of 28: the ratios do not depend on the depth, the absolute times do), fp32,
@@ -69,6 +70,50 @@ def child(case):
     report({**result, "windows": windows, "tokens": tokens})
 
 
+def counted_macs(case) -> tuple[int, int]:
+    """(multiply-accumulates of one forward, windows) of a case, counted by torch's FlopCounterMode on the
+    meta device (shapes only: any size, no memory, no time; FLOPs / 2 = MACs, as DiT's "Gflops")."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+    from minidit.pixart import PixArt, PixArtConfig
+    from minidit.windows import WindowedModel, tile_batch
+    side, window = case["latent"], case["window"]
+    with torch.device("meta"):
+        model = PixArt(PixArtConfig(input_size=window, depth=case["depth"], model_max_length=300,
+                                    pe_interpolation=window / 64, **case["shape"])).eval()
+        x, y = torch.empty(2, 4, side, side), torch.empty(2, 300, case["shape"]["caption_channels"])
+        mask, t = torch.ones(2, 300, dtype=torch.bool), torch.empty(2)
+
+    def network(xs, ts):
+        return model(xs, ts, tile_batch(y, xs.shape[0]), tile_batch(mask, xs.shape[0]))
+    fn, windows = network, 1
+    if case["impl"] != "direct":
+        fn = WindowedModel(network, window, case["overlap"], patch=2, windows_per_call=case["per_call"])
+        windows = len(fn.grid(side, side))
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        fn(x, t)
+    return counter.get_total_flops() // 2, windows
+
+
+def mac_table(args) -> str:
+    """Counted MACs of the measured cases and of the full-size PixArt-Σ (28 blocks) at 2048² and 4096²."""
+    groups = [(f"measured shape ({args.depth} blocks), latent {args.latent}, window {args.window}", cases(args))]
+    for latent, window, overlaps in ((256, 128, (0, 32)), (512, 256, (0, 64))):
+        full = argparse.Namespace(**{**vars(args), "depth": 28, "latent": latent, "window": window, "tiny": False,
+                                     "overlaps": ",".join(map(str, overlaps)), "per_call": 1})
+        groups.append((f"PixArt-Σ-XL/2 (28 blocks): {latent * 8}² from {window * 8}² windows", cases(full)))
+    rows = []
+    for title, group in groups:
+        direct = None
+        for name, case in group.items():
+            macs, windows = counted_macs(case)
+            direct = direct or macs
+            rows.append({"model and sizes": title, "path": name, "windows": windows, "TMAC per forward": f"{macs / 1e12:.3f}",
+                         "MAC ratio": f"{macs / direct:.2f}"})
+    return ("Multiply-accumulates of one CFG forward (batch 2, 300 caption tokens), counted on the meta device "
+            "(torch.utils.flop_counter, FLOPs / 2)\n\n" + markdown_table(rows, list(rows[0])))
+
+
 def cases(args) -> dict[str, dict]:
     common = dict(latent=args.latent, window=args.window, depth=args.depth, repeats=args.repeats,
                   backend=args.backend, shape=TINY if args.tiny else FULL, per_call=args.per_call)
@@ -104,7 +149,13 @@ def main(argv=None):
     parser.add_argument("--backend", choices=["sdpa", "manual"], default="sdpa")
     parser.add_argument("--repeats", type=int, default=3, help="timed forwards per process (median)")
     parser.add_argument("--rounds", type=int, default=2, help="processes per case, alternating order")
+    parser.add_argument("--count-macs", action="store_true",
+                        help="only count the MACs (meta device, seconds), also of the full-size model at 2K and 4K")
     args = parser.parse_args(argv)
+    if args.count_macs:
+        text = mac_table(args)
+        print(text)
+        return text
     text = table(run_rounds(__file__, cases(args), args.rounds), args)
     print(text)
     return text

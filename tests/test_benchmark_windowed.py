@@ -36,3 +36,18 @@ def test_tiny_windowed_benchmark(capsys, tmp_path):
     args = argparse.Namespace(tiny=True, depth=1, latent=16, window=8, per_call=1, backend="sdpa")
     text = bench.table({"direct": direct, "windows, overlap 0": four}, args)
     assert "| windows, overlap 0 | 4 | 64 |" in text and "| direct | 1 | 64 |" in text
+
+
+def hand_macs(N, d=bench.TINY["hidden_size"], L=1, M=300, C=bench.TINY["caption_channels"], p=2, c_in=4, c_out=8):
+    """PixArt's multiply-accumulates per sample, term by term: patch embedding, timestep MLP (256 -> d -> d),
+    t_block (d -> 6d), caption MLP (C -> d -> d), L blocks (14 d^2 N linear, 2 N^2 d self-attention, 2 d^2 M
+    cross-attention keys/values, 2 N M d cross-attention), the final linear."""
+    return (N * p * p * c_in * d + 256 * d + d * d + 6 * d * d + M * (C * d + d * d)
+            + L * (14 * d * d * N + 2 * N * N * d + 2 * d * d * M + 2 * N * M * d) + N * d * p * p * c_out)
+
+
+def test_counted_macs_match_the_hand_count():
+    case = dict(latent=16, window=8, depth=1, shape=bench.TINY, per_call=1, impl="direct", overlap=0)
+    assert bench.counted_macs(case) == (2 * hand_macs(64), 1)                       # batch 2, (16/2)^2 tokens
+    assert bench.counted_macs({**case, "impl": "windowed"}) == (4 * 2 * hand_macs(16), 4)
+    assert bench.counted_macs({**case, "impl": "windowed", "overlap": 4, "per_call": 9}) == (9 * 2 * hand_macs(16), 9)

@@ -213,3 +213,15 @@ def test_command_line_window_options(monkeypatch, tmp_path):
     seen.clear()
     common.run_text_to_image(Pipe(), args, {})
     assert "window" not in seen and "window_overlap" not in seen
+
+
+def test_sd3_skip_layer_guidance_runs_on_windows_too():
+    """The skip-layer call is a network call of its own: it is windowed as well, and counted."""
+    from dataclasses import replace
+    from minidit.pipelines.sd3 import SkipLayerGuidance
+    pipe, e = sd3_pipe()
+    pipe.sampling = replace(pipe.sampling, skip_layer_guidance=SkipLayerGuidance(layers=(1,), start=0.0, end=1.0))
+    assert torch.equal(sd3_run(pipe, e, window=SIZE), sd3_run(pipe, e))
+    sd3_run(pipe, e, **WINDOWS)
+    # step 0: the guided call on 6 windows; step 1 (inside start..end): the guided and the skip-layer calls
+    assert pipe.last_run_stats["denoise"]["forward_calls"] == 6 + 2 * 6
