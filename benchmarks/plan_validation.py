@@ -142,11 +142,43 @@ def cases(quick: bool) -> list[dict]:
     return px + other + t5 + vae
 
 
+# Measured on an NVIDIA H200 (benchmarks/results/pixart_gpu_sdpa.txt, pixart_gpu_manual.txt; README "PixArt-Σ on
+# a GPU"): torch.cuda.max_memory_allocated per stage, resident weights included; transformer fp16, T5 bf16, VAE fp32,
+# T5 staged. (model, side, backend, tiled decode) -> {stage: GiB}
+H200 = {("pixart-sigma-1024", 1024, "sdpa", False): {"text": 10.46, "denoise": 1.70, "decode": 5.77},
+        ("pixart-sigma-2k", 2048, "sdpa", True): {"text": 10.50, "denoise": 2.32, "decode": 2.67},
+        ("pixart-sigma-1024", 1024, "manual", False): {"text": 10.45, "denoise": 5.60, "decode": 5.77}}
+
+
+def gpu_rows() -> list[dict]:
+    """The planner's card peaks (`plan_fit.evaluate`, as the pipeline ran: T5 staged) against the H200's."""
+    from minidit import plan as P
+    from minidit.cli import MODELS
+    from minidit.plan_fit import Setting, evaluate
+    from minidit.plan_models import stack
+    rows = []
+    for (model, side, backend, tiled), measured in H200.items():
+        s = stack(MODELS[model])
+        o = evaluate(s, side // 8, side // 8, Setting("fp16", "staged", 64 if tiled else None, None), steps=20,
+                     guided=True, backend=backend, kv_scale=1, gpu="h200")
+        for name, gib in measured.items():
+            note = "calibrates CUDA_CONV_WORKSPACE" if (name, tiled) == ("decode", False) else ""
+            rows.append({"case": f"{model} {side}² {backend}{', tiled' if tiled and name == 'decode' else ''}",
+                         "stage": name, "predicted GiB": f"{P.gib(o.peaks[name]):.2f}", "measured GiB": f"{gib:.2f}",
+                         "predicted / measured": f"{P.gib(o.peaks[name]) / gib:.2f}", "note": note})
+    return rows
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", nargs="?", const="1", default=None)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--gpu-only", action="store_true", help="only the comparison with the H200 measurements")
     args = p.parse_args()
+    gpu = gpu_rows()
+    if args.gpu_only:
+        print(markdown_table(gpu, list(gpu[0])))
+        return
     rows = []
     for case in cases(args.quick):
         case["threads"] = args.threads
@@ -161,6 +193,9 @@ def main():
     print(f"\nMemory planner: predicted vs measured activation peak (VmHWM increment over the stage's start, "
           f"fixed mmap threshold), float32, {machine()}\n")
     print(markdown_table(rows, list(rows[0])))
+    print("\nOn a GPU: the planner's peak per stage (resident weights included) vs torch.cuda.max_memory_allocated "
+          "measured on an NVIDIA H200 (benchmarks/results/pixart_gpu_*.txt)\n")
+    print(markdown_table(gpu, list(gpu[0])))
 
 
 if __name__ == "__main__":

@@ -20,13 +20,18 @@ Where the bytes go at 4096² for PixArt-Σ (65 536 image tokens N, width D = 115
   * attention: SDPA (flash / memory-efficient kernels) works in O(N) memory, its output is one more
     B x N x D tensor; the manual path materialises B x heads x N x N scores: 2 x 16 x 65 536² x 2 B
     = 275 GB per layer — nothing fits that, which is why SDPA (or windows) decides whether 4K runs;
-  * so the denoiser needs ~4.5 GB + the VAE's weights. The real problem on a 24 GB card is T5-XXL:
-    4.76 B parameters x 2 B (bf16) = 9.5 GB (19 GB in fp32) for a stage that runs once per prompt.
-    Kept resident beside everything else it leaves too little for the VAE decode; staged (loaded
-    for the text stage and freed, `Staged` in `pipelines/common.py`) it never meets the decode;
-  * the VAE decode untiled is the largest stage of all: ~3 KiB per output pixel in fp32 (three
-    256-channel maps at full resolution at the first block of the last level) = 48 GiB at 4096²;
-    tiled (512-px tiles) it is one tile's decode, ~0.75 GiB, plus 16 B per pixel of blending buffers.
+  * so the denoiser stage needs 1.2 GB of weights + 3.5 GB of activations. The largest single item
+    on the card is T5-XXL: 4.76 B parameters x 2 B (bf16) = 9.5 GB (19 GB in fp32), twice the whole
+    denoising stage, for a stage that runs once per prompt. Kept resident, it sits beside every
+    stage: at 4096² in bf16 the run then peaks at ~15 GiB (T5 + denoiser + VAE + the tiled decode),
+    which a 24 GB card holds but a 12 GB one does not (the denoise stage alone would need 13.6 GiB);
+    in fp32 even 24 GB is too small (26.8 GiB). Staged (loaded for the text stage and freed,
+    `Staged` in `pipelines/common.py`) T5 never meets the denoiser's or the decoder's activations: the
+    peak becomes max(T5 + weights, denoise, decode) = 10.4 GiB in bf16, 20.4 GiB in fp32;
+  * the VAE decode untiled is the largest stage of all: 768 floats per output pixel (three 256-channel
+    maps at full resolution at the first block of the last level) = 48 GiB in fp32 at 4096², ~69 GiB
+    with cuDNN's workspace; tiled (512-px tiles) it is one tile's decode, 0.75 GiB, plus 16 B per
+    pixel of blending buffers (0.25 GiB at 4096²).
 
 Shape legend: B batch, N image tokens, L text tokens, D width, r MLP ratio, nh heads, b bytes per
 element, P output pixels, c the MLP chunk (feed-forward chunking, `attention.per_token_chunks`).

@@ -14,7 +14,8 @@ The settings searched, each a way to trade time (or exactness) for memory:
 During every stage the denoiser and the VAE stay on the card (as the pipelines keep them); the peak of a
 stage is that plus the stage's own weights (the text encoders, unless resident anyway or on the CPU)
 and its activations. A setting fits when every stage's peak is at most the card's memory. The cheapest
-setting that fits wins: exact settings before windows, then the least moving of the text encoders
+setting that fits wins: exact settings before windows (and the largest windows that
+fit before smaller ones), then the least moving of the text encoders
 (staging reloads them for every prompt, the CPU runs them at CPU speed), then the lowest FLOP floor
 (FLOPs / the card's dense peak: fp32 matmuls at the fp32 peak, fp32 convolutions at TF32, tiled
 decodes and windows counting their overlap).
@@ -100,14 +101,20 @@ def search(stack, h, w, memory_gib: float, *, dtype=None, steps=20, guided=True,
            gpu="a100", window=None) -> tuple[Outcome | None, list[Outcome]]:
     """(the cheapest setting that fits, every setting evaluated). `dtype`/`window` given = fixed."""
     limit = memory_gib * P.GiB
-    windows = [window] if window is not None else candidate_windows(stack, h, w)
-    outcomes = [evaluate(stack, h, w, Setting(d, t, tile, win), steps=steps, guided=guided, backend=backend,
+    # exact first; else the largest windows (the most context per window); then the least text staging, then speed
+    rank = lambda o: (o.setting.window is not None, -(o.setting.window or 0), TEXT.index(o.setting.text),  # noqa: E731
+                      round(o.seconds, 3), DTYPES.index(o.setting.dtype))
+
+    def tried(windows):
+        return [evaluate(stack, h, w, Setting(d, t, tile, win), steps=steps, guided=guided, backend=backend,
                          kv_scale=kv_scale, gpu=gpu)
                 for d, t, tile, win in itertools.product([dtype] if dtype else DTYPES, TEXT, TILES, windows)
                 if not (tile is not None and tile >= max(h, w))]     # a tile as large as the image is untiled
+    # windows change the image: tried (each needs its own FLOP count) only when nothing exact fits
+    outcomes = tried([window])
+    if window is None and not any(max(o.peaks.values()) <= limit for o in outcomes):
+        outcomes += tried(candidate_windows(stack, h, w)[1:])
     fits = [o for o in outcomes if max(o.peaks.values()) <= limit]
-    rank = lambda o: (o.setting.window is not None, TEXT.index(o.setting.text), round(o.seconds, 3),   # noqa: E731
-                      DTYPES.index(o.setting.dtype))
     return (min(fits, key=rank) if fits else None), outcomes
 
 
@@ -182,7 +189,7 @@ def why_not(best: Outcome, outcomes: list, memory_gib: float) -> list[str]:
     s, limit, out = best.setting, memory_gib * P.GiB, []
     simpler = []
     if s.window is not None:
-        simpler.append(("no windows", dict(window=None)))
+        simpler.append(("without windows", dict(window=None)))
     if s.text != "resident":
         simpler.append(("text encoders resident", dict(text="resident")))
     if s.text == "cpu":
@@ -200,9 +207,9 @@ def why_not(best: Outcome, outcomes: list, memory_gib: float) -> list[str]:
             continue
         stage, peak = o.worst
         if peak > limit:
-            out.append(f"not {label}: the {stage} stage would need {_g(peak)} GiB")
+            out.append(f"why not {label}: the {stage} stage would need {_g(peak)} GiB")
         else:
-            out.append(f"not {label}: it fits ({_g(peak)} GiB) but its FLOP floor is {o.seconds:.1f} s")
+            out.append(f"why not {label}: it fits ({_g(peak)} GiB) but its FLOP floor is {o.seconds:.1f} s")
     return out
 
 
