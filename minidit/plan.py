@@ -47,7 +47,6 @@ from .tiling import tile_starts
 
 GiB = 2**30
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
-TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # CUDA's convolution kernels take a workspace that no tensor shows: on an NVIDIA H200 (README,
 # "PixArt-Σ on a GPU") the 1024² untiled SDXL-VAE decode peaked 4.32 GiB over the resident weights,
 # where the live tensors alone (`vae_decode_memory`) are 3.0 GiB. The one measured constant here.
