@@ -5,7 +5,7 @@ bottom and calls these where it needs them.
 
     initial_noise       x_T ~ N(0, I), drawn as diffusers' randn_tensor draws it
     guided_model_fn     classifier-free guidance around one batched network call
-    Staged              a component (a text encoder) that is loaded for its stage and freed after it
+    Staged              a component loaded (or moved to the device) for its stage, freed (or offloaded) after it
     PromptEmbeds        the text conditioning of one call, for any number of encoders' outputs
     check_output_type / to_output     "pil" | "np" | "pt" | "latent"
 
@@ -66,29 +66,50 @@ def guided_model_fn(forward, guidance_scale: float, *, uncond_first: bool = Fals
 
 
 class Staged:
-    """A component that lives only while its stage needs it: with keep=False it is loaded by
-    `loader()` when the stage starts and freed when it ends (T5-XXL's 4.7 B parameters never share
-    memory with the denoising). Given a loaded `module` and no loader, it is simply kept."""
+    """A component that lives only while its stage needs it.
 
-    def __init__(self, module=None, loader=None, *, keep: bool = True, what: str = "text encoder"):
+    * keep=False with a `loader`: loaded by `loader()` when the stage starts and freed when it ends
+      (T5-XXL's 4.7 B parameters never share memory with the denoising; a transformer freed before the
+      VAE decodes).
+    * offload=True: kept, but on the CPU between its stages; `use()` moves it to `device` for its
+      stage and back to the CPU after (on a GPU: only the active stage's weights occupy the card).
+    * a loaded `module` and no loader: simply kept (on `device`, if offload is off).
+
+    `moves` records every device move (`(what, device)`), so a run shows what was offloaded."""
+
+    def __init__(self, module=None, loader=None, *, keep: bool = True, what: str = "text encoder",
+                 offload: bool = False, device=None):
         if module is None and loader is None:
             raise ValueError(f"pass a {what} or a loader for it")
         self.module, self.loader, self.what = module, loader, what
         self.keep = keep or loader is None
+        self.offload, self.device = bool(offload), None if device is None else torch.device(device)
         self.last_load_seconds: float | None = None
+        self.moves: list[tuple[str, str]] = []
 
     @contextlib.contextmanager
     def use(self):
-        """`with staged.use() as module:` — loaded if needed, freed afterwards unless kept."""
+        """`with staged.use() as module:` — loaded if needed (and moved to `device` if offloaded),
+        freed (or moved back to the CPU) afterwards unless kept."""
         if self.module is None:
             t0 = time.perf_counter()
             self.module = self.loader()
             self.last_load_seconds = time.perf_counter() - t0
+        if self.offload and self.device is not None:
+            self._move(self.device)
         try:
             yield self.module
         finally:
             if not self.keep:
                 self.free()
+            elif self.offload:
+                self._move(torch.device("cpu"))
+
+    def _move(self, device: torch.device) -> None:
+        self.module.to(device)
+        self.moves.append((self.what, str(device)))
+        if device.type == "cpu" and torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     def free(self) -> None:
         self.module = None

@@ -58,7 +58,8 @@ from minidit.scheduler_config import sampler_from_scheduler_config
 from minidit.text.t5 import guard_fp16
 from minidit.vae import SD_VAE, SDXL_VAE, AutoencoderKL, decode_latents
 from weights_loader import PipelineFolder, load_pixart, load_t5, load_t5_tokenizer, load_vae
-from weights_loader.pixart import CAPTION_LENGTH, PIPELINE_VARIANTS
+from weights_loader.io import build_on_meta
+from weights_loader.pixart import CAPTION_LENGTH, PIPELINE_VARIANTS, read_pixart_config
 from .checks import (check_count, check_finite, check_flag, check_generator, check_guidance, check_max_sequence_length,
                      check_negative_prompts, check_prompts, check_size, check_steps, finite_steps, precision_hint)
 from .common import PromptEmbeds, Staged, check_output_type, guided_model_fn, initial_noise, to_output
@@ -122,42 +123,79 @@ class PixArtPipeline:
 
     def __init__(self, transformer: PixArt, vae: AutoencoderKL, tokenizer, text_encoder=None, *,
                  sampling: PixArtSampling = DIFFUSERS_SAMPLING, text_encoder_loader=None,
-                 keep_text_encoder: bool = True, variant: str | None = None):
+                 keep_text_encoder: bool = True, variant: str | None = None, transformer_loader=None,
+                 keep_transformer: bool = True, offload: bool = False, device=None):
         """`text_encoder`: a loaded T5, or None and `text_encoder_loader()` loads one when needed
-        (and, with keep_text_encoder=False, it is freed after every encoding)."""
-        self.transformer, self.vae, self.tokenizer = transformer.eval(), vae.eval(), tokenizer
-        self.text = Staged(text_encoder, text_encoder_loader, keep=keep_text_encoder, what="T5 text encoder")
-        self.sampling = sampling
+        (and, with keep_text_encoder=False, it is freed after every encoding).
+        `transformer_loader`: then `transformer` is a skeleton built on the meta device (its config, no
+        weights), the real one is loaded by `transformer_loader()` for the denoising and, with
+        keep_transformer=False, freed before the VAE decodes (see "Memory" in `from_pretrained`).
+        `offload=True`: every component waits on the CPU and is moved to `device` for its stage only."""
+        check_flag(offload, "offload")
+        if device is None:
+            device = "cpu" if transformer_loader is not None else next(transformer.parameters()).device
+        self._device = torch.device(device)
+        self._skeleton = transformer.eval()
+        if offload:                                # the skeleton (on meta) has nothing to move
+            vae.to("cpu")
+            if transformer_loader is None:
+                transformer.to("cpu")
+        self.denoiser = Staged(None if transformer_loader is not None else transformer, transformer_loader,
+                               keep=keep_transformer, what="PixArt transformer", offload=offload, device=device)
+        self.decoder = Staged(vae.eval(), what="VAE", offload=offload, device=device)
+        self.text = Staged(text_encoder, text_encoder_loader, keep=keep_text_encoder, what="T5 text encoder",
+                           offload=offload, device=device)
+        self.tokenizer, self.sampling = tokenizer, sampling
         self.variant = variant or variant_of(transformer)
         self.last_run_stats: dict = {}
 
     # ---------------------------------------------------------------- loading
     @classmethod
     def from_pretrained(cls, folder, *, base=None, dtype=None, text_encoder_dtype=None, vae_dtype=None,
-                        device="cpu", keep_text_encoder: bool = False) -> "PixArtPipeline":
+                        device="cpu", keep_text_encoder: bool = False, keep_transformer: bool = True,
+                        offload: bool = False) -> "PixArtPipeline":
         """A diffusers PixArt folder: `huggingface-cli download PixArt-alpha/PixArt-Sigma-XL-2-1024-MS
         --local-dir DIR` (or PixArt-XL-2-1024-MS, PixArt-XL-2-512x512, PixArt-Sigma-XL-2-512-MS / -2K-MS).
         `base`: another such folder supplying the components `folder` lacks (e.g. a transformer-only
         download + `PixArt-alpha/pixart_sigma_sdxlvae_T5_diffusers` for T5, tokenizer and VAE).
-        Dtypes default to `default_dtypes(device)`."""
+        Dtypes default to `default_dtypes(device)`.
+
+        Memory. T5 is loaded for the text stage and freed after it (keep_text_encoder=False). With
+        keep_transformer=False the transformer is not loaded here either, only its config.json read: it
+        is loaded when the denoising starts (T5 already freed) and freed when it ends (before the VAE
+        decodes), so no two of the three big parts are ever in memory together: the peak is the largest
+        stage, not the sum (benchmarks/pipeline_memory.py). Each call then reads the transformer from
+        disk again. `offload=True` keeps what is loaded on the CPU and moves it to `device` for its stage."""
         parts = PipelineFolder(folder, base, hint=MISSING_PARTS)
         pipeline_class = parts.pipeline_class(tuple(PIPELINE_VARIANTS))
+        check_flag(keep_transformer, "keep_transformer")
+        check_flag(offload, "offload")
         d, te, v = default_dtypes(device)
+        load_to = "cpu" if offload else device
         # The caption length (CAPTION_TOKENS) comes from the pipeline class: its model_index.json may be
         # in `base`, where load_pixart, given only transformer/, would not look.
-        transformer = load_pixart(parts.component("transformer"), dtype=dtype or d, device=device,
-                                  overrides={"model_max_length": CAPTION_LENGTH[pipeline_class]})
+        overrides = {"model_max_length": CAPTION_LENGTH[pipeline_class]}
+        transformer_dir = parts.component("transformer")
+
+        def transformer_loader():
+            return load_pixart(transformer_dir, dtype=dtype or d, device=load_to, overrides=overrides)
+        if keep_transformer:
+            transformer, transformer_loader = transformer_loader(), None
+        else:                         # a skeleton for the config: built on meta, no memory (weights_loader.io)
+            transformer = build_on_meta(PixArt, read_pixart_config(transformer_dir, overrides))
+            transformer.y_embedder.has_null_caption = False      # diffusers folders do not store it
         text_dir = parts.component("text_encoder")
         sched = parts.scheduler_config()
         if sched is None:
             warnings.warn(f"no scheduler/scheduler_config.json in {folder}: sampling with the defaults of "
                           "DPMSolverMultistepScheduler(), the scheduler every PixArt repository ships", stacklevel=2)
         sampling = sampling_from_scheduler_config(sched or {"_class_name": "DPMSolverMultistepScheduler"})
-        return cls(transformer, load_vae(parts.component("vae"), dtype=vae_dtype or v, device=device),
+        return cls(transformer, load_vae(parts.component("vae"), dtype=vae_dtype or v, device=load_to),
                    load_t5_tokenizer(parts.component("tokenizer")), sampling=sampling,
                    keep_text_encoder=keep_text_encoder,
-                   text_encoder_loader=lambda: load_t5(text_dir, dtype=text_encoder_dtype or te, device=device),
-                   variant=PIPELINE_VARIANTS[pipeline_class])
+                   text_encoder_loader=lambda: load_t5(text_dir, dtype=text_encoder_dtype or te, device=load_to),
+                   variant=PIPELINE_VARIANTS[pipeline_class], transformer_loader=transformer_loader,
+                   keep_transformer=keep_transformer, offload=offload, device=device)
 
     @classmethod
     def from_original(cls, checkpoint, text_encoder, vae, *, tokenizer=None, config=None,
@@ -181,7 +219,23 @@ class PixArtPipeline:
 
     @property
     def device(self):
-        return next(self.transformer.parameters()).device
+        """Where the stages run (with offload=True the components wait on the CPU in between)."""
+        return self._device
+
+    @property
+    def transformer(self) -> PixArt:
+        """The loaded transformer, or, while it is not in memory (keep_transformer=False), its skeleton
+        on the meta device: its config, no weights."""
+        return self.denoiser.module if self.denoiser.module is not None else self._skeleton
+
+    @property
+    def vae(self) -> AutoencoderKL:
+        return self.decoder.module
+
+    @property
+    def moves(self) -> list[tuple[str, str]]:
+        """Every device move of an offloaded component so far: (component, device)."""
+        return [*self.text.moves, *self.denoiser.moves, *self.decoder.moves]
 
     @property
     def text_encoder(self):
@@ -271,7 +325,6 @@ class PixArtPipeline:
         elif not isinstance(prompt_embeds, PromptEmbeds):
             raise InputError(f"prompt_embeds must be the PromptEmbeds of encode_prompt, not {type(prompt_embeds).__name__}")
         model, device, guided = self.transformer, self.device, guidance_scale > 1
-        dtype = next(model.parameters()).dtype
         side = model.config.input_size * self.vae.config.downsample_factor
         asked = (side if height is None else height, side if width is None else width)
         H, W = self.generation_size(height, width, use_resolution_binning)
@@ -288,7 +341,10 @@ class PixArtPipeline:
             if guided and not e.guided:
                 raise ValueError("prompt_embeds has no unconditional half: encode with guided=True")
 
-        with stage(stats, "denoise", device) as record:
+        with stage(stats, "denoise", device) as record, self.denoiser.use() as model:
+            if self.denoiser.loader is not None and not self.denoiser.keep:
+                record["transformer_load_s"] = round(self.denoiser.last_load_seconds, 2)
+            dtype = next(model.parameters()).dtype
             B, C, f = e.cond.shape[0], model.config.in_channels, self.vae.config.downsample_factor
             x_T = initial_noise((B, C, H // f, W // f), generator, device)                # (B, C, h, w)
             # one batch [uncond | cond] when guided, as diffusers' pipelines and the official DPMS wrapper
@@ -311,10 +367,10 @@ class PixArtPipeline:
         if output_type == "latent":
             return latents
 
-        with stage(stats, "decode", device) as record:
+        with stage(stats, "decode", device) as record, self.decoder.use() as vae:
             tiled = H * W > TILE_ABOVE_PIXELS if decode_tiling is None else decode_tiling   # checked above
             tile = dict(tile=DECODE_TILE, overlap=DECODE_OVERLAP) if tiled else {}
-            image = decode_latents(self.vae, latents, **tile)                              # (B, 3, H, W)
+            image = decode_latents(vae, latents, **tile)                              # (B, 3, H, W)
             if use_resolution_binning:
                 image = resize_and_crop(image.float(), *asked)                             # (B, 3, height, width)
             image = to_output(image, output_type)
