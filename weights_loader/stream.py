@@ -34,7 +34,7 @@ from safetensors import safe_open
 # A target dtype for every floating tensor, or a function key -> dtype (None: keep that tensor as stored).
 DtypePolicy = Union[torch.dtype, Callable[[str], Union[torch.dtype, None]], None]
 # Re-open a safetensors file after reading this many bytes from it: bounds its resident pages.
-REOPEN_BYTES = 256 * 2**20
+REOPEN_BYTES = 32 * 2**20
 
 
 def target_dtype(key: str, dtype: DtypePolicy) -> torch.dtype | None:

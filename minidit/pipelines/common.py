@@ -118,6 +118,35 @@ class Staged:
             torch.cuda.empty_cache()
 
 
+def offload_to(device, *parts: "Staged | None") -> None:
+    """Turn on CPU offload for `parts` (Staged components, None skipped): each waits on the CPU and is
+    moved to `device` for its stage (`Staged.use`). A module already loaded is moved to the CPU now."""
+    for part in parts:
+        if part is None:
+            continue
+        part.offload, part.device = True, torch.device(device)
+        if part.module is not None and not any(t.is_meta for t in part.module.parameters()):
+            part.module.to("cpu")
+
+
+# Decode in tiles above this many pixels: an untiled SDXL/SD3-VAE decode needs ~3.5-4.5 KiB per output
+# pixel in float32 (benchmarks/vae_decode.py: ~3.6 GiB at 1024², ~15-19 GiB at 2048²), a tiled one about
+# 1 GiB whatever the size. Tiles of 64 latent px (512 px), overlap 16 (diffusers' tiling defaults).
+TILE_ABOVE_PIXELS = 2 * 1024 * 1024
+DECODE_TILE, DECODE_OVERLAP = 64, 16
+
+
+def decode_tiled_if_large(vae, latents: torch.Tensor, tiling: bool | None = None) -> tuple[torch.Tensor, bool]:
+    """(images, tiled): `decode_latents` whole, or in tiles when `tiling` is True or, for None (automatic),
+    when the image has more than TILE_ABOVE_PIXELS pixels."""
+    from minidit.vae import decode_latents
+    f = vae.config.downsample_factor
+    pixels = latents.shape[-2] * latents.shape[-1] * f * f
+    tiled = pixels > TILE_ABOVE_PIXELS if tiling is None else tiling
+    tile = dict(tile=DECODE_TILE, overlap=DECODE_OVERLAP) if tiled else {}
+    return decode_latents(vae, latents, **tile), tiled
+
+
 @dataclass
 class PromptEmbeds:
     """The text conditioning of one call. Per branch (cond, and uncond when guided): the encoder
