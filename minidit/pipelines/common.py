@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from minidit.guidance import cfg
-from minidit.vae import to_pil
+from minidit.vae import decode_latents, to_pil
 from .checks import OUTPUT_TYPES, check_output_type  # noqa: F401  (re-exported: the pipelines import it from here)
 from .memory import format_stats
 
@@ -139,7 +139,6 @@ DECODE_TILE, DECODE_OVERLAP = 64, 16
 def decode_tiled_if_large(vae, latents: torch.Tensor, tiling: bool | None = None) -> tuple[torch.Tensor, bool]:
     """(images, tiled): `decode_latents` whole, or in tiles when `tiling` is True or, for None (automatic),
     when the image has more than TILE_ABOVE_PIXELS pixels."""
-    from minidit.vae import decode_latents
     f = vae.config.downsample_factor
     pixels = latents.shape[-2] * latents.shape[-1] * f * f
     tiled = pixels > TILE_ABOVE_PIXELS if tiling is None else tiling
