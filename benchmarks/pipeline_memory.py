@@ -132,6 +132,8 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=2)
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--impls", nargs="+", default=["minidit", "diffusers"])
+    p.add_argument("--reuse", nargs="*", default=[], help="implementations whose last saved result to print "
+                   "instead of running them again (same folder and call; a run saves <dir>/../pipeline_memory_<impl>.json)")
     args = p.parse_args(argv)
     if args.clean:
         shutil.rmtree(args.dir, ignore_errors=True)
@@ -145,10 +147,16 @@ def main(argv=None) -> int:
     layers = json.loads((args.dir / "text_encoder" / "config.json").read_text())["num_layers"]
     results = {}
     for impl in args.impls:
+        saved = args.dir.parent / f"pipeline_memory_{impl}.json"
+        if impl in args.reuse:
+            results[impl] = json.loads(saved.read_text())
+            print(f"reused: {impl} (measured {results[impl]['measured']})", file=sys.stderr)
+            continue
         save = str(args.dir.parent / f"pipeline_memory_{impl}.npy")
         results[impl] = run_child(__file__, dict(impl=impl, folder=str(args.dir), size=args.size, steps=args.steps,
                                                  threads=args.threads, save=save), threads=args.threads)
-        results[impl]["save"] = save
+        results[impl].update(save=save, measured=time.strftime("%Y-%m-%d %H:%M"), size=args.size, steps=args.steps)
+        saved.write_text(json.dumps(results[impl]))
         print(f"done: {impl}", file=sys.stderr)
     print(f"PixArt-Σ pipeline on the CPU, float32, {args.size}², {args.steps} DPM-Solver++ steps, guidance 4.5, seed 0; "
           f"full-size transformer and SDXL VAE, T5 of full width with {layers} of 24 blocks; {machine()}")
@@ -162,8 +170,8 @@ def main(argv=None) -> int:
     if "minidit" in results and ref:
         import numpy as np
         a, b = np.load(results["minidit"]["save"]), np.load(ref["save"])
-        print(f"\nimages {a.shape}: max |minidit - diffusers| = {np.abs(a - b).max() * 255:.2f}/255, "
-              f"mean {np.abs(a - b).mean() * 255:.3f}/255")
+        print(f"\nimages {a.shape} (mean {a.mean():.3f}, std {a.std():.3f} in [0, 1]): max |minidit - diffusers| = "
+              f"{np.abs(a - b).max() * 255:.2g}/255, mean {np.abs(a - b).mean() * 255:.2g}/255")
     if "minidit" in results:
         print("\nminidit's stages (GiB, peak RSS of the process during each stage):\n" + results["minidit"]["stages"])
     return 0

@@ -78,21 +78,22 @@ def test_overflow_is_still_reported_by_name_through_a_file(tmp_path):
         load_into(model, sd, dtype=torch.float16)
 
 
-def test_safetensors_is_reopened_and_pickle_pages_are_released(tmp_path, monkeypatch):
-    """The two ways file pages are kept from piling up: re-opening a safetensors file every REOPEN_BYTES,
-    and madvise on each cast tensor of a memory-mapped pickle."""
+@pytest.mark.parametrize("name", ["m.safetensors", "m.pt"])
+def test_file_pages_are_released_chunk_by_chunk(name, tmp_path, monkeypatch):
+    """What keeps the file's pages from piling up: each tensor is copied out of the map CHUNK_BYTES at
+    a time and each chunk's pages are released (madvise), cast or not; the values are unchanged."""
     sd = {f"t{i}": torch.randn(256, 256) for i in range(6)}                    # 256 KiB each
-    save_file(sd, tmp_path / "m.safetensors")
-    opens, real_open = [], stream.safe_open
-    monkeypatch.setattr(stream, "safe_open", lambda *a, **k: opens.append(1) or real_open(*a, **k))
-    monkeypatch.setattr(stream, "REOPEN_BYTES", 2 * 256 * 256 * 4)
-    got = read_state_dict(tmp_path / "m.safetensors", dtype=torch.bfloat16)
-    assert len(opens) == 3 and all(torch.equal(got[k], sd[k].bfloat16()) for k in sd)
-    torch.save(sd, tmp_path / "m.pt")
+    (save_file(sd, tmp_path / name) if name.endswith(".safetensors") else torch.save(sd, tmp_path / name))
+    monkeypatch.setattr(stream, "CHUNK_BYTES", 64 * 1024)
     released, real_release = [], stream.release_pages
-    monkeypatch.setattr(stream, "release_pages", lambda t: released.append(t.shape) or real_release(t))
-    got = read_state_dict(tmp_path / "m.pt", dtype=torch.bfloat16)
-    assert len(released) == 6 and all(torch.equal(got[k], sd[k].bfloat16()) for k in sd)
+    monkeypatch.setattr(stream, "release_pages", lambda t: released.append(t.numel()) or real_release(t))
+    for dtype in (torch.bfloat16, torch.float32):
+        released.clear()
+        got = read_state_dict(tmp_path / name, dtype=dtype)
+        assert len(released) == 6 * 4 and all(torch.equal(got[k], sd[k].to(dtype)) for k in sd)
+    released.clear()
+    read_state_dict(sd, dtype=torch.bfloat16)                                 # a dict: ordinary memory, never
+    assert released == []
 
 
 def test_keymap_consume_empties_the_source_as_it_goes():

@@ -11,12 +11,11 @@ and casting each one as it arrives keeps only the result and one tensor in fligh
 
 What "resident" means for a memory map. The pages of a memory-mapped file that were read count in
 the process's resident set (RSS, "RssFile" in /proc/self/status) for as long as the map exists, even
-though the kernel may drop them at any time (they are clean copies of the file). Both readers keep
-that from adding up to the file's size: safetensors files are re-opened every `REOPEN_BYTES` (closing
-a `safe_open` unmaps the file once no tensor views it), and a pickle's pages are handed back with
-`madvise(MADV_DONTNEED)` once their tensor is cast (`release_pages`). When no cast is needed (a
-float32 file loaded as float32) each tensor is still copied out of the map, so that the model never
-depends on the file and the map can be closed (a copy costs far less time than reading the file).
+though the kernel may drop them at any time (they are clean copies of the file). So every tensor is
+copied out of the map (cast on the way, or not) `CHUNK_BYTES` at a time, and the pages of each chunk
+copied are handed back with `madvise(MADV_DONTNEED)` (`release_pages`): at any moment the file holds
+at most one chunk in memory, and a float32 tensor loaded as float32 is never in memory twice either.
+The loaded model is ordinary memory that does not depend on the file.
 
 A cast that overflows (a float32 weight of 1e5 loaded as float16 becomes inf) keeps the stored
 tensor, so that `io.load_into` casts it again and reports the overflow by name, as it always did.
@@ -33,8 +32,8 @@ from safetensors import safe_open
 
 # A target dtype for every floating tensor, or a function key -> dtype (None: keep that tensor as stored).
 DtypePolicy = Union[torch.dtype, Callable[[str], Union[torch.dtype, None]], None]
-# Re-open a safetensors file after reading this many bytes from it: bounds its resident pages.
-REOPEN_BYTES = 32 * 2**20
+# Copy a tensor out of the file's memory map this many bytes at a time, releasing each chunk's pages.
+CHUNK_BYTES = 16 * 2**20
 
 
 def target_dtype(key: str, dtype: DtypePolicy) -> torch.dtype | None:
@@ -45,31 +44,41 @@ def cast_tensor(key: str, tensor: torch.Tensor, dtype: DtypePolicy, *, from_file
     """`tensor` cast to the policy's dtype for `key` (floating tensors only; integers stay as stored).
 
     A tensor that comes `from_file` (a view of a memory-mapped file) is always copied out of it, cast
-    or not, so that once `read_state_dict` returns no tensor views the file and its map can go. A cast
-    that turns finite values into inf/NaN gives the stored values instead (see the module docstring)."""
+    or not (`copy_out`). A cast that turns finite values into inf/NaN gives the stored values instead
+    (see the module docstring)."""
     target = target_dtype(key, dtype)
     if not tensor.is_floating_point() or target is None or tensor.dtype == target:
-        return tensor.clone() if from_file else tensor
-    out = tensor.to(target)
-    if not torch.isfinite(out).all() and torch.isfinite(tensor).all():
-        return tensor.clone() if from_file else tensor
+        return copy_out(tensor, tensor.dtype) if from_file else tensor
+    out = copy_out(tensor, target) if from_file else tensor.to(target)
+    if not torch.isfinite(out).all() and torch.isfinite(tensor).all():   # (released pages are re-read)
+        return copy_out(tensor, tensor.dtype) if from_file else tensor
+    return out
+
+
+def copy_out(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A new tensor of `dtype` with the values of `tensor`, a view of a memory-mapped file, filled
+    CHUNK_BYTES at a time; each chunk's file pages are released once copied (module docstring)."""
+    if not tensor.is_contiguous() or tensor.device.type != "cpu":
+        return tensor.to(dtype=dtype, copy=True)
+    src = tensor.reshape(-1)
+    out = torch.empty(tensor.shape, dtype=dtype)
+    dst = out.view(-1)
+    step = max(1, CHUNK_BYTES // tensor.element_size())
+    for i in range(0, src.numel(), step):
+        dst[i:i + step].copy_(src[i:i + step])
+        release_pages(src[i:i + step])
     return out
 
 
 def read_safetensors(path: Path, keys: list[str], dtype: DtypePolicy) -> dict[str, torch.Tensor]:
-    """The tensors `keys` of a safetensors file, each cast as it is read; the file is re-opened every
-    REOPEN_BYTES so that the pages already cast are unmapped (module docstring)."""
+    """The tensors `keys` of a safetensors file, each copied out of the file's map (and cast) as it is
+    read, with the pages of the map released as they are copied."""
     sd: dict[str, torch.Tensor] = {}
-    i = 0
-    while i < len(keys):
-        with safe_open(str(path), framework="pt") as f:
-            read = 0
-            while i < len(keys) and read < REOPEN_BYTES:
-                tensor = f.get_tensor(keys[i])
-                read += tensor.numel() * tensor.element_size()
-                sd[keys[i]] = cast_tensor(keys[i], tensor, dtype, from_file=True)
-                del tensor
-                i += 1
+    with safe_open(str(path), framework="pt") as f:
+        for key in keys:
+            tensor = f.get_tensor(key)
+            sd[key] = cast_tensor(key, tensor, dtype, from_file=True)
+            del tensor
     return sd
 
 
@@ -81,8 +90,6 @@ def cast_entries(sd: dict, dtype: DtypePolicy, *, mapped: bool) -> dict:
         if not isinstance(source, torch.Tensor):
             continue
         sd[key] = cast_tensor(key, source, dtype, from_file=mapped)
-        if mapped:
-            release_pages(source)
         del source
     return sd
 
@@ -103,10 +110,11 @@ _LIBC = _libc()
 
 
 def release_pages(tensor: torch.Tensor) -> None:
-    """`madvise(MADV_DONTNEED)` the whole pages inside a tensor of a `torch.load(mmap=True)` map (a
-    private map of the file, never written): the kernel drops them from this process, and a later read
-    would fetch them from the file again, so it is safe even if another tensor shares a page. Only
-    called on such tensors; a no-op without a C library that has madvise."""
+    """`madvise(MADV_DONTNEED)` the whole pages inside a tensor that views a memory-mapped file
+    (`safe_open`'s or `torch.load(mmap=True)`'s, never written): the kernel drops them from this
+    process, and a later read fetches them from the file again, so it is safe even if another tensor
+    shares a page. Never call it on ordinary memory: there it would zero the pages. A no-op without a
+    C library that has madvise."""
     if _LIBC is None or not hasattr(_LIBC, "madvise") or tensor.device.type != "cpu" or tensor.numel() == 0:
         return
     start = tensor.data_ptr()

@@ -20,7 +20,6 @@ Shape legend: B samples, C latent channels, h w latent size, H W image size, L t
 from __future__ import annotations
 
 import contextlib
-import gc
 import inspect
 import sys
 import time
@@ -33,7 +32,7 @@ import torch
 from minidit.guidance import cfg
 from minidit.vae import decode_latents, to_pil
 from .checks import OUTPUT_TYPES, check_output_type  # noqa: F401  (re-exported: the pipelines import it from here)
-from .memory import format_stats
+from .memory import format_stats, release_freed_memory
 
 
 def initial_noise(shape, generator: torch.Generator | None, device, dtype=torch.float32) -> torch.Tensor:
@@ -113,7 +112,7 @@ class Staged:
 
     def free(self) -> None:
         self.module = None
-        gc.collect()
+        release_freed_memory()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 

@@ -14,6 +14,10 @@ The run, in stages (each timed, its peak memory recorded in `pipe.last_run_stats
               transformer call on [uncond | cond] (classifier-free guidance 4.5) -> latents.
   3. decode   VAE decode of latents / scaling_factor, in 512-px tiles (128-px overlap) when the
               image has more than TILE_ABOVE_PIXELS pixels; resize + centre crop to the asked size.
+  With `from_pretrained(..., keep_transformer=False)` the transformer, too, lives for its stage only:
+  loaded after T5 is freed, freed before the decode, so the run peaks at its largest stage, not at the
+  sum of the three models (measured: benchmarks/pipeline_memory.py). `offload=True` keeps every
+  component on the CPU between its stages and moves it to the device for its own (`common.Staged`).
 
 Resolution binning (`use_resolution_binning=True`): the asked height x width is snapped to the
 model's nearest aspect-ratio bucket (`minidit/pipelines/resolution.py`), generated there and
@@ -294,6 +298,31 @@ class PixArtPipeline:
         step = self.vae.config.downsample_factor * self.transformer.config.patch_size
         return check_size(height, width, step, "VAE x patch, without resolution binning")
 
+    def _denoise(self, model: PixArt, e: PromptEmbeds, H: int, W: int, generator, guidance_scale: float, steps: int,
+                 progress: bool) -> torch.Tensor:
+        """Stage 2: noise -> the sampler's run with the (guided) transformer -> latents (B, C, h, w)."""
+        device, guided = self.device, guidance_scale > 1
+        dtype = next(model.parameters()).dtype
+        B, C, f = e.cond.shape[0], model.config.in_channels, self.vae.config.downsample_factor
+        x_T = initial_noise((B, C, H // f, W // f), generator, device)                    # (B, C, h, w)
+        # one batch [uncond | cond] when guided, as diffusers' pipelines and the official DPMS wrapper
+        y, mask, _ = e.batched(uncond_first=True)                                           # (2B, L, C_cap), (2B, L)
+        y = y.to(dtype)
+        micro = {}
+        if model.config.micro_condition:   # α-1024: the generation bucket's size and aspect ratio
+            micro = dict(img_hw=torch.tensor([[float(H), float(W)]], device=device, dtype=dtype),
+                         aspect_ratio=torch.tensor([[H / W]], device=device, dtype=dtype))
+
+        def forward(x, t):
+            return model(x.to(dtype), t, y, mask, **micro).float()
+        model_fn = guided_model_fn(forward, guidance_scale, uncond_first=True) if guided else forward
+        hint = precision_hint(model, "the PixArt transformer", "dtype")
+        model_fn = finite_steps(model_fn, "denoising", hint)
+        latents = self.sampling.sampler.run(model_fn, x_T, steps, learn_sigma=model.config.pred_sigma,
+                                            progress=progress)                             # (B, C, h, w)
+        check_finite(latents, "denoising", hint)
+        return latents
+
     @torch.no_grad()
     def __call__(self, prompt=None, negative_prompt="", height: int | None = None, width: int | None = None,
                  num_inference_steps: int = 20, guidance_scale: float = 4.5, generator: torch.Generator | None = None,
@@ -341,28 +370,12 @@ class PixArtPipeline:
             if guided and not e.guided:
                 raise ValueError("prompt_embeds has no unconditional half: encode with guided=True")
 
-        with stage(stats, "denoise", device) as record, self.denoiser.use() as model:
+        with stage(stats, "denoise", device) as record, self.denoiser.use():
             if self.denoiser.loader is not None and not self.denoiser.keep:
                 record["transformer_load_s"] = round(self.denoiser.last_load_seconds, 2)
-            dtype = next(model.parameters()).dtype
-            B, C, f = e.cond.shape[0], model.config.in_channels, self.vae.config.downsample_factor
-            x_T = initial_noise((B, C, H // f, W // f), generator, device)                # (B, C, h, w)
-            # one batch [uncond | cond] when guided, as diffusers' pipelines and the official DPMS wrapper
-            y, mask, _ = e.batched(uncond_first=True)                                       # (2B, L, C_cap), (2B, L)
-            y = y.to(dtype)
-            micro = {}
-            if model.config.micro_condition:   # α-1024: the generation bucket's size and aspect ratio
-                micro = dict(img_hw=torch.tensor([[float(H), float(W)]], device=device, dtype=dtype),
-                             aspect_ratio=torch.tensor([[H / W]], device=device, dtype=dtype))
-
-            def forward(x, t):
-                return model(x.to(dtype), t, y, mask, **micro).float()
-            model_fn = guided_model_fn(forward, guidance_scale, uncond_first=True) if guided else forward
-            hint = precision_hint(model, "the PixArt transformer", "dtype")
-            model_fn = finite_steps(model_fn, "denoising", hint)
-            latents = self.sampling.sampler.run(model_fn, x_T, num_inference_steps, learn_sigma=model.config.pred_sigma,
-                                                progress=progress)                         # (B, C, h, w)
-            check_finite(latents, "denoising", hint)
+            # a method, so that no local of this frame still holds the transformer when the stage frees it
+            latents = self._denoise(self.denoiser.module, e, H, W, generator, guidance_scale, num_inference_steps,
+                                    progress)
             record.update(size=f"{H}x{W}", steps=num_inference_steps)
         if output_type == "latent":
             return latents
