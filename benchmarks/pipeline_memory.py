@@ -114,7 +114,8 @@ def child(case: dict) -> None:
         from minidit.pipelines.pixart import PixArtPipeline
         start = status_mib("VmRSS")
         pipe = PixArtPipeline.from_pretrained(case["folder"], keep_transformer=False)
-        image = pipe(PROMPT, progress=False, **call)
+        tiling = {"decode_tiling": True} if case["impl"] == "minidit-tiled" else {}    # 512-px tiles, 128 overlap
+        image = pipe(PROMPT, progress=False, **call, **tiling)
         stages = format_stats(pipe.last_run_stats)
     seconds = time.perf_counter() - t0
     np.save(case["save"], np.asarray(image, dtype=np.float32))
@@ -131,7 +132,8 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, default=1024)
     p.add_argument("--steps", type=int, default=2)
     p.add_argument("--threads", type=int, default=os.cpu_count())
-    p.add_argument("--impls", nargs="+", default=["minidit", "diffusers"])
+    p.add_argument("--impls", nargs="+", default=["minidit", "diffusers"],
+                   help="minidit, diffusers, minidit-tiled (minidit with decode_tiling=True)")
     p.add_argument("--reuse", nargs="*", default=[], help="implementations whose last saved result to print "
                    "instead of running them again (same folder and call; a run saves <dir>/../pipeline_memory_<impl>.json)")
     args = p.parse_args(argv)
@@ -167,13 +169,16 @@ def main(argv=None) -> int:
     for impl, r in results.items():
         ratio = f"{r['peak_rss_mib'] / ref['peak_rss_mib']:.2f}" if ref and impl != "diffusers" else ""
         print(f"| {impl} | {r['peak_rss_mib']:.0f} | {r['after_import_mib']:.0f} | {r['seconds']:.0f} | {ratio} |")
-    if "minidit" in results and ref:
+    for impl in results:
+        if impl == "diffusers" or not ref:
+            continue
         import numpy as np
-        a, b = np.load(results["minidit"]["save"]), np.load(ref["save"])
-        print(f"\nimages {a.shape} (mean {a.mean():.3f}, std {a.std():.3f} in [0, 1]): max |minidit - diffusers| = "
+        a, b = np.load(results[impl]["save"]), np.load(ref["save"])
+        print(f"\n{impl}: images {a.shape} (mean {a.mean():.3f}, std {a.std():.3f} in [0, 1]): max |{impl} - diffusers| = "
               f"{np.abs(a - b).max() * 255:.2g}/255, mean {np.abs(a - b).mean() * 255:.2g}/255")
-    if "minidit" in results:
-        print("\nminidit's stages (GiB, peak RSS of the process during each stage):\n" + results["minidit"]["stages"])
+    for impl in results:
+        if impl != "diffusers":
+            print(f"\n{impl}'s stages (GiB, peak RSS of the process during each stage):\n" + results[impl]["stages"])
     return 0
 
 
