@@ -19,8 +19,10 @@ The call, for both: one prompt, seed 0 (a CPU `torch.Generator`), --steps DPM-So
 it), `clean_caption=False` for diffusers (minidit does not clean captions), output as float32 arrays.
 
 What is measured. Each implementation runs in its own Python process: import, `from_pretrained`, the
-call. "peak RSS" is the process's resident-set high-water mark at the end (VmHWM, /proc/self/status):
-everything, torch's libraries and the import included; "after import" is the RSS before
+call. "peak RSS" is the process's resident-set high-water mark (VmHWM, /proc/self/status) over the
+whole run: everything, torch's libraries and the import included (minidit's per-stage probe resets
+VmHWM when each stage starts, so for minidit it is the largest of the peak before the call and the
+three stages' peaks); "after import" is the RSS before
 `from_pretrained`, for reference. diffusers' default keeps every component in memory for the whole
 run, in float32 on the CPU (no offload: `enable_model_cpu_offload` needs an accelerator). minidit's
 `PixArtPipeline.from_pretrained(folder, keep_transformer=False)` (T5 freed after encoding, the
@@ -99,7 +101,7 @@ def child(case: dict) -> None:
     torch.set_num_threads(case["threads"])
     start = status_mib("VmRSS")
     t0 = time.perf_counter()
-    stages = None
+    stages, pre_call_peak, stage_peaks = None, 0.0, []
     generator = torch.Generator().manual_seed(0)
     call = dict(num_inference_steps=case["steps"], guidance_scale=4.5, height=case["size"], width=case["size"],
                 generator=generator, output_type="np")
@@ -114,12 +116,17 @@ def child(case: dict) -> None:
         from minidit.pipelines.pixart import PixArtPipeline
         start = status_mib("VmRSS")
         pipe = PixArtPipeline.from_pretrained(case["folder"], keep_transformer=False)
+        pre_call_peak = status_mib("VmHWM")      # import + loading; the stages reset VmHWM (memory.stage)
         tiling = {"decode_tiling": True} if case["impl"] == "minidit-tiled" else {}    # 512-px tiles, 128 overlap
         image = pipe(PROMPT, progress=False, **call, **tiling)
         stages = format_stats(pipe.last_run_stats)
+        stage_peaks = [r["peak_gib"] * 1024 for name, r in pipe.last_run_stats.items()
+                       if isinstance(r, dict) and r.get("peak_gib") is not None]
     seconds = time.perf_counter() - t0
     np.save(case["save"], np.asarray(image, dtype=np.float32))
-    report({"peak_rss_mib": status_mib("VmHWM"), "after_import_mib": start, "seconds": seconds, "stages": stages,
+    # minidit's stage probe resets VmHWM when each stage starts: the run's peak is the largest of the
+    # peak before the call and every stage's peak (diffusers never resets it: its VmHWM is the run's)
+    report({"peak_rss_mib": max(status_mib("VmHWM"), pre_call_peak, *stage_peaks), "after_import_mib": start, "seconds": seconds, "stages": stages,
             "shape": list(np.asarray(image).shape)})
 
 
@@ -146,6 +153,12 @@ def main(argv=None) -> int:
             return 1
         make(args.dir, args.t5_layers)
         return 0
+    def run_peak(r: dict) -> float:
+        """Results saved before the child took the stage peaks into account: the largest "peak GiB" of
+        its printed stages (the same numbers), or its final VmHWM."""
+        peaks = [float(line.split()[3]) * 1024 for line in (r.get("stages") or "").splitlines()[1:]
+                 if len(line.split()) >= 4 and line.split()[0] in ("text", "denoise", "decode")]
+        return max([r["peak_rss_mib"], *peaks])
     layers = json.loads((args.dir / "text_encoder" / "config.json").read_text())["num_layers"]
     results = {}
     for impl in args.impls:
@@ -167,8 +180,8 @@ def main(argv=None) -> int:
     print("|---|---|---|---|---|")
     ref = results.get("diffusers")
     for impl, r in results.items():
-        ratio = f"{r['peak_rss_mib'] / ref['peak_rss_mib']:.2f}" if ref and impl != "diffusers" else ""
-        print(f"| {impl} | {r['peak_rss_mib']:.0f} | {r['after_import_mib']:.0f} | {r['seconds']:.0f} | {ratio} |")
+        ratio = f"{run_peak(r) / run_peak(ref):.2f}" if ref and impl != "diffusers" else ""
+        print(f"| {impl} | {run_peak(r):.0f} | {r['after_import_mib']:.0f} | {r['seconds']:.0f} | {ratio} |")
     for impl in results:
         if impl == "diffusers" or not ref:
             continue
