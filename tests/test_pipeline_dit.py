@@ -247,3 +247,13 @@ def test_real_dit_xl_2_256_matches_diffusers():
     got = DiTPipeline.from_pretrained(weights, follow="diffusers")(
         ["golden retriever"], num_inference_steps=4, generator=torch.Generator().manual_seed(0), progress=False)
     assert np.abs(pixels(got) - pixels(expected)).max() <= 1
+
+
+def test_offload_moves_each_part_for_its_stage_and_keeps_the_image(folder):
+    """offload=True: the transformer and the VAE are moved to the device for their stage and back
+    (recorded); the image is unchanged."""
+    kw = dict(num_inference_steps=2, output_type="pt", progress=False)
+    a = DiTPipeline.from_pretrained(folder)([1], generator=torch.Generator().manual_seed(0), **kw)
+    pipe = DiTPipeline.from_pretrained(folder, offload=True, device="cpu")
+    assert torch.equal(pipe([1], generator=torch.Generator().manual_seed(0), **kw), a)
+    assert pipe.moves == [("DiT transformer", "cpu"), ("DiT transformer", "cpu"), ("VAE", "cpu"), ("VAE", "cpu")]

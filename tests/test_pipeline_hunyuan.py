@@ -391,3 +391,16 @@ def test_cli_original_layout_and_download_commands(folders, tmp_path, capsys):
         assert cli_main(["generate", "--model", model, "--weights", str(tmp_path), "--prompt", "x"]) == 2
         assert "neither a diffusers Hunyuan-DiT folder" in capsys.readouterr().err
     assert "Tencent-Hunyuan/Distillation-v1.2 pytorch_model_distill.pt" in how_to_get(MODELS["hunyuan-dit-v1.2-distilled"])
+
+
+def test_offload_moves_each_part_for_its_stage_and_keeps_the_image(folders):
+    """offload=True: each component is moved to the device for its stage (recorded: BERT and mT5 once,
+    then freed; the transformer and the VAE there and back); the image is unchanged."""
+    folder = folders["v1.2"]
+    kw = dict(height=64, width=64, num_inference_steps=2, output_type="pt", use_resolution_binning=False,
+              progress=False)
+    a = HunyuanPipeline.from_pretrained(folder)(PROMPT, generator=torch.Generator().manual_seed(0), **kw)
+    pipe = HunyuanPipeline.from_pretrained(folder, offload=True, device="cpu")
+    assert torch.equal(pipe(PROMPT, generator=torch.Generator().manual_seed(0), **kw), a)
+    names = [what for what, _ in pipe.moves]
+    assert names.count("Hunyuan-DiT transformer") == 2 and names.count("VAE") == 2 and len(names) == 6, pipe.moves

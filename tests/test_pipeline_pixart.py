@@ -242,6 +242,34 @@ def test_staged_run_reports_each_stage_and_frees_t5(folders, monkeypatch):
     assert pipe.last_run_stats["decode"]["tiled"] and tiled.shape == a.shape and not torch.equal(tiled, a)
 
 
+def test_transformer_loaded_for_denoising_only_and_offload(folders, monkeypatch):
+    """keep_transformer=False: only the transformer's config is read up front; the weights are loaded
+    after T5 is freed and freed before the VAE decodes (what the decode sees, recorded), with the same
+    image. offload=True: each component is moved to the device for its stage and back (recorded), with
+    the same image."""
+    kw = dict(height=256, width=256, num_inference_steps=2, progress=False, output_type="pt")
+    a = PixArtPipeline.from_pretrained(folders["sigma"])(PROMPT, generator=torch.Generator().manual_seed(1), **kw)
+    lazy = PixArtPipeline.from_pretrained(folders["sigma"], keep_transformer=False)
+    assert lazy.denoiser.module is None and lazy.transformer.x_embedder.proj.weight.is_meta   # the skeleton
+    seen = []
+    real_loader, real_decode = lazy.denoiser.loader, lazy.vae.decode
+    monkeypatch.setattr(lazy.denoiser, "loader", lambda: seen.append(("load", lazy.text.module)) or real_loader())
+    monkeypatch.setattr(lazy.vae, "decode", lambda *a_, **k: seen.append(("decode", lazy.denoiser.module)) or
+                        real_decode(*a_, **k))
+    b = lazy(PROMPT, generator=torch.Generator().manual_seed(1), **kw)
+    assert torch.equal(a, b)
+    assert [what for what, _ in seen] == ["load", "decode"] and all(alive is None for _, alive in seen)
+    assert lazy.denoiser.module is None and lazy.last_run_stats["denoise"]["transformer_load_s"] >= 0
+
+    off = PixArtPipeline.from_pretrained(folders["sigma"], offload=True, device="cpu")
+    assert torch.equal(off(PROMPT, generator=torch.Generator().manual_seed(1), **kw), a)
+    assert off.moves == [("T5 text encoder", "cpu"), ("PixArt transformer", "cpu"), ("PixArt transformer", "cpu"),
+                         ("VAE", "cpu"), ("VAE", "cpu")]       # T5 is freed after its stage, not moved back
+    assert PixArtPipeline.from_pretrained(folders["sigma"]).moves == []
+    with pytest.raises(ValueError, match="offload"):
+        PixArtPipeline.from_pretrained(folders["sigma"], offload="yes")
+
+
 def test_batch_and_images_per_prompt(folders):
     pipe = PixArtPipeline.from_pretrained(folders["sigma"], keep_text_encoder=True)
     kw = dict(height=128, width=256, num_inference_steps=2, progress=False, output_type="latent",

@@ -193,3 +193,16 @@ def test_cli_generate(folder, tmp_path, capsys):
     assert "text-conditional" in capsys.readouterr().err
     assert cli_main(["generate", "--model", "sd3.5-large", "--weights", str(tmp_path), "--prompt", "x"]) == 2
     assert "huggingface-cli download stabilityai/stable-diffusion-3.5-large" in capsys.readouterr().err
+
+
+def test_offload_moves_each_part_for_its_stage_and_keeps_the_image(folder):
+    """offload=True: every component waits on the CPU and is moved to the device for its stage (recorded:
+    text encoders once, then freed; the MM-DiT and the VAE there and back); the image is unchanged."""
+    kw = dict(height=64, width=64, num_inference_steps=2, guidance_scale=5.0, output_type="pt", progress=False)
+    a = SD3Pipeline.from_pretrained(folder)(PROMPT, generator=torch.Generator().manual_seed(0), **kw)
+    pipe = SD3Pipeline.from_pretrained(folder, offload=True, device="cpu")
+    b = pipe(PROMPT, generator=torch.Generator().manual_seed(0), **kw)
+    assert torch.equal(a, b)
+    names = [what for what, _ in pipe.moves]
+    assert names.count("MM-DiT") == 2 and names.count("VAE") == 2 and len(names) == 7, pipe.moves
+    assert all(device == "cpu" for _, device in pipe.moves) and pipe.last_run_stats["decode"]["tiled"] is False

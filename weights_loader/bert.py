@@ -23,6 +23,7 @@ from .configs import read_config, translate_config
 from .errors import CheckpointError
 from .io import apply_overrides, build_on_meta, load_into, read_state_dict
 from .keymap import count_blocks
+from .stream import reading_dtype
 from .text_io import model_folder, read_json, tokenizer_folder, tokenizer_max_length
 
 MODEL_TYPES = ("bert",)
@@ -35,7 +36,7 @@ def load_bert(source, config: BertConfig | None = None, *, overrides: dict | Non
     (`component="text_encoder"` to choose), a single file or a state dict.
     `overrides`: `BertConfig` fields set on the config read or detected (or on `config`)."""
     folder = model_folder(source, MODEL_TYPES, component, "BERT encoder")
-    sd = bert_from_transformers(read_state_dict(folder if folder is not None else source))
+    sd = bert_from_transformers(read_state_dict(folder if folder is not None else source, dtype=reading_dtype(dtype)))
     if config is None and folder is not None:
         config = translate_config(bert_config_from_transformers, read_config(folder), "pooler.dense.weight" in sd)
     config = apply_overrides(config or detect_bert_config(sd), overrides)

@@ -30,6 +30,7 @@ from minidit.text.tokenizers import CLIP_SPECIALS, CLIPTokenizer, bytes_to_unico
 from .configs import read_config, read_json_file, translate_config
 from .errors import CheckpointError, ConfigError
 from .io import apply_overrides, build_on_meta, load_into, read_state_dict
+from .stream import reading_dtype
 from .keymap import KeyMap, count_blocks, strip_prefix, transpose
 from .text_io import model_folder, read_json, read_text_encoder, tokenizer_folder, tokenizer_max_length
 
@@ -47,12 +48,12 @@ def load_clip(source, config: CLIPTextConfig | None = None, *, overrides: dict |
     `overrides`: `CLIPTextConfig` fields set on the config read or detected (or on `config`)."""
     folder = model_folder(source, MODEL_TYPES, component, "CLIP text encoder")
     if folder is not None:
-        sd = clip_from_transformers(read_state_dict(folder))
+        sd = clip_from_transformers(read_state_dict(folder, dtype=reading_dtype(dtype)))
         config = config or translate_config(clip_config_from_transformers, read_config(folder),
                                             "text_projection.weight" in sd)
         what = f"CLIP folder {folder}"
     else:
-        sd = read_text_encoder(source, ("clip_l", "clip_g"), component, "CLIP text encoder")
+        sd = read_text_encoder(source, ("clip_l", "clip_g"), component, "CLIP text encoder", reading_dtype(dtype))
         sd = strip_prefix(sd, OPENCLIP_PREFIXES)
         is_openclip = "transformer.resblocks.0.attn.in_proj_weight" in sd
         sd = clip_from_openclip(sd) if is_openclip else clip_from_transformers(sd)
@@ -76,7 +77,7 @@ def clip_from_transformers(sd: dict) -> dict:
 
 def clip_from_openclip(sd: dict) -> dict:
     """OpenCLIP's `TextTransformer` keys -> minidit's (transformers') names. Every key must be used."""
-    keys = KeyMap(sd, "OpenCLIP text")
+    keys = KeyMap(sd, "OpenCLIP text", consume=True)
     # A full OpenCLIP model: the image tower and the contrastive temperature are not the text tower;
     # `attn_mask` is the causal mask some versions store as a buffer (recomputed by minidit).
     keys.drop("visual.", "logit_scale", "attn_mask")

@@ -24,6 +24,7 @@ from minidit.embed import get_2d_sincos_pos_embed
 from .configs import check_class_name, component_folder, read_config, translate_config
 from .errors import CheckpointError
 from .io import apply_overrides, build_on_meta, load_into, read_state_dict
+from .stream import reading_dtype
 from .keymap import KeyMap, count_blocks, strip_prefix
 
 # (depth, hidden_size) -> num_heads for the paper's model sizes (S, B, L, XL), from the presets.
@@ -47,13 +48,13 @@ def load_dit(source, config: DiTConfig | None = None, *, overrides: dict | None 
         cfg = read_config(folder)                  # the config first: a wrong folder fails before any weight is read
         check_class_name(cfg, CLASS_NAMES, "a DiT transformer", "Pass the DiT pipeline folder or its transformer/.")
         config = config or translate_config(dit_config_from_diffusers, cfg)
-        sd = dit_from_diffusers(read_state_dict(folder), config.depth)
+        sd = dit_from_diffusers(read_state_dict(folder, dtype=reading_dtype(dtype)), config.depth)
         what = f"diffusers DiT folder {folder}"
     else:
-        sd = strip_prefix(read_state_dict(source), ("module.", "model."))
+        sd = strip_prefix(read_state_dict(source, dtype=reading_dtype(dtype)), ("module.", "model."))
         if "transformer_blocks.0.norm1.linear.weight" in sd:     # a diffusers state dict passed directly
-            config = config or detect_dit_config(dit_from_diffusers(sd, count_blocks(sd, "transformer_blocks.")))
-            sd = dit_from_diffusers(sd, config.depth)
+            sd = dit_from_diffusers(sd, config.depth if config else count_blocks(sd, "transformer_blocks."))
+            config = config or detect_dit_config(sd)
         else:
             config = config or detect_dit_config(sd)
         what = "DiT checkpoint" if isinstance(source, dict) else f"DiT checkpoint {source}"
@@ -125,8 +126,9 @@ def dit_config_from_diffusers(cfg: dict) -> DiTConfig:
 
 
 def dit_from_diffusers(sd, depth: int):
-    """Rename a diffusers DiT state dict to the official (= minidit) keys. Every key must be used."""
-    keys = KeyMap(sd, "diffusers DiT")
+    """Rename a diffusers DiT state dict to the official (= minidit) keys. Every key must be used; a
+    dict is emptied as it is renamed (KeyMap consume=True), so old and new tensors are not all alive together."""
+    keys = KeyMap(sd, "diffusers DiT", consume=True)
     for kind in ("weight", "bias"):
         keys.move(f"pos_embed.proj.{kind}", f"x_embedder.proj.{kind}")
         keys.move(f"proj_out_1.{kind}", f"final_layer.adaLN_modulation.1.{kind}")

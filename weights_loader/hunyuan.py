@@ -27,6 +27,7 @@ from minidit.hunyuan import SIZE_DIMS, SIZE_FREQS, HunyuanConfig, HunyuanDiT
 from .configs import check_class_name, component_folder, read_config, translate_config
 from .errors import CheckpointError
 from .io import apply_overrides, build_on_meta, load_into, read_state_dict
+from .stream import reading_dtype
 from .keymap import KeyMap, count_blocks
 from .mmdit import swap_scale_shift
 
@@ -51,11 +52,11 @@ def load_hunyuan(source, config: HunyuanConfig | None = None, *, load_key: str =
                          "Pass the Hunyuan-DiT pipeline folder or its transformer/.")
         if config is None:
             config = translate_config(hunyuan_config_from_diffusers, cfg)
-        sd = hunyuan_from_diffusers(read_state_dict(folder), config)
+        sd = hunyuan_from_diffusers(read_state_dict(folder, dtype=reading_dtype(dtype)), config)
         what = f"diffusers Hunyuan-DiT folder {folder}"
     else:
         path = original_weight_file(source, load_key) if not isinstance(source, dict) else None
-        sd = read_state_dict(path or source, unwrap=load_key)          # DeepSpeed files: the load_key part
+        sd = read_state_dict(path or source, unwrap=load_key, dtype=reading_dtype(dtype))  # DeepSpeed: load_key part
         what = "Hunyuan-DiT state dict" if path is None else f"Hunyuan-DiT checkpoint {path}"
         if "blocks.0.attn1.to_q.weight" in sd:
             if config is None:
@@ -165,8 +166,9 @@ RELEASE_FIELDS = {"num_attention_heads": 16, "attention_head_dim": 88, "in_chann
 
 
 def hunyuan_from_diffusers(sd, config: HunyuanConfig) -> dict:
-    """Rename a diffusers Hunyuan-DiT state dict to the official (= minidit) keys. Every key must be used."""
-    keys = KeyMap(sd, "diffusers Hunyuan-DiT")
+    """Rename a diffusers Hunyuan-DiT state dict to the official (= minidit) keys. Every key must be used; a
+    dict is emptied as it is renamed (KeyMap consume=True), so old and new tensors are not all alive together."""
+    keys = KeyMap(sd, "diffusers Hunyuan-DiT", consume=True)
     keys.move("text_embedding_padding", "text_embedding_padding")
     keys.move("time_extra_emb.pooler.positional_embedding", "pooler.positional_embedding")
     wb = ("weight", "bias")

@@ -21,7 +21,10 @@ pickle that holds more than tensors is reported as unsafe. Config files are read
 and translated with `configs.translate_config`. Shard indices may only name files in their own folder.
 
 Models are built on the `meta` device (no memory, no random init) and the checkpoint tensors are
-assigned in place, so loading a 2.7 GB model costs ~2.7 GB, not twice that.
+assigned in place; given the loader's `dtype`, `read_state_dict` casts each tensor as it is read
+(`stream.py`: safetensors key by key, shards file by file, pickles memory-mapped), and the key maps
+consume their source dict as they build the renamed one, so loading peaks at about the model's size
+in that dtype, not twice or three times it (`benchmarks/load_memory.py` measures it).
 """
 from __future__ import annotations
 
@@ -40,6 +43,7 @@ from torch import nn
 from .configs import read_json_file
 from .errors import CheckpointError, ConfigError
 from .keymap import preview
+from .stream import DtypePolicy, cast_entries, read_safetensors
 
 StateDict = dict[str, torch.Tensor]
 
@@ -65,7 +69,8 @@ WRAPPER_KEYS = ("ema", "state_dict", "module", "model")
 # 1. Reading files
 # --------------------------------------------------------------------------------------------
 
-def read_state_dict(source, *, unwrap: bool | str = True, only_prefix: str | None = None) -> StateDict:
+def read_state_dict(source, *, unwrap: bool | str = True, only_prefix: str | None = None,
+                    dtype: DtypePolicy = None) -> StateDict:
     """Read `source` into a flat `{key: tensor}` dict.
 
     `source` may be a dict of tensors, a weight file (`.safetensors`, `.pt`, `.pth`, `.bin`,
@@ -74,7 +79,10 @@ def read_state_dict(source, *, unwrap: bool | str = True, only_prefix: str | Non
     without reading the rest: an SD3.5 file holds 16 GB, of which its VAE is 160 MB).
     `unwrap`: True takes the weights out of a `{"ema": ...}` / `{"state_dict": ...}` / ... wrapper
     (`unwrap_state_dict`); a key name (e.g. "module") takes exactly that part of a wrapped file.
+    `dtype`: cast every floating tensor to it as it is read (`stream.py`), or a function key -> dtype
+    (None: that tensor as stored); None (the default) keeps every tensor as stored.
     """
+    cast_later, mapped = dtype is not None, False      # safetensors readers cast while reading
     if isinstance(source, Mapping):
         sd = dict(source)
     else:
@@ -84,11 +92,11 @@ def read_state_dict(source, *, unwrap: bool | str = True, only_prefix: str | Non
         if path.is_dir():
             path = find_weight_file(path)
         if path.name.endswith(".index.json"):
-            sd = _read_sharded(path)
+            sd, cast_later = _read_sharded(path, dtype), False
         elif path.suffix == ".safetensors":
-            sd = _read_safetensors(path, only_prefix)
+            sd, cast_later = _read_safetensors(path, only_prefix, dtype), False
         elif path.suffix in (".pt", ".pth", ".bin", ".ckpt"):
-            sd = _read_pickle(path)
+            sd, mapped = _read_pickle(path, mmap=dtype is not None)
             if not isinstance(sd, Mapping):
                 raise CheckpointError(f"{path} holds a {type(sd).__name__}, not a state dict ({{name: tensor}}); "
                                       "save model.state_dict(), not the model, a tensor or a list")
@@ -105,6 +113,8 @@ def read_state_dict(source, *, unwrap: bool | str = True, only_prefix: str | Non
     bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
     if bad:
         raise CheckpointError(f"these entries are not tensors, so this is not a plain weight file: {bad[:10]}")
+    if cast_later:          # a dict, or a pickle whose tensors are still on disk (memory-mapped)
+        sd = cast_entries(sd, dtype, mapped=mapped)
     return sd
 
 
@@ -143,8 +153,14 @@ def weight_keys(source) -> list[str]:
     return list(read_state_dict(source))
 
 
-def _read_safetensors(path: Path, only_prefix: str | None = None) -> StateDict:
+def _read_safetensors(path: Path, only_prefix: str | None = None, dtype: DtypePolicy = None) -> StateDict:
     try:
+        if dtype is not None:
+            with safe_open(str(path), framework="pt") as f:
+                keys = list(f.keys())
+            if only_prefix is not None and any(k.startswith(only_prefix) for k in keys):
+                keys = [k for k in keys if k.startswith(only_prefix)]
+            return read_safetensors(path, keys, dtype)
         if only_prefix is not None:
             with safe_open(str(path), framework="pt") as f:
                 keys = [k for k in f.keys() if k.startswith(only_prefix)]
@@ -222,14 +238,18 @@ def wrong_file_message(path: Path, expected: str) -> str | None:
     return None
 
 
-def _read_pickle(path: Path) -> StateDict:
+def _read_pickle(path: Path, mmap: bool = False) -> tuple[StateDict, bool]:
+    """(the unpickled object, whether its tensors are memory-mapped). `mmap`: map the file, so that
+    tensors are read from disk only when touched; torch can do so for the zip format of `torch.save`
+    (since torch 1.6), not for a legacy file, which is then read whole."""
     problem = wrong_file_message(path, "pickle")
     if problem:
         raise CheckpointError(problem)
+    mmap = mmap and what_file_is(path) == "torch-zip"
     try:
         # DiT's train.py stores its argparse.Namespace next to the weights; allow that one class.
         with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(str(path), map_location="cpu", weights_only=True)
+            return torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap), mmap
     except pickle.UnpicklingError as e:
         message = str(e)
         if "Unsupported global" not in message and "GLOBAL" not in message:    # a damaged pickle, not a malicious one
@@ -243,7 +263,8 @@ def _read_pickle(path: Path) -> StateDict:
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({_first_line(e)}). {AGAIN}") from e
 
 
-def _read_sharded(index_path: Path) -> StateDict:
+def _read_sharded(index_path: Path, dtype: DtypePolicy = None) -> StateDict:
+    """The shards of `index_path`, one file at a time, each cast as it is read when `dtype` is given."""
     weight_map = read_json_file(index_path).get("weight_map")
     bad = (type(weight_map).__name__ if not isinstance(weight_map, dict) else
            next((f"{k!r}: {v!r}" for k, v in weight_map.items() if not isinstance(v, str)), None))
@@ -261,8 +282,14 @@ def _read_sharded(index_path: Path) -> StateDict:
         if not shard_path.is_file():
             raise CheckpointError(f"{index_path} lists shard {shard}, which is missing from {index_path.parent}. "
                                   "Download all shards (`huggingface-cli download` fetches every file of the repository).")
-        part = _read_safetensors(shard_path) if shard.endswith(".safetensors") else _read_pickle(shard_path)
+        if shard.endswith(".safetensors"):
+            part = _read_safetensors(shard_path, dtype=dtype)
+        else:
+            part, mapped = _read_pickle(shard_path, mmap=dtype is not None)
+            if dtype is not None:
+                part = cast_entries(part, dtype, mapped=mapped)
         sd.update(part)
+        del part
     missing = sorted(set(weight_map) - set(sd))
     if missing:
         raise CheckpointError(f"{len(missing)} keys listed in {index_path.name} are in no shard: {missing[:10]}")

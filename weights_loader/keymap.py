@@ -42,11 +42,14 @@ class KeyMap:
         sd = keys.finish()                  # the renamed dict; raises if a source key was not used
 
     `family` names the checkpoint in the errors ("the diffusers DiT checkpoint is missing ...").
+    `consume=True` (what the family loaders use): `sd` itself is emptied as its keys are used, so a
+    source tensor is freed as soon as its renamed, fused or transposed version exists and the old and
+    the new copy of the whole model are never alive together. By default `sd` is left as it is.
     """
 
-    def __init__(self, sd: Mapping[str, torch.Tensor], family: str):
+    def __init__(self, sd: Mapping[str, torch.Tensor], family: str, *, consume: bool = False):
         self.family = family
-        self._left = dict(sd)          # source keys not used yet
+        self._left = sd if consume and isinstance(sd, dict) else dict(sd)      # source keys not used yet
         self._out: StateDict = {}
 
     def has(self, src: str) -> bool:

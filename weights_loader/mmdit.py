@@ -27,6 +27,7 @@ from minidit.mmdit import HEAD_DIM, MMDiT, MMDiTConfig
 from .configs import check_class_name, component_folder, read_config, translate_config
 from .errors import CheckpointError
 from .io import apply_overrides, build_on_meta, load_into, read_state_dict
+from .stream import reading_dtype
 from .keymap import KeyMap, count_blocks, select_prefix
 
 PREFIX = "model.diffusion_model."                # where the MM-DiT sits in an official single file
@@ -42,10 +43,10 @@ def load_mmdit(source, config: MMDiTConfig | None = None, *, overrides: dict | N
         cfg = read_config(folder)
         check_class_name(cfg, ("SD3Transformer2DModel",), "an SD3 MM-DiT", "Pass the SD3 pipeline folder or its transformer/.")
         config = config or translate_config(mmdit_config_from_diffusers, cfg)
-        sd = mmdit_from_diffusers(read_state_dict(folder), config)
+        sd = mmdit_from_diffusers(read_state_dict(folder, dtype=reading_dtype(dtype)), config)
         what = f"diffusers SD3 folder {folder}"
     else:
-        sd = read_state_dict(source, only_prefix=PREFIX)         # a whole SD3 file: its MM-DiT only
+        sd = read_state_dict(source, only_prefix=PREFIX, dtype=reading_dtype(dtype))  # SD3 file: MM-DiT only
         if any(k.startswith(PREFIX) for k in sd):
             sd = select_prefix(sd, PREFIX)                       # a whole SD3 file: the MM-DiT part
         what = "MM-DiT state dict" if isinstance(source, dict) else f"SD3 checkpoint {source}"
@@ -116,8 +117,9 @@ def swap_scale_shift(t):
 
 
 def mmdit_from_diffusers(sd, config: MMDiTConfig) -> dict:
-    """Rename a diffusers SD3 state dict to the official (= minidit) keys. Every key must be used."""
-    keys = KeyMap(sd, "diffusers SD3")
+    """Rename a diffusers SD3 state dict to the official (= minidit) keys. Every key must be used; a
+    dict is emptied as it is renamed (KeyMap consume=True), so old and new tensors are not all alive together."""
+    keys = KeyMap(sd, "diffusers SD3", consume=True)
     keys.move("pos_embed.pos_embed", "pos_embed")
     wb = ("weight", "bias")
     for src, dst in [("pos_embed.proj", "x_embedder.proj"), ("context_embedder", "context_embedder"),

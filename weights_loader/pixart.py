@@ -33,6 +33,7 @@ from minidit.pixart import CAPTION_TOKENS, KVCompressConfig, PixArt, PixArtConfi
 from .configs import check_class_name, component_folder, read_config, read_json_file, translate_config
 from .errors import CheckpointError
 from .io import apply_overrides, build_on_meta, load_into, read_state_dict
+from .stream import reading_dtype
 from .keymap import KeyMap, count_blocks, strip_prefix
 from .pipeline_folder import PipelineFolder
 
@@ -64,13 +65,11 @@ def load_pixart(source, config: PixArtConfig | None = None, *, overrides: dict |
     """
     folder = component_folder(source, "transformer")
     if folder is not None:
-        cfg = read_config(folder)
-        check_class_name(cfg, CLASS_NAMES, "a PixArt transformer", "Pass the PixArt pipeline folder or its transformer/.")
-        config = config or translate_config(pixart_config_from_diffusers, cfg, _caption_length(folder))
-        sd, diffusers_layout = read_state_dict(folder), True
+        config = config or read_pixart_config(folder)
+        sd, diffusers_layout = read_state_dict(folder, dtype=reading_dtype(dtype)), True
         what = f"diffusers PixArt folder {folder}"
     else:
-        sd = strip_prefix(read_state_dict(source), ("module.",))
+        sd = strip_prefix(read_state_dict(source, dtype=reading_dtype(dtype)), ("module.",))
         what = "PixArt checkpoint" if isinstance(source, dict) else f"PixArt checkpoint {source}"
         diffusers_layout = "transformer_blocks.0.attn1.to_q.weight" in sd
         if diffusers_layout and config is None:          # a diffusers state dict without its config.json
@@ -89,6 +88,18 @@ def load_pixart(source, config: PixArtConfig | None = None, *, overrides: dict |
     model.y_embedder.has_null_caption = null_caption
     return model
 
+
+
+def read_pixart_config(source, overrides: dict | None = None) -> PixArtConfig:
+    """The `PixArtConfig` of a diffusers PixArt folder (pipeline root or `transformer/`), read from its
+    config.json alone (no weight is read: what a pipeline needs to plan before it loads the weights)."""
+    folder = component_folder(source, "transformer")
+    if folder is None:
+        raise CheckpointError(f"{source} is not a diffusers PixArt folder (no transformer/config.json): the "
+                              "config of an original .pth is read off its weights, by load_pixart")
+    cfg = read_config(folder)
+    check_class_name(cfg, CLASS_NAMES, "a PixArt transformer", "Pass the PixArt pipeline folder or its transformer/.")
+    return apply_overrides(translate_config(pixart_config_from_diffusers, cfg, _caption_length(folder)), overrides)
 
 
 def detect_pixart_config(sd) -> PixArtConfig:
@@ -199,8 +210,9 @@ def pixart_config_from_diffusers(cfg: dict, model_max_length: int = CAPTION_TOKE
 
 
 def pixart_from_diffusers(sd, depth: int):
-    """Rename a diffusers PixArt state dict to the official (= minidit) keys. Every key must be used."""
-    keys = KeyMap(sd, "diffusers PixArt")
+    """Rename a diffusers PixArt state dict to the official (= minidit) keys. Every key must be used; a
+    dict is emptied as it is renamed (KeyMap consume=True), so old and new tensors are not all alive together."""
+    keys = KeyMap(sd, "diffusers PixArt", consume=True)
     emb = "adaln_single.emb."
     top = [("pos_embed.proj", "x_embedder.proj"), ("caption_projection.linear_1", "y_embedder.y_proj.fc1"),
            ("caption_projection.linear_2", "y_embedder.y_proj.fc2"), ("adaln_single.linear", "t_block.1"),

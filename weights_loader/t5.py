@@ -45,12 +45,14 @@ def load_t5(source, config: T5Config | None = None, *, overrides: dict | None = 
     (`component="text_encoder_3"` to choose), a single file or a state dict.
     `overrides`: `T5Config` fields set on the config read or detected (or on `config`)."""
     folder = model_folder(source, MODEL_TYPES, component, "T5 encoder")
+    # the fp16 policy casts per key, as each tensor is read (no float32 copy of T5-XXL next to the cast one)
+    policy = None if dtype is None else (lambda key: t5_weight_dtype(key, dtype))
     if folder is not None:
         config = config or translate_config(t5_config_from_transformers, read_config(folder))   # before the weights
-        sd = read_state_dict(folder)
+        sd = read_state_dict(folder, dtype=policy)
         what = f"T5 encoder folder {folder}"
     else:
-        sd = read_text_encoder(source, ("t5xxl", "t5"), component, "T5 encoder")
+        sd = read_text_encoder(source, ("t5xxl", "t5"), component, "T5 encoder", policy)
         what = "T5 state dict" if isinstance(source, dict) else f"T5 checkpoint {source}"
     sd = t5_from_transformers(sd)
     config = apply_overrides(config or detect_t5_config(sd), overrides)

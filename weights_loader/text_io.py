@@ -98,18 +98,18 @@ def tokenizer_folder(source, files: tuple[str, ...], classes: tuple[str, ...], c
     return folder
 
 
-def read_text_encoder(source, names: tuple[str, ...], component: str | None, what: str) -> dict:
+def read_text_encoder(source, names: tuple[str, ...], component: str | None, what: str, dtype=None) -> dict:
     """The weights of one text encoder in `source` (a file or a state dict). In a whole SD3 file the
     encoders sit under `text_encoders.{name}.transformer.`: that part is returned, prefix removed, and
     from a safetensors file it is all that is read (the header says which encoders are there; a
     `..._incl_clips_t5xxlfp16` file holds 16 GB, of which CLIP-L is 250 MB). Sources without such keys
-    are returned whole."""
+    are returned whole. `dtype`: cast as read (`read_state_dict`)."""
     path = None if isinstance(source, Mapping) else Path(source)
     if path is not None and path.is_file() and path.suffix == ".safetensors":
         name = text_encoder_name(weight_keys(path), names, component, what)        # header only
-        sd = read_state_dict(path, only_prefix=None if name is None else f"text_encoders.{name}.")
+        sd = read_state_dict(path, only_prefix=None if name is None else f"text_encoders.{name}.", dtype=dtype)
     else:
-        sd = read_state_dict(source)
+        sd = read_state_dict(source, dtype=dtype)
         name = text_encoder_name(sd, names, component, what)
     return sd if name is None else select_prefix(sd, f"text_encoders.{name}.transformer.")
 

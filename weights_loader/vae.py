@@ -28,6 +28,7 @@ from minidit.vae import SD3_VAE, SD_VAE, SDXL_VAE, AutoencoderKL, VAEConfig
 from .configs import component_folder, read_config, translate_config
 from .errors import CheckpointError
 from .io import apply_overrides, build_on_meta, load_into, read_state_dict, weight_keys
+from .stream import reading_dtype
 from .keymap import KeyMap, count_blocks, select_prefix
 
 LDM_PREFIXES = ("first_stage_model.", "vae.")
@@ -51,12 +52,12 @@ def load_vae(source, config: VAEConfig | None = None, *, overrides: dict | None 
     folder = component_folder(source, "vae")
     if folder is not None:
         config = config or translate_config(vae_config_from_diffusers, read_config(folder))
-        sd = vae_from_diffusers(read_state_dict(folder), len(config.ch_mult))
+        sd = vae_from_diffusers(read_state_dict(folder, dtype=reading_dtype(dtype)), len(config.ch_mult))
         what = f"diffusers AutoencoderKL folder {folder}"
     else:
         keys = weight_keys(source)                                   # every component's names, no tensors
         prefix = next((p for p in LDM_PREFIXES if any(k.startswith(p) for k in keys)), None)
-        sd = select_vae_part(read_state_dict(source, only_prefix=prefix))
+        sd = select_vae_part(read_state_dict(source, only_prefix=prefix, dtype=reading_dtype(dtype)))
         if any(k.startswith("encoder.down_blocks.") for k in sd):      # a diffusers state dict
             sd = vae_from_diffusers(sd, count_blocks(sd, "encoder.down_blocks."))
         sd = {k: _linear_to_conv(v) if _is_attn_weight(k) else v for k, v in sd.items()}
@@ -182,8 +183,9 @@ def _ldm_key(key: str, num_levels: int) -> str | None:
 
 
 def vae_from_diffusers(sd: dict, num_levels: int) -> dict:
-    """Rename a diffusers AutoencoderKL state dict to ldm (= minidit) keys. Every key must be used."""
-    keys = KeyMap(sd, "diffusers AutoencoderKL")
+    """Rename a diffusers AutoencoderKL state dict to ldm (= minidit) keys. Every key must be used; a
+    dict is emptied as it is renamed (KeyMap consume=True), so old and new tensors are not all alive together."""
+    keys = KeyMap(sd, "diffusers AutoencoderKL", consume=True)
     for key in keys.remaining():
         new = _ldm_key(key, num_levels)
         if new is not None:               # a key with no ldm name stays unused: finish() lists it

@@ -5,7 +5,7 @@ bottom and calls these where it needs them.
 
     initial_noise       x_T ~ N(0, I), drawn as diffusers' randn_tensor draws it
     guided_model_fn     classifier-free guidance around one batched network call
-    Staged              a component (a text encoder) that is loaded for its stage and freed after it
+    Staged              a component loaded (or moved to the device) for its stage, freed (or offloaded) after it
     PromptEmbeds        the text conditioning of one call, for any number of encoders' outputs
     check_output_type / to_output     "pil" | "np" | "pt" | "latent"
     pipeline_windows    the pipelines' `window=` option (pixels) -> a `minidit.windows.WindowedModel` factory
@@ -21,7 +21,6 @@ Shape legend: B samples, C latent channels, h w latent size, H W image size, L t
 from __future__ import annotations
 
 import contextlib
-import gc
 import inspect
 import sys
 import time
@@ -32,11 +31,11 @@ import numpy as np
 import torch
 
 from minidit.guidance import cfg
-from minidit.windows import WindowedModel, check_window_options, window_grid
 from minidit.errors import InputError
-from minidit.vae import to_pil
+from minidit.vae import decode_latents, to_pil
+from minidit.windows import WindowedModel, check_window_options, window_grid
 from .checks import OUTPUT_TYPES, check_output_type  # noqa: F401  (re-exported: the pipelines import it from here)
-from .memory import format_stats
+from .memory import format_stats, release_freed_memory
 
 
 def initial_noise(shape, generator: torch.Generator | None, device, dtype=torch.float32) -> torch.Tensor:
@@ -117,35 +116,84 @@ def pipeline_windows(window, overlap, blend: str, windows_per_call: int, *, fact
 
 
 class Staged:
-    """A component that lives only while its stage needs it: with keep=False it is loaded by
-    `loader()` when the stage starts and freed when it ends (T5-XXL's 4.7 B parameters never share
-    memory with the denoising). Given a loaded `module` and no loader, it is simply kept."""
+    """A component that lives only while its stage needs it.
 
-    def __init__(self, module=None, loader=None, *, keep: bool = True, what: str = "text encoder"):
+    * keep=False with a `loader`: loaded by `loader()` when the stage starts and freed when it ends
+      (T5-XXL's 4.7 B parameters never share memory with the denoising; a transformer freed before the
+      VAE decodes).
+    * offload=True: kept, but on the CPU between its stages; `use()` moves it to `device` for its
+      stage and back to the CPU after (on a GPU: only the active stage's weights occupy the card).
+    * a loaded `module` and no loader: simply kept (on `device`, if offload is off).
+
+    `moves` records every device move (`(what, device)`), so a run shows what was offloaded."""
+
+    def __init__(self, module=None, loader=None, *, keep: bool = True, what: str = "text encoder",
+                 offload: bool = False, device=None):
         if module is None and loader is None:
             raise ValueError(f"pass a {what} or a loader for it")
         self.module, self.loader, self.what = module, loader, what
         self.keep = keep or loader is None
+        self.offload, self.device = bool(offload), None if device is None else torch.device(device)
         self.last_load_seconds: float | None = None
+        self.moves: list[tuple[str, str]] = []
 
     @contextlib.contextmanager
     def use(self):
-        """`with staged.use() as module:` — loaded if needed, freed afterwards unless kept."""
+        """`with staged.use() as module:` — loaded if needed (and moved to `device` if offloaded),
+        freed (or moved back to the CPU) afterwards unless kept."""
         if self.module is None:
             t0 = time.perf_counter()
             self.module = self.loader()
             self.last_load_seconds = time.perf_counter() - t0
+        if self.offload and self.device is not None:
+            self._move(self.device)
         try:
             yield self.module
         finally:
             if not self.keep:
                 self.free()
+            elif self.offload:
+                self._move(torch.device("cpu"))
+
+    def _move(self, device: torch.device) -> None:
+        self.module.to(device)
+        self.moves.append((self.what, str(device)))
+        if device.type == "cpu" and torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     def free(self) -> None:
         self.module = None
-        gc.collect()
+        release_freed_memory()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def offload_to(device, *parts: "Staged | None") -> None:
+    """Turn on CPU offload for `parts` (Staged components, None skipped): each waits on the CPU and is
+    moved to `device` for its stage (`Staged.use`). A module already loaded is moved to the CPU now."""
+    for part in parts:
+        if part is None:
+            continue
+        part.offload, part.device = True, torch.device(device)
+        if part.module is not None and not any(t.is_meta for t in part.module.parameters()):
+            part.module.to("cpu")
+
+
+# Decode in tiles above this many pixels: an untiled SDXL/SD3-VAE decode needs ~3.5-4.5 KiB per output
+# pixel in float32 (benchmarks/vae_decode.py: ~3.6 GiB at 1024², ~15-19 GiB at 2048²), a tiled one about
+# 1 GiB whatever the size. Tiles of 64 latent px (512 px), overlap 16 (diffusers' tiling defaults).
+TILE_ABOVE_PIXELS = 2 * 1024 * 1024
+DECODE_TILE, DECODE_OVERLAP = 64, 16
+
+
+def decode_tiled_if_large(vae, latents: torch.Tensor, tiling: bool | None = None) -> tuple[torch.Tensor, bool]:
+    """(images, tiled): `decode_latents` whole, or in tiles when `tiling` is True or, for None (automatic),
+    when the image has more than TILE_ABOVE_PIXELS pixels."""
+    f = vae.config.downsample_factor
+    pixels = latents.shape[-2] * latents.shape[-1] * f * f
+    tiled = pixels > TILE_ABOVE_PIXELS if tiling is None else tiling
+    tile = dict(tile=DECODE_TILE, overlap=DECODE_OVERLAP) if tiled else {}
+    return decode_latents(vae, latents, **tile), tiled
 
 
 @dataclass

@@ -32,11 +32,11 @@ from minidit.dit import DiT
 from minidit.errors import InputError
 from minidit.samplers import Sampler
 from minidit.scheduler_config import sampler_from_scheduler_config
-from minidit.vae import SD_VAE, AutoencoderKL, decode_latents
+from minidit.vae import SD_VAE, AutoencoderKL
 from weights_loader import PipelineFolder, load_dit, load_vae
-from .checks import (check_finite, check_generator, check_guidance, check_steps, finite_steps, is_integer,
+from .checks import (check_finite, check_flag, check_generator, check_guidance, check_steps, finite_steps, is_integer,
                      precision_hint)
-from .common import check_output_type, guided_model_fn, initial_noise, to_output
+from .common import Staged, check_output_type, decode_tiled_if_large, guided_model_fn, initial_noise, offload_to, to_output
 
 CLASS_NAMES_FILE = Path(__file__).resolve().parents[1] / "assets" / "imagenet_classes.txt"
 
@@ -153,30 +153,51 @@ class DiTPipeline:
     loading: float32 by default, see `from_pretrained`).
     """
 
-    def __init__(self, transformer: DiT, vae: AutoencoderKL, sampling: DiTSampling = OFFICIAL_SAMPLING):
-        self.transformer = transformer.eval()
-        self.vae = vae.eval()
+    def __init__(self, transformer: DiT, vae: AutoencoderKL, sampling: DiTSampling = OFFICIAL_SAMPLING, *,
+                 offload: bool = False, device=None):
+        """`offload=True`: the transformer and the VAE wait on the CPU and each is moved to `device` for
+        its stage only."""
+        check_flag(offload, "offload")
+        self._device = torch.device(device if device is not None else next(transformer.parameters()).device)
+        self.denoiser = Staged(transformer.eval(), what="DiT transformer")
+        self.decoder = Staged(vae.eval(), what="VAE")
         self.sampling = sampling
+        if offload:
+            offload_to(self._device, self.denoiser, self.decoder)
+
+    @property
+    def transformer(self):
+        return self.denoiser.module
+
+    @property
+    def vae(self) -> AutoencoderKL:
+        return self.decoder.module
+
+    @property
+    def moves(self) -> list[tuple[str, str]]:
+        """Every device move of an offloaded component so far: (component, device)."""
+        return [m for part in (self.denoiser, self.decoder) if part is not None for m in part.moves]
 
     @classmethod
     def from_pretrained(cls, folder, *, follow: str = "official", dtype=torch.float32,
-                        vae_dtype=torch.float32, device="cpu") -> "DiTPipeline":
+                        vae_dtype=torch.float32, device="cpu", offload: bool = False) -> "DiTPipeline":
         """A diffusers DiT folder (`huggingface-cli download facebook/DiT-XL-2-256 --local-dir DIR`).
 
         follow="official": DiT's own sampler and timestep embedding (the weights were trained so);
         follow="diffusers": exactly what diffusers' DiTPipeline computes from this folder.
+        `offload=True`: see `DiTPipeline(...)`.
         """
         if follow not in ("official", "diffusers"):
             raise ValueError(f"follow must be 'official' or 'diffusers', not {follow!r}")
         parts = PipelineFolder(folder, hint="Download one with `huggingface-cli download facebook/DiT-XL-2-256 "
                                             "--local-dir DIR`")
         parts.require("transformer", "vae", "scheduler")
-        transformer = load_dit(parts.component("transformer"), dtype=dtype, device=device,
+        load_to = "cpu" if check_flag(offload, "offload") else device       # offloaded parts wait on the CPU
+        transformer = load_dit(parts.component("transformer"), dtype=dtype, device=load_to,
                                overrides={"timestep_freq_shift": 1 if follow == "diffusers" else 0})
-        vae = load_vae(parts.component("vae"), dtype=vae_dtype, device=device)
-        if follow == "official":
-            return cls(transformer, vae)
-        return cls(transformer, vae, sampling_from_scheduler_config(parts.scheduler_config()))
+        vae = load_vae(parts.component("vae"), dtype=vae_dtype, device=load_to)
+        sampling = OFFICIAL_SAMPLING if follow == "official" else sampling_from_scheduler_config(parts.scheduler_config())
+        return cls(transformer, vae, sampling, offload=offload, device=device)
 
     @classmethod
     def from_original(cls, checkpoint, vae, *, config=None, dtype=torch.float32, vae_dtype=torch.float32,
@@ -205,7 +226,7 @@ class DiTPipeline:
         check_generator(generator)
         model, s = self.transformer, self.sampling
         cfg = model.config
-        device = next(model.parameters()).device
+        device = self._device
         dtype = next(model.parameters()).dtype
         labels = torch.tensor(class_ids(class_labels, cfg.num_classes), device=device)
         B, C, S = len(labels), cfg.in_channels, cfg.input_size
@@ -224,10 +245,13 @@ class DiTPipeline:
         step_generator = generator if s.step_noise == "generator" else None
         hint = precision_hint(model, "the DiT transformer", "dtype")
         model_fn = finite_steps(model_fn, "denoising", hint)
-        latents = sampler.run(model_fn, x_T, num_inference_steps, learn_sigma=cfg.learn_sigma,
-                              generator=step_generator, noise_fn=null_half_noise(step_generator) if guided else None,
-                              progress=progress)                                           # (B, C, S, S)
+        with self.denoiser.use():
+            latents = sampler.run(model_fn, x_T, num_inference_steps, learn_sigma=cfg.learn_sigma,
+                                  generator=step_generator, noise_fn=null_half_noise(step_generator) if guided else None,
+                                  progress=progress)                                       # (B, C, S, S)
         check_finite(latents, "denoising", hint)
         if output_type == "latent":
             return latents
-        return to_output(decode_latents(self.vae, latents), output_type)                 # (B, 3, 8S, 8S)
+        with self.decoder.use() as vae:
+            image, _ = decode_tiled_if_large(vae, latents)                                 # (B, 3, 8S, 8S)
+        return to_output(image, output_type)

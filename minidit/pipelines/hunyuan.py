@@ -57,13 +57,14 @@ from minidit.guidance import cfg, rescale_cfg
 from minidit.hunyuan import HunyuanDiT
 from minidit.samplers import Sampler
 from minidit.scheduler_config import sampler_from_scheduler_config
-from minidit.vae import AutoencoderKL, decode_latents
+from minidit.vae import AutoencoderKL
 from minidit.windows import tile_batch
 from weights_loader import MissingPartError, PipelineFolder, load_hunyuan, load_vae
 from weights_loader.hunyuan import LOAD_KEYS
 from .checks import (check_count, check_finite, check_flag, check_generator, check_guidance, check_guidance_rescale,
                      check_int, check_negative_prompts, check_prompts, check_steps, finite_steps, precision_hint)
-from .common import check_output_type, initial_noise, pipeline_windows, to_output
+from .common import (Staged, check_output_type, decode_tiled_if_large, initial_noise, offload_to, pipeline_windows,
+                     to_output)
 from .hunyuan_text import NEGATIVE_PROMPT, HunyuanTextEncoders
 from .memory import memory_method, stage
 
@@ -160,19 +161,42 @@ class HunyuanPipeline:
     guidance_scale=None, generator=None) -> list[PIL.Image]; None = the sampling's defaults."""
 
     def __init__(self, transformer: HunyuanDiT, vae: AutoencoderKL, text: HunyuanTextEncoders,
-                 sampling: HunyuanSampling):
-        self.transformer, self.vae, self.text, self.sampling = transformer.eval(), vae.eval(), text, sampling
+                 sampling: HunyuanSampling, *, offload: bool = False, device=None):
+        """`offload=True`: the transformer, the VAE and the text encoders wait on the CPU and each is moved
+        to `device` for its stage only (the text encoders are freed after theirs unless kept)."""
+        check_flag(offload, "offload")
+        self._device = torch.device(device if device is not None else next(transformer.parameters()).device)
+        self.denoiser = Staged(transformer.eval(), what="Hunyuan-DiT transformer")
+        self.decoder = Staged(vae.eval(), what="VAE")
+        self.text, self.sampling = text, sampling
+        if offload:
+            offload_to(self._device, self.denoiser, self.decoder, text.bert, text.mt5)
         self.last_run_stats: dict = {}
+
+    @property
+    def transformer(self):
+        return self.denoiser.module
+
+    @property
+    def vae(self) -> AutoencoderKL:
+        return self.decoder.module
+
+    @property
+    def moves(self) -> list[tuple[str, str]]:
+        """Every device move of an offloaded component so far: (component, device)."""
+        return [m for part in (self.text.bert, self.text.mt5, self.denoiser, self.decoder) if part is not None for m in part.moves]
 
     @classmethod
     def from_pretrained(cls, folder, *, follow: str = "official", sampling: HunyuanSampling | None = None,
                         sampler: str = "ddpm", load_key: str | None = None, dtype=None, text_dtype=None,
-                        vae_dtype=torch.float32, device="cpu", keep_text_encoders: bool = False) -> "HunyuanPipeline":
+                        vae_dtype=torch.float32, device="cpu", keep_text_encoders: bool = False,
+                        offload: bool = False) -> "HunyuanPipeline":
         """A diffusers HunyuanDiTPipeline root (model_index.json) or the original repository's layout
         (`ckpts/` or `ckpts/t2i/`: model/pytorch_model_<load_key>.pt, clip_text_encoder/, tokenizer/, mt5/,
         sdxl-vae-fp16-fix/; load_key None = "ema", or "distill" for a folder named *distill*).
         follow="official" | "diffusers" (module docstring); `sampler` ("ddpm" | "ddim" | "dpmms") picks
-        the official sampler; `sampling=` replaces either. Dtypes: see "Precision"."""
+        the official sampler; `sampling=` replaces either. Dtypes: see "Precision". `offload=True`: see
+        `HunyuanPipeline(...)`."""
         if not isinstance(follow, str) or follow not in ("official", "diffusers"):
             raise InputError(f"follow must be 'official' or 'diffusers', not {follow!r}")
         official_scheduler_config(sampler)                           # an unknown sampler fails before loading
@@ -182,6 +206,7 @@ class HunyuanPipeline:
             raise InputError(f"sampling must be a HunyuanSampling or None, not {type(sampling).__name__}")
         check_flag(keep_text_encoders, "keep_text_encoders")
         cuda = torch.device(device).type == "cuda"
+        run_on, device = device, "cpu" if check_flag(offload, "offload") else device    # offloaded: load to the CPU
         if dtype is None:
             dtype = torch.float16 if cuda else torch.float32
         distilled = "distill" in Path(folder).resolve().name.lower() or load_key == "distill"
@@ -213,11 +238,12 @@ class HunyuanPipeline:
                 scheduler = official_scheduler_config("ddpm", 0.03 if size_cond else 0.02)
             sampling = (official_sampling(size_cond, sampler, distilled=distilled) if follow == "official" else
                         diffusers_sampling(scheduler))
-        return cls(transformer, vae, text, sampling)
+        return cls(transformer, vae, text, sampling, offload=offload, device=run_on)
 
     @property
     def device(self):
-        return next(self.transformer.parameters()).device
+        """Where the stages run (with offload the components wait on the CPU in between)."""
+        return self._device
 
     def generation_size(self, height: int, width: int, use_resolution_binning: bool | None = None) -> tuple[int, int]:
         """(height, width) the image is generated at: floored to multiples of 16 (what the official code
@@ -298,7 +324,7 @@ class HunyuanPipeline:
             bert, mt5 = self.text.encode(prompts, negatives if guided else None,
                                          num_images_per_prompt=num_images_per_prompt, device=device)
 
-        with stage(stats, "denoise", device) as record:
+        with stage(stats, "denoise", device) as record, self.denoiser.use():
             dtype = next(model.parameters()).dtype
             C, B = model.config.in_channels, bert.cond.shape[0]
             x_T = initial_noise((B, C, H // f, W // f), generator, device)                  # (B, C, h, w)
@@ -338,6 +364,7 @@ class HunyuanPipeline:
                 record.update(network.stats(H // f, W // f))
         if output_type == "latent":
             return latents
-        with stage(stats, "decode", device):
-            image = to_output(decode_latents(self.vae, latents), output_type)
+        with stage(stats, "decode", device) as record, self.decoder.use() as vae:
+            image, record["tiled"] = decode_tiled_if_large(vae, latents)
+            image = to_output(image, output_type)
         return image

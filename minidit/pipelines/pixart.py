@@ -19,6 +19,10 @@ The run, in stages (each timed, its peak memory recorded in `pipe.last_run_stats
               trained size) and `last_run_stats["denoise"]` records the windows and network calls.
   3. decode   VAE decode of latents / scaling_factor, in 512-px tiles (128-px overlap) when the
               image has more than TILE_ABOVE_PIXELS pixels; resize + centre crop to the asked size.
+  With `from_pretrained(..., keep_transformer=False)` the transformer, too, lives for its stage only:
+  loaded after T5 is freed, freed before the decode, so the run peaks at its largest stage, not at the
+  sum of the three models (measured: benchmarks/pipeline_memory.py). `offload=True` keeps every
+  component on the CPU between its stages and moves it to the device for its own (`common.Staged`).
 
 Resolution binning (`use_resolution_binning=True`): the asked height x width is snapped to the
 model's nearest aspect-ratio bucket (`minidit/pipelines/resolution.py`), generated there and
@@ -64,7 +68,8 @@ from minidit.text.t5 import guard_fp16
 from minidit.vae import SD_VAE, SDXL_VAE, AutoencoderKL, decode_latents
 from minidit.windows import tile_batch
 from weights_loader import PipelineFolder, load_pixart, load_t5, load_t5_tokenizer, load_vae
-from weights_loader.pixart import CAPTION_LENGTH, PIPELINE_VARIANTS
+from weights_loader.io import build_on_meta
+from weights_loader.pixart import CAPTION_LENGTH, PIPELINE_VARIANTS, read_pixart_config
 from .checks import (check_count, check_finite, check_flag, check_generator, check_guidance, check_max_sequence_length,
                      check_negative_prompts, check_prompts, check_size, check_steps, finite_steps, precision_hint)
 from .common import (PromptEmbeds, Staged, check_output_type, guided_model_fn, initial_noise, pipeline_windows,
@@ -129,42 +134,79 @@ class PixArtPipeline:
 
     def __init__(self, transformer: PixArt, vae: AutoencoderKL, tokenizer, text_encoder=None, *,
                  sampling: PixArtSampling = DIFFUSERS_SAMPLING, text_encoder_loader=None,
-                 keep_text_encoder: bool = True, variant: str | None = None):
+                 keep_text_encoder: bool = True, variant: str | None = None, transformer_loader=None,
+                 keep_transformer: bool = True, offload: bool = False, device=None):
         """`text_encoder`: a loaded T5, or None and `text_encoder_loader()` loads one when needed
-        (and, with keep_text_encoder=False, it is freed after every encoding)."""
-        self.transformer, self.vae, self.tokenizer = transformer.eval(), vae.eval(), tokenizer
-        self.text = Staged(text_encoder, text_encoder_loader, keep=keep_text_encoder, what="T5 text encoder")
-        self.sampling = sampling
+        (and, with keep_text_encoder=False, it is freed after every encoding).
+        `transformer_loader`: then `transformer` is a skeleton built on the meta device (its config, no
+        weights), the real one is loaded by `transformer_loader()` for the denoising and, with
+        keep_transformer=False, freed before the VAE decodes (see "Memory" in `from_pretrained`).
+        `offload=True`: every component waits on the CPU and is moved to `device` for its stage only."""
+        check_flag(offload, "offload")
+        if device is None:
+            device = "cpu" if transformer_loader is not None else next(transformer.parameters()).device
+        self._device = torch.device(device)
+        self._skeleton = transformer.eval()
+        if offload:                                # the skeleton (on meta) has nothing to move
+            vae.to("cpu")
+            if transformer_loader is None:
+                transformer.to("cpu")
+        self.denoiser = Staged(None if transformer_loader is not None else transformer, transformer_loader,
+                               keep=keep_transformer, what="PixArt transformer", offload=offload, device=device)
+        self.decoder = Staged(vae.eval(), what="VAE", offload=offload, device=device)
+        self.text = Staged(text_encoder, text_encoder_loader, keep=keep_text_encoder, what="T5 text encoder",
+                           offload=offload, device=device)
+        self.tokenizer, self.sampling = tokenizer, sampling
         self.variant = variant or variant_of(transformer)
         self.last_run_stats: dict = {}
 
     # ---------------------------------------------------------------- loading
     @classmethod
     def from_pretrained(cls, folder, *, base=None, dtype=None, text_encoder_dtype=None, vae_dtype=None,
-                        device="cpu", keep_text_encoder: bool = False) -> "PixArtPipeline":
+                        device="cpu", keep_text_encoder: bool = False, keep_transformer: bool = True,
+                        offload: bool = False) -> "PixArtPipeline":
         """A diffusers PixArt folder: `huggingface-cli download PixArt-alpha/PixArt-Sigma-XL-2-1024-MS
         --local-dir DIR` (or PixArt-XL-2-1024-MS, PixArt-XL-2-512x512, PixArt-Sigma-XL-2-512-MS / -2K-MS).
         `base`: another such folder supplying the components `folder` lacks (e.g. a transformer-only
         download + `PixArt-alpha/pixart_sigma_sdxlvae_T5_diffusers` for T5, tokenizer and VAE).
-        Dtypes default to `default_dtypes(device)`."""
+        Dtypes default to `default_dtypes(device)`.
+
+        Memory. T5 is loaded for the text stage and freed after it (keep_text_encoder=False). With
+        keep_transformer=False the transformer is not loaded here either, only its config.json read: it
+        is loaded when the denoising starts (T5 already freed) and freed when it ends (before the VAE
+        decodes), so no two of the three big parts are ever in memory together: the peak is the largest
+        stage, not the sum (benchmarks/pipeline_memory.py). Each call then reads the transformer from
+        disk again. `offload=True` keeps what is loaded on the CPU and moves it to `device` for its stage."""
         parts = PipelineFolder(folder, base, hint=MISSING_PARTS)
         pipeline_class = parts.pipeline_class(tuple(PIPELINE_VARIANTS))
+        check_flag(keep_transformer, "keep_transformer")
+        check_flag(offload, "offload")
         d, te, v = default_dtypes(device)
+        load_to = "cpu" if offload else device
         # The caption length (CAPTION_TOKENS) comes from the pipeline class: its model_index.json may be
         # in `base`, where load_pixart, given only transformer/, would not look.
-        transformer = load_pixart(parts.component("transformer"), dtype=dtype or d, device=device,
-                                  overrides={"model_max_length": CAPTION_LENGTH[pipeline_class]})
+        overrides = {"model_max_length": CAPTION_LENGTH[pipeline_class]}
+        transformer_dir = parts.component("transformer")
+
+        def transformer_loader():
+            return load_pixart(transformer_dir, dtype=dtype or d, device=load_to, overrides=overrides)
+        if keep_transformer:
+            transformer, transformer_loader = transformer_loader(), None
+        else:                         # a skeleton for the config: built on meta, no memory (weights_loader.io)
+            transformer = build_on_meta(PixArt, read_pixart_config(transformer_dir, overrides))
+            transformer.y_embedder.has_null_caption = False      # diffusers folders do not store it
         text_dir = parts.component("text_encoder")
         sched = parts.scheduler_config()
         if sched is None:
             warnings.warn(f"no scheduler/scheduler_config.json in {folder}: sampling with the defaults of "
                           "DPMSolverMultistepScheduler(), the scheduler every PixArt repository ships", stacklevel=2)
         sampling = sampling_from_scheduler_config(sched or {"_class_name": "DPMSolverMultistepScheduler"})
-        return cls(transformer, load_vae(parts.component("vae"), dtype=vae_dtype or v, device=device),
+        return cls(transformer, load_vae(parts.component("vae"), dtype=vae_dtype or v, device=load_to),
                    load_t5_tokenizer(parts.component("tokenizer")), sampling=sampling,
                    keep_text_encoder=keep_text_encoder,
-                   text_encoder_loader=lambda: load_t5(text_dir, dtype=text_encoder_dtype or te, device=device),
-                   variant=PIPELINE_VARIANTS[pipeline_class])
+                   text_encoder_loader=lambda: load_t5(text_dir, dtype=text_encoder_dtype or te, device=load_to),
+                   variant=PIPELINE_VARIANTS[pipeline_class], transformer_loader=transformer_loader,
+                   keep_transformer=keep_transformer, offload=offload, device=device)
 
     @classmethod
     def from_original(cls, checkpoint, text_encoder, vae, *, tokenizer=None, config=None,
@@ -188,7 +230,23 @@ class PixArtPipeline:
 
     @property
     def device(self):
-        return next(self.transformer.parameters()).device
+        """Where the stages run (with offload=True the components wait on the CPU in between)."""
+        return self._device
+
+    @property
+    def transformer(self) -> PixArt:
+        """The loaded transformer, or, while it is not in memory (keep_transformer=False), its skeleton
+        on the meta device: its config, no weights."""
+        return self.denoiser.module if self.denoiser.module is not None else self._skeleton
+
+    @property
+    def vae(self) -> AutoencoderKL:
+        return self.decoder.module
+
+    @property
+    def moves(self) -> list[tuple[str, str]]:
+        """Every device move of an offloaded component so far: (component, device)."""
+        return [*self.text.moves, *self.denoiser.moves, *self.decoder.moves]
 
     @property
     def text_encoder(self):
@@ -247,6 +305,35 @@ class PixArtPipeline:
         step = self.vae.config.downsample_factor * self.transformer.config.patch_size
         return check_size(height, width, step, "VAE x patch, without resolution binning")
 
+    def _denoise(self, model: PixArt, e: PromptEmbeds, H: int, W: int, generator, guidance_scale: float, steps: int,
+                 progress: bool, windows=None) -> torch.Tensor:
+        """Stage 2: noise -> the sampler's run with the (guided, maybe windowed) transformer -> latents (B, C, h, w)."""
+        device, guided = self.device, guidance_scale > 1
+        dtype = next(model.parameters()).dtype
+        B, C, f = e.cond.shape[0], model.config.in_channels, self.vae.config.downsample_factor
+        x_T = initial_noise((B, C, H // f, W // f), generator, device)                    # (B, C, h, w)
+        # one batch [uncond | cond] when guided, as diffusers' pipelines and the official DPMS wrapper
+        y, mask, _ = e.batched(uncond_first=True)                                           # (2B, L, C_cap), (2B, L)
+        y = y.to(dtype)
+
+        def forward(x, t):     # x: the latent, or k stacked windows of it (then the text is tiled k times)
+            micro = {}
+            if model.config.micro_condition:   # α-1024: the size and aspect ratio of what the model sees
+                h, w = x.shape[-2] * f, x.shape[-1] * f
+                micro = dict(img_hw=torch.tensor([[float(h), float(w)]], device=device, dtype=dtype),
+                             aspect_ratio=torch.tensor([[h / w]], device=device, dtype=dtype))
+            n = x.shape[0]
+            return model(x.to(dtype), t, tile_batch(y, n), tile_batch(mask, n), **micro).float()
+        network = forward if windows is None else windows.wrap(forward, (H // f, W // f))
+        self._windowed = None if windows is None else network
+        model_fn = guided_model_fn(network, guidance_scale, uncond_first=True) if guided else network
+        hint = precision_hint(model, "the PixArt transformer", "dtype")
+        model_fn = finite_steps(model_fn, "denoising", hint)
+        latents = self.sampling.sampler.run(model_fn, x_T, steps, learn_sigma=model.config.pred_sigma,
+                                            progress=progress)                             # (B, C, h, w)
+        check_finite(latents, "denoising", hint)
+        return latents
+
     @torch.no_grad()
     def __call__(self, prompt=None, negative_prompt="", height: int | None = None, width: int | None = None,
                  num_inference_steps: int = 20, guidance_scale: float = 4.5, generator: torch.Generator | None = None,
@@ -284,7 +371,6 @@ class PixArtPipeline:
         elif not isinstance(prompt_embeds, PromptEmbeds):
             raise InputError(f"prompt_embeds must be the PromptEmbeds of encode_prompt, not {type(prompt_embeds).__name__}")
         model, device, guided = self.transformer, self.device, guidance_scale > 1
-        dtype = next(model.parameters()).dtype
         side = model.config.input_size * self.vae.config.downsample_factor
         asked = (side if height is None else height, side if width is None else width)
         f, p = self.vae.config.downsample_factor, model.config.patch_size
@@ -306,38 +392,22 @@ class PixArtPipeline:
             if guided and not e.guided:
                 raise ValueError("prompt_embeds has no unconditional half: encode with guided=True")
 
-        with stage(stats, "denoise", device) as record:
-            B, C = e.cond.shape[0], model.config.in_channels
-            x_T = initial_noise((B, C, H // f, W // f), generator, device)                # (B, C, h, w)
-            # one batch [uncond | cond] when guided, as diffusers' pipelines and the official DPMS wrapper
-            y, mask, _ = e.batched(uncond_first=True)                                       # (2B, L, C_cap), (2B, L)
-            y = y.to(dtype)
-
-            def forward(x, t):     # x: the latent, or k stacked windows of it (then the text is tiled k times)
-                micro = {}
-                if model.config.micro_condition:   # α-1024: the size and aspect ratio of what the model sees
-                    h, w = x.shape[-2] * f, x.shape[-1] * f
-                    micro = dict(img_hw=torch.tensor([[float(h), float(w)]], device=device, dtype=dtype),
-                                 aspect_ratio=torch.tensor([[h / w]], device=device, dtype=dtype))
-                n = x.shape[0]
-                return model(x.to(dtype), t, tile_batch(y, n), tile_batch(mask, n), **micro).float()
-            network = forward if windows is None else windows.wrap(forward, (H // f, W // f))
-            model_fn = guided_model_fn(network, guidance_scale, uncond_first=True) if guided else network
-            hint = precision_hint(model, "the PixArt transformer", "dtype")
-            model_fn = finite_steps(model_fn, "denoising", hint)
-            latents = self.sampling.sampler.run(model_fn, x_T, num_inference_steps, learn_sigma=model.config.pred_sigma,
-                                                progress=progress)                         # (B, C, h, w)
-            check_finite(latents, "denoising", hint)
+        with stage(stats, "denoise", device) as record, self.denoiser.use():
+            if self.denoiser.loader is not None and not self.denoiser.keep:
+                record["transformer_load_s"] = round(self.denoiser.last_load_seconds, 2)
+            # a method, so that no local of this frame still holds the transformer when the stage frees it
+            latents = self._denoise(self.denoiser.module, e, H, W, generator, guidance_scale, num_inference_steps,
+                                    progress, windows)
             record.update(size=f"{H}x{W}", steps=num_inference_steps)
             if windows is not None:
-                record.update(network.stats(H // f, W // f))
+                record.update(self._windowed.stats(H // f, W // f))
         if output_type == "latent":
             return latents
 
-        with stage(stats, "decode", device) as record:
+        with stage(stats, "decode", device) as record, self.decoder.use() as vae:
             tiled = H * W > TILE_ABOVE_PIXELS if decode_tiling is None else decode_tiling   # checked above
             tile = dict(tile=DECODE_TILE, overlap=DECODE_OVERLAP) if tiled else {}
-            image = decode_latents(self.vae, latents, **tile)                              # (B, 3, H, W)
+            image = decode_latents(vae, latents, **tile)                              # (B, 3, H, W)
             if use_resolution_binning:
                 image = resize_and_crop(image.float(), *asked)                             # (B, 3, height, width)
             image = to_output(image, output_type)

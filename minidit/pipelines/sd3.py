@@ -40,12 +40,13 @@ import torch
 from minidit.mmdit import MMDiT
 from minidit.samplers import Sampler
 from minidit.scheduler_config import sampler_from_scheduler_config
-from minidit.vae import SD3_VAE, AutoencoderKL, decode_latents
+from minidit.vae import SD3_VAE, AutoencoderKL
 from minidit.windows import tile_batch
 from weights_loader import PipelineFolder, load_mmdit, load_vae
-from .checks import (check_count, check_finite, check_generator, check_guidance, check_max_sequence_length,
+from .checks import (check_count, check_finite, check_flag, check_generator, check_guidance, check_max_sequence_length,
                      check_negative_prompts, check_prompts, check_size, check_steps, finite_steps, precision_hint)
-from .common import check_output_type, guided_model_fn, initial_noise, pipeline_windows, to_output
+from .common import (Staged, check_output_type, decode_tiled_if_large, guided_model_fn, initial_noise, offload_to,
+                     pipeline_windows, to_output)
 from .memory import memory_method, stage
 from .sd3_text import SD3TextEncoders
 
@@ -120,47 +121,73 @@ class SD3Pipeline:
     """pipe(prompt, negative_prompt="", height=1024, width=1024, num_inference_steps=None,
     guidance_scale=None, generator=None) -> list[PIL.Image]; None = the sampling's defaults."""
 
-    def __init__(self, transformer: MMDiT, vae: AutoencoderKL, text: SD3TextEncoders, sampling: SD3Sampling):
-        self.transformer, self.vae, self.text, self.sampling = transformer.eval(), vae.eval(), text, sampling
+    def __init__(self, transformer: MMDiT, vae: AutoencoderKL, text: SD3TextEncoders, sampling: SD3Sampling, *,
+                 offload: bool = False, device=None):
+        """`offload=True`: the MM-DiT, the VAE and the text encoders wait on the CPU and each is moved to
+        `device` for its stage only (the text encoders are freed after theirs unless kept)."""
+        check_flag(offload, "offload")
+        self._device = torch.device(device if device is not None else next(transformer.parameters()).device)
+        self.denoiser = Staged(transformer.eval(), what="MM-DiT")
+        self.decoder = Staged(vae.eval(), what="VAE")
+        self.text, self.sampling = text, sampling
+        if offload:
+            offload_to(self._device, self.denoiser, self.decoder, text.clip_l, text.clip_g, text.t5)
         self.last_run_stats: dict = {}
+
+    @property
+    def transformer(self) -> MMDiT:
+        return self.denoiser.module
+
+    @property
+    def vae(self) -> AutoencoderKL:
+        return self.decoder.module
+
+    @property
+    def moves(self) -> list[tuple[str, str]]:
+        """Every device move of an offloaded component so far: (component, device)."""
+        parts = (self.text.clip_l, self.text.clip_g, self.text.t5, self.denoiser, self.decoder)
+        return [m for part in parts if part is not None for m in part.moves]
 
     @classmethod
     def from_pretrained(cls, folder, *, base=None, follow: str = "diffusers", sampling: SD3Sampling | None = None,
                         drop_t5: bool = False, dtype=torch.float32, text_dtype=None, vae_dtype=torch.float32,
-                        device="cpu", keep_text_encoders: bool = False) -> "SD3Pipeline":
+                        device="cpu", keep_text_encoders: bool = False, offload: bool = False) -> "SD3Pipeline":
         """A diffusers StableDiffusion3Pipeline folder (`base`: another one for the parts it lacks).
         follow="diffusers": exactly what diffusers computes from it; "official": the release's
         official sampling (`OFFICIAL_SAMPLING`, the release read off the network and, for Turbo, the
-        folder's name); `sampling=` replaces either."""
+        folder's name); `sampling=` replaces either. `offload=True`: see `SD3Pipeline(...)`."""
         if follow not in ("diffusers", "official"):
             raise ValueError(f"follow must be 'diffusers' or 'official', not {follow!r}")
         parts = PipelineFolder(folder, base, hint=MISSING_PARTS)
         parts.pipeline_class(("StableDiffusion3Pipeline",))
-        transformer = load_mmdit(parts.component("transformer"), dtype=dtype, device=device)
-        vae = load_vae(parts.component("vae"), dtype=vae_dtype, device=device)
+        load_to = "cpu" if check_flag(offload, "offload") else device        # offloaded parts wait on the CPU
+        transformer = load_mmdit(parts.component("transformer"), dtype=dtype, device=load_to)
+        vae = load_vae(parts.component("vae"), dtype=vae_dtype, device=load_to)
         text = SD3TextEncoders.from_pretrained(folder, base=base, drop_t5=drop_t5, clip_dtype=text_dtype,
-                                               t5_dtype=text_dtype, device=device, keep=keep_text_encoders,
+                                               t5_dtype=text_dtype, device=load_to, keep=keep_text_encoders,
                                                context_width=transformer.config.context_dim)
         if sampling is None:
             sampling = (diffusers_sampling(parts.scheduler_config()) if follow == "diffusers" else
                         OFFICIAL_SAMPLING[release_name(transformer, str(Path(folder).resolve()))])
-        return cls(transformer, vae, text, sampling)
+        return cls(transformer, vae, text, sampling, offload=offload, device=device)
 
     @classmethod
     def from_single_file(cls, checkpoint, *, tokenizers=None, text_encoders=None, text: SD3TextEncoders | None = None,
                          transformer_config=None, vae_config=SD3_VAE, drop_t5: bool = False,
                          sampling: SD3Sampling | None = None,
                          dtype=torch.float32, text_dtype=None, vae_dtype=torch.float32, device="cpu",
-                         keep_text_encoders: bool = False) -> "SD3Pipeline":
+                         keep_text_encoders: bool = False, offload: bool = False) -> "SD3Pipeline":
         """An official file (`sd3_medium.safetensors`, `sd3.5_large.safetensors`, ...; MM-DiT and VAE
         inside) + its text encoders: `text_encoders`, a folder with clip_l.safetensors,
         clip_g.safetensors and t5xxl_fp16.safetensors (`text_encoders/` of the repository), or None
         when the checkpoint holds them (`*_incl_clips_t5xxlfp16.safetensors`), with `tokenizers`, a
         folder holding tokenizer/, tokenizer_2/, tokenizer_3/; or `text`, an `SD3TextEncoders` made
         elsewhere. Samples the official way for the release (`OFFICIAL_SAMPLING`) unless `sampling=`.
-        `transformer_config` / `vae_config`: only for networks that are not a release's (tests)."""
-        transformer = load_mmdit(checkpoint, transformer_config, dtype=dtype, device=device)
-        vae = load_vae(checkpoint, vae_config, dtype=vae_dtype, device=device)
+        `transformer_config` / `vae_config`: only for networks that are not a release's (tests).
+        `offload=True`: see `SD3Pipeline(...)`."""
+        load_to = "cpu" if check_flag(offload, "offload") else device
+        transformer = load_mmdit(checkpoint, transformer_config, dtype=dtype, device=load_to)
+        vae = load_vae(checkpoint, vae_config, dtype=vae_dtype, device=load_to)
         if text is None:
             if tokenizers is None:
                 raise ValueError("pass tokenizers= (a folder with tokenizer/, tokenizer_2/, tokenizer_3/, e.g. the "
@@ -172,13 +199,15 @@ class SD3Pipeline:
                 clip_l, clip_g = folder / "clip_l.safetensors", folder / "clip_g.safetensors"
                 t5 = next(iter(sorted(folder.glob("t5xxl*.safetensors"))), folder / "t5xxl_fp16.safetensors")
             text = SD3TextEncoders.from_files(clip_l, clip_g, None if drop_t5 else t5, tokenizers=tokenizers,
-                                              clip_dtype=text_dtype, t5_dtype=text_dtype, device=device,
+                                              clip_dtype=text_dtype, t5_dtype=text_dtype, device=load_to,
                                               keep=keep_text_encoders, context_width=transformer.config.context_dim)
-        return cls(transformer, vae, text, sampling or OFFICIAL_SAMPLING[release_name(transformer, str(checkpoint))])
+        return cls(transformer, vae, text, sampling or OFFICIAL_SAMPLING[release_name(transformer, str(checkpoint))],
+                   offload=offload, device=device)
 
     @property
     def device(self):
-        return next(self.transformer.parameters()).device
+        """Where the stages run (with offload the components wait on the CPU in between)."""
+        return self._device
 
     def _model_fn(self, e, guidance_scale: float, num_steps: int, windows=None, latent_hw=None):
         """The sampler's model_fn: the MM-DiT's velocity, guided (and with skip-layer guidance); with
@@ -258,7 +287,7 @@ class SD3Pipeline:
         with stage(stats, "text", device):
             e = self.text.encode(prompt, negative_prompt, guided=guidance > 1, num_images_per_prompt=num_images_per_prompt,
                                  t5_length=s.t5_length, max_sequence_length=max_sequence_length, device=device)
-        with stage(stats, "denoise", device) as record:
+        with stage(stats, "denoise", device) as record, self.denoiser.use():
             x_T = initial_noise((e.cond.shape[0], model.config.in_channels, height // f, width // f), generator, device)
             seen = (height // f, width // f) if windows is None else windows.window    # what the network sees
             hint = precision_hint(model, "the MM-DiT", "dtype")
@@ -273,6 +302,7 @@ class SD3Pipeline:
                 record["window_evaluations"] = sum(w.evaluations for w in self._windowed)
         if output_type == "latent":
             return latents
-        with stage(stats, "decode", device):
-            image = to_output(decode_latents(self.vae, latents), output_type)
+        with stage(stats, "decode", device) as record, self.decoder.use() as vae:
+            image, record["tiled"] = decode_tiled_if_large(vae, latents)
+            image = to_output(image, output_type)
         return image

@@ -56,6 +56,8 @@ def original_to_diffusers(sd, depth):
                          ("attn2.to_v", v2)]:
                 out[f"transformer_blocks.{i}.{n}.{kind}"] = t
     for src, dst in rules.items():
+        if f"{src}.weight" not in sd and src.startswith(("csize_embedder.", "ar_embedder.")):
+            continue                                   # only α-1024 has the micro-condition embedders
         for kind in ("weight", "bias"):
             out[f"{dst}.{kind}"] = sd.pop(f"{src}.{kind}")
     out["scale_shift_table"] = sd.pop("final_layer.scale_shift_table")
