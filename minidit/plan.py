@@ -51,7 +51,8 @@ GiB = 2**30
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 # CUDA's convolution kernels take a workspace that no tensor shows: on an NVIDIA H200 (README,
 # "PixArt-Σ on a GPU") the 1024² untiled SDXL-VAE decode peaked 4.32 GiB over the resident weights,
-# where the live tensors alone (`vae_decode_memory`) are 3.0 GiB. The one measured constant here.
+# where the live tensors alone were 3.0 GiB (measured before SiLU ran in place in the VAE's ResNet
+# blocks; the factor is assumed to carry over). The one measured constant here.
 CUDA_CONV_WORKSPACE = 1.44
 
 
@@ -179,12 +180,13 @@ def encoder_activations(D: int, F: int, heads: int, L: int, B: int, b: int) -> d
 # --------------------------------------------------------------------------------------------
 
 def resnet_peak(c_in: int, c_out: int, pixels: int, copy: bool = False) -> int:
-    """Elements alive at a ResnetBlock's peak (`vae.ResnetBlock`): the input with GroupNorm's output
-    and its SiLU (3·C_in), the input + SiLU + conv1's output (2·C_in + C_out), or the input with conv1's
-    output, the norm/SiLU of it and conv2's (C_in + 3·C_out). `copy`: the CPU's oneDNN convolution
-    first copies its input into a blocked layout (+ C_in during conv1, + C_out during conv2)."""
+    """Elements alive at a ResnetBlock's peak (`vae.ResnetBlock` without autograd, where SiLU runs in
+    place on the fresh GroupNorm output): the input with GroupNorm's output (2·C_in), the input + that
+    + conv1's output (2·C_in + C_out), or the input with conv1's output, the norm/SiLU of it and
+    conv2's (C_in + 3·C_out). `copy`: the CPU's oneDNN convolution first copies its input into a
+    blocked layout (+ C_in during conv1, + C_out during conv2)."""
     k = 1 if copy else 0
-    return max(3 * c_in, (2 + k) * c_in + c_out, c_in + (3 + k) * c_out) * pixels
+    return max(2 * c_in, (2 + k) * c_in + c_out, c_in + (3 + k) * c_out) * pixels
 
 
 def decoder_peak_elements(vae_cfg, h: int, w: int, copy: bool = False) -> int:
@@ -193,8 +195,8 @@ def decoder_peak_elements(vae_cfg, h: int, w: int, copy: bool = False) -> int:
     over h·w tokens: x, normalised tokens, q, k, v, output ~ 6·C·h·w), then each level's ResNets
     and its upsampler (the input, the nearest-x2 copy and the conv's output [+ oneDNN's copy of
     the conv's input]). For the SDXL VAE the peak is the first ResNet of the last level: its
-    256-channel input, GroupNorm and SiLU at full resolution, 768 floats per output pixel (896 on
-    the CPU, with the blocked copy)."""
+    256-channel input, the GroupNorm/SiLU of it and conv1's 128-channel output at full resolution,
+    640 floats per output pixel (896 on the CPU, with the blocked copy)."""
     widths = [vae_cfg.ch * m for m in vae_cfg.ch_mult]
     c = widths[-1]
     f = 2 ** (len(widths) - 1)
