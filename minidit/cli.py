@@ -53,9 +53,11 @@ def check_generate_arguments(args) -> None:
         check_steps(args.steps, "--steps")
     if args.guidance is not None:
         check_guidance(args.guidance, "--guidance")
-    for option in ("height", "width"):
-        if getattr(args, option) is not None:
+    for option in ("height", "width", "window"):
+        if getattr(args, option, None) is not None:
             check_int(getattr(args, option), f"--{option}", minimum=1)
+    if getattr(args, "window_overlap", None) is not None:
+        check_int(args.window_overlap, "--window-overlap", minimum=0)
     if args.device is not None:
         check_device(args.device)
 
@@ -117,6 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     text.add_argument("--height", type=int, default=None, help="pixels (default: the model's; PixArt snaps it to "
                       "the nearest aspect-ratio bucket and resizes back)")
     text.add_argument("--width", type=int, default=None, help="pixels (default: the model's)")
+    text.add_argument("--window", type=int, default=None,
+                      help="sliding-window denoising (MultiDiffusion): run the transformer on overlapping windows of "
+                           "this many pixels (e.g. the model's own side) to make a larger image; no binning then")
+    text.add_argument("--window-overlap", type=int, default=None,
+                      help="pixels two neighbouring windows share (default: a quarter of the window)")
     for family, module in FAMILIES.items():
         names = ", ".join(e.name for e in module.MODELS)
         module.add_arguments(p.add_argument_group(f"{module.TITLE}: {names}"))
