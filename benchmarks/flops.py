@@ -21,7 +21,7 @@ caption width C, latent channels c_in in / c_out out), term by term:
                          + 2 d² M                 (cross-attention keys and values of the caption)
                          + 2 N M d                (cross-attention: scores and the weighted sum)
     final linear           N d p² c_out
-The four block terms are the formula of /docs: MAC ≈ L (14 d² N + 2 N² d + 2 d² M + 2 N M d). With
+The four block terms are the usual short formula, MAC ≈ L (14 d² N + 2 N² d + 2 d² M + 2 N M d). With
 d = 1152, L = 28, M = 300: 1024² (N = 4096) is 3.31 TMAC a sample-forward; 20 steps with CFG (batch 2)
 are 265 TFLOP; 2048² 2.09 PFLOP; 4096² 25.0 PFLOP (the N² attention term is 89 % of it). Sliding
 windows run `windows` forwards of a window's N instead (tests/test_benchmark_hires.py checks the count

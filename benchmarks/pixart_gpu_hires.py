@@ -1,19 +1,28 @@
 """PixArt-Σ at 1024², 2048² and 4096² on one CUDA GPU, against diffusers and the card's FLOP floor.
 
-    python benchmarks/pixart_gpu_hires.py --out benchmarks/results/pixart_gpu_hires.txt   # the table
+    python benchmarks/pixart_gpu_hires.py --out pixart_gpu_hires.txt        # the table (measured: benchmarks/results/)
     python benchmarks/pixart_gpu_hires.py --dtypes bfloat16 float16 --memory-limit-gib 24
     python benchmarks/pixart_gpu_hires.py --compile --channels-last-vae                   # speed options
     python benchmarks/pixart_gpu_hires.py --tiny                                           # CPU check, seconds
 
-Prepared command for the device tool (one NVIDIA GPU, random full-size weights, bf16, rows 1024/2048
-direct + diffusers, 4096 direct and windowed; ~5 min on an H200). diffusers is not installed there: its
-wheels travel (README of the device tool: `pip download --no-deps` diffusers and importlib_metadata
-into an ignored `.whl/`, named in `carry`):
+Prepared command for the device tool (one NVIDIA GPU; random full-size weights, bf16; rows 1024² and 2048²
+direct with diffusers, 4096² direct and windowed; about 4-5 min on an H200, estimated from the FLOPs and
+pixart_gpu.py's H200 figures). The device image has no diffusers: its one wheel travels (pure Python;
+on Python 3.12 it needs nothing the image lacks: huggingface-hub >= 1.32, safetensors >= 0.8 are there).
+Once, in the repository root here (`.whl/` is in .gitignore):
 
-    python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site;
-    PYTHONUNBUFFERED=1 python3 benchmarks/pixart_gpu_hires.py --out $OUT/pixart_gpu_hires.txt 2>&1 | tee $OUT/log
+    python -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux2014_x86_64 -d .whl diffusers==0.42.1
 
-(timeout_s 570; add `--compile` in a second run to measure it; `--no-diffusers` if the wheels fail).
+then run(carry=[".whl"], timeout_s=570, command=
+
+    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl &&
+    export PYTHONPATH=/tmp/site || exit; set -o pipefail; PYTHONUNBUFFERED=1 python3
+    benchmarks/pixart_gpu_hires.py --out $OUT/pixart_gpu_hires.txt 2>&1 | tee $OUT/log)
+
+If time is left, a second run measures the speed options and fp16 where they matter (~3 min):
+`... pixart_gpu_hires.py --sizes 1024 2048 --modes direct --dtypes bfloat16 float16 --compile --out
+$OUT/pixart_gpu_hires_compile.txt`. Without the wheel: `--no-diffusers` (no ratios).
 
 The rows (`PLAN`; `--sizes`, `--modes` select): 1024² with PixArt-Sigma-XL-2-1024-MS, 2048² with the 2K
 model, 4096² with the 2K model both directly (one forward of 65536 tokens per step, attention by SDPA)
@@ -311,7 +320,7 @@ def header(args, device, peak_tflops) -> str:
                                      ("channels-last VAE", args.channels_last_vae)) if on] or ["none (readable path)"]
     t5 = "tiny, float32" if args.tiny else "XXL, bfloat16"
     return (f"PixArt-Σ, {card}, torch {torch.__version__}, {diffusers}; peak "
-            f"{'-' if peak_tflops is None else f'{peak_tflops:g}'} dense bf16 TFLOP/s; random weights; "
+            f"{'-' if peak_tflops is None else f'{peak_tflops:g}'} dense bf16 (= fp16) TFLOP/s; random weights; "
             f"{args.steps} steps DPM-Solver++(2M), CFG {args.guidance_scale} (batch 2); T5 {t5} staged, VAE float32 "
             f"(512-px tiles at >= 2048²); attention SDPA; windows {WINDOW}² overlap {args.overlap} px; speed options: "
             f"{', '.join(options)}; memory: {memory_method(device)}, reset per stage, limit by "
