@@ -113,7 +113,7 @@ def configs(size: int, tiny: bool) -> tuple[dict, dict]:
 
 def diffusers_state(cls, config: dict, dtype, device, seed: int) -> dict:
     """A random N(0, 0.02) state dict in diffusers' layout for `cls(**config)`, the same for the same seed."""
-    with torch.device(device):
+    with torch.device("meta"):                          # shapes only: no memory, no time
         shapes = {k: v.shape for k, v in cls(**config).state_dict().items()}
     g = torch.Generator(device).manual_seed(seed)
     return {k: torch.randn(s, generator=g, device=device, dtype=dtype) * 0.02 for k, s in shapes.items()}

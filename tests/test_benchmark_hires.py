@@ -110,3 +110,32 @@ def test_out_of_memory_is_a_row_not_a_crash(monkeypatch):
     cells = hires.table_row(row, 989.0)
     assert cells["result"] == "OOM in denoise" and cells["text peak GiB"] == "2.00"
     assert cells["denoise s"] == cells["floor fraction"] == cells["denoise ratio"] == "-"
+
+
+def test_full_size_rows_are_the_released_models():
+    """The diffusers configs the GPU rows use translate to minidit's presets of the released models."""
+    from minidit.pixart import PRESETS
+    from minidit.vae import SDXL_VAE
+    from weights_loader.pixart import pixart_config_from_diffusers
+    from weights_loader.vae import vae_config_from_diffusers
+    for size, name in ((1024, "PixArt-Sigma-XL-2-1024-MS"), (2048, "PixArt-Sigma-XL-2-2K-MS"),
+                       (4096, "PixArt-Sigma-XL-2-2K-MS")):
+        transformer, vae = hires.configs(size, tiny=False)
+        assert pixart_config_from_diffusers(transformer, 300) == PRESETS[name]
+        assert vae_config_from_diffusers(vae) == SDXL_VAE
+
+
+def test_default_plan():
+    import argparse
+    args = argparse.Namespace(sizes=[1024, 2048, 4096], modes=["direct", "windowed"], dtypes=["bfloat16"],
+                              memory_limit_gib=None, tiny=False, steps=20, guidance_scale=4.5, overlap=512,
+                              compile=False, cuda_graphs=False, channels_last_vae=False, no_diffusers=False,
+                              diffusers_sizes=[1024, 2048])
+    plan = [(c["size"], c["mode"], c["limit_gib"], c["diffusers"]) for c in hires.cases(args, torch.device("cuda"))]
+    assert plan == [(1024, "direct", 12.0, True), (2048, "direct", 12.0, True), (4096, "direct", 24.0, False),
+                    (4096, "windowed", 24.0, False)]
+    args.memory_limit_gib, args.modes = 0.0, ["windowed"]
+    assert [(c["size"], c["limit_gib"]) for c in hires.cases(args, torch.device("cuda"))] == [(4096, None)]
+    args.sizes = [1024]
+    with pytest.raises(InputError, match="no row of the plan"):
+        hires.cases(args, torch.device("cuda"))
