@@ -28,7 +28,9 @@ The rows (`PLAN`; `--sizes`, `--modes` select): 1024² with PixArt-Sigma-XL-2-10
 model, 4096² with the 2K model both directly (one forward of 65536 tokens per step, attention by SDPA)
 and in sliding windows of 2048² (`minidit/windows.py`: 3 x 3 windows, overlap `--overlap` px, linear
 blend, one window per call). Each row runs `PixArtPipeline` as a user would, in its own process:
-  1. text     T5-XXL (bf16, random) is created for this stage and freed after it: "T5 s" is the encoding
+  1. text     T5-XXL (bf16, random) is created for this stage and freed after it: "text s" is the stage
+              without the creation (T5's "load"), i.e. the encoding and the freeing (whose gc.collect
+              alone took ~0.5 s on the CPU with diffusers imported: many Python objects to scan)
   2. denoise  20 DPM-Solver++(2M) steps, CFG 4.5 (batch 2), the transformer in the row's dtype
   3. decode   SDXL VAE in float32, in 512-px tiles at 2048² and above (diffusers: the same tiles)
 after one 1-step warm-up run; seconds and `torch.cuda.max_memory_allocated` per stage (reset at every
@@ -273,7 +275,7 @@ def run_case(case: dict) -> dict:
     return row
 
 
-COLUMNS = ["image", "model", "mode", "dtype", "limit GiB", "result", "T5 s", "text peak GiB", "denoise s",
+COLUMNS = ["image", "model", "mode", "dtype", "limit GiB", "result", "text s", "text peak GiB", "denoise s",
            "denoise peak GiB", "decode s", "decode peak GiB", "total s", "windows x tokens", "denoise TFLOP",
            "floor s", "floor fraction", "diffusers denoise s", "denoise ratio", "diffusers denoise peak GiB",
            "diffusers decode s", "decode ratio"]
@@ -291,10 +293,10 @@ def table_row(row: dict, peak_tflops: float | None) -> dict:
     floor = None if flops is None or peak_tflops is None else flops / (peak_tflops * 1e12)
     ratio = lambda name: (f"{m[name]['seconds'] / d[name]['seconds']:.2f}"   # noqa: E731
                           if ok and d.get(name) else "-")
-    t5 = None if text.get("seconds") is None else text["seconds"] - (text.get("t5_load_s") or 0)
+    text_s = None if text.get("seconds") is None else text["seconds"] - (text.get("t5_load_s") or 0)
     return dict(zip(COLUMNS, (
         f"{row['size']}²" + ("" if row["side"] == row["size"] else f" (tiny: {row['side']}²)"), row["model"],
-        row["mode"], row["dtype"], row["limit"], m["result"], fmt(t5), fmt(text.get("peak_gib")),
+        row["mode"], row["dtype"], row["limit"], m["result"], fmt(text_s), fmt(text.get("peak_gib")),
         fmt(den.get("seconds")), fmt(den.get("peak_gib")), fmt(dec.get("seconds")), fmt(dec.get("peak_gib")),
         fmt(m.get("total_s")), f"{den['windows']} x {row['tokens_per_forward']}" if ok else "-",
         fmt(None if flops is None else flops / 1e12, ".4g"), fmt(floor, ".3g"),

@@ -42,7 +42,7 @@ def test_tiny_run_writes_the_table(tmp_path):
     # 32 px (latent 4) on a latent of 32: starts 0, 12, 16 per axis -> 3 x 3 windows of 8 x 8 tokens
     assert [r["windows x tokens"] for r in rows] == ["1 x 16", "1 x 256", "9 x 64"]
     for r in rows:
-        for c in ("T5 s", "denoise s", "decode s", "total s", "denoise peak GiB", "floor fraction"):
+        for c in ("text s", "denoise s", "decode s", "total s", "denoise peak GiB", "floor fraction"):
             assert float(r[c]) >= 0, (c, r)
         tflop = float(r["denoise TFLOP"])      # 2 steps, batch 2, 2 FLOPs a MAC, tiny shape
         shape = dict(depth=2, hidden=144, caption_channels=hires.T5_TINY.d_model)
