@@ -28,7 +28,7 @@ process compiles its blocks once, ~1 min): `... pixart_gpu_hires.py --sizes 1024
 The rows (`PLAN`; `--sizes`, `--modes` select): 1024² with PixArt-Sigma-XL-2-1024-MS, 2048² with the 2K
 model, 4096² with the 2K model both directly (one forward of 65536 tokens per step, attention by SDPA)
 and in sliding windows of 2048² (`minidit/windows.py`: 3 x 3 windows, overlap `--overlap` px, linear
-blend, one window per call). Each row runs `PixArtPipeline` as a user would, in its own process:
+blend, `--windows-per-call` 1). Each row runs `PixArtPipeline` as a user would, in its own process:
   1. text     T5-XXL (bf16, random) is created for this stage and freed after it: "text s" is the stage
               without the creation (T5's "load"), i.e. the encoding and the freeing (whose gc.collect
               alone took ~0.5 s on the CPU with diffusers imported: many Python objects to scan)
@@ -165,7 +165,8 @@ def speed_options(pipe: PixArtPipeline, case: dict) -> None:
 
 
 def stage_record(r: dict | None) -> dict | None:
-    return None if r is None else {k: r.get(k) for k in ("seconds", "peak_gib", "t5_load_s", "windows")}
+    keys = ("seconds", "peak_gib", "t5_load_s", "windows", "forward_calls")
+    return None if r is None else {k: r.get(k) for k in keys}
 
 
 def free(device) -> None:
@@ -194,7 +195,8 @@ def run_minidit(case: dict, device, dtype, side: int, tcfg: dict, vcfg: dict) ->
     kw = dict(height=side, width=side, guidance_scale=case["guidance_scale"], use_resolution_binning=False,
               decode_tiling=case["size"] >= 2048, progress=False)
     if case["mode"] == "windowed":
-        kw.update(window=WINDOW // case["scale"], window_overlap=case["overlap"] // case["scale"])
+        kw.update(window=WINDOW // case["scale"], window_overlap=case["overlap"] // case["scale"],
+                  windows_per_call=case["windows_per_call"])
     out = dict(result="ok")
     try:
         pipe(PROMPT, num_inference_steps=1, generator=torch.Generator().manual_seed(0), **kw)   # warm-up
@@ -207,6 +209,7 @@ def run_minidit(case: dict, device, dtype, side: int, tcfg: dict, vcfg: dict) ->
     out.update({name: stage_record(stats.get(name)) for name in ("text", "denoise", "decode")})
     if out["result"] == "ok":
         out["denoise"]["windows"] = stats["denoise"].get("windows", 1)
+        out["denoise"]["forward_calls"] = stats["denoise"].get("forward_calls", case["steps"])
         if case["diffusers"]:
             e = pipe.encode_prompt(PROMPT, "")
             out["embeds"] = [t.cpu() for t in (e.cond, e.cond_mask, e.uncond, e.uncond_mask)]
@@ -278,7 +281,7 @@ def run_case(case: dict) -> dict:
 
 
 COLUMNS = ["image", "model", "mode", "dtype", "limit GiB", "result", "text s", "text peak GiB", "denoise s",
-           "denoise peak GiB", "decode s", "decode peak GiB", "total s", "windows x tokens", "denoise TFLOP",
+           "denoise peak GiB", "decode s", "decode peak GiB", "total s", "windows x tokens", "calls", "denoise TFLOP",
            "floor s", "floor fraction", "diffusers denoise s", "denoise ratio", "diffusers denoise peak GiB",
            "diffusers decode s", "decode ratio"]
 
@@ -301,6 +304,7 @@ def table_row(row: dict, peak_tflops: float | None) -> dict:
         row["mode"], row["dtype"], row["limit"], m["result"], fmt(text_s), fmt(text.get("peak_gib")),
         fmt(den.get("seconds")), fmt(den.get("peak_gib")), fmt(dec.get("seconds")), fmt(dec.get("peak_gib")),
         fmt(m.get("total_s")), f"{den['windows']} x {row['tokens_per_forward']}" if ok else "-",
+        den.get("forward_calls") if ok else "-",
         fmt(None if flops is None else flops / 1e12, ".4g"), fmt(floor, ".3g"),
         "-" if floor is None or not ok else f"{floor_fraction(flops, den['seconds'], peak_tflops):.2f}",
         fmt((d.get("denoise") or {}).get("seconds")), ratio("denoise"), fmt((d.get("denoise") or {}).get("peak_gib")),
@@ -323,7 +327,7 @@ def cases(args, device) -> list[dict]:
                             tiny=args.tiny, scale=TINY_SCALE if args.tiny else 1, steps=args.steps,
                             guidance_scale=args.guidance_scale, overlap=args.overlap, compile=args.compile,
                             cuda_graphs=args.cuda_graphs, channels_last_vae=args.channels_last_vae,
-                            sdpa_backends=args.sdpa_backends,
+                            sdpa_backends=args.sdpa_backends, windows_per_call=args.windows_per_call,
                             diffusers_layout=not args.no_diffusers,
                             diffusers=not args.no_diffusers and mode == "direct" and size in args.diffusers_sizes))
     return out
@@ -351,7 +355,8 @@ def header(args, device, peak_tflops) -> str:
         f"random weights of the released shapes; {args.steps} steps DPM-Solver++(2M), CFG {args.guidance_scale} "
         f"(batch 2); T5 {'tiny, float32' if args.tiny else 'XXL, bfloat16'}, staged; VAE float32, 512-px tiles "
         "at >= 2048²",
-        f"attention: {attention}; windows: {WINDOW}² overlapping by {args.overlap} px, linear blend",
+        f"attention: {attention}; windows: {WINDOW}² overlapping by {args.overlap} px, linear blend, "
+        f"{args.windows_per_call} per transformer call",
         f"speed options (minidit): {', '.join(options)}",
         f"memory: {memory_method(device)}, reset at every stage, resident weights included; limit: "
         "torch.cuda.set_per_process_memory_fraction (diffusers unlimited)",
@@ -368,6 +373,7 @@ def main(argv=None) -> str:
     ap.add_argument("--diffusers-sizes", type=int, nargs="*", default=[1024, 2048])
     ap.add_argument("--no-diffusers", action="store_true", help="minidit only (diffusers not installed)")
     ap.add_argument("--overlap", type=int, default=512, help="window overlap, px (default %(default)s)")
+    ap.add_argument("--windows-per-call", type=int, default=1, help="windows stacked into one transformer call")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--guidance-scale", type=float, default=4.5)
     ap.add_argument("--peak-tflops", type=float, help="the card's dense bf16 peak, if it is not known by name")

@@ -28,10 +28,10 @@ def parse(text: str) -> tuple[list[str], list[dict]]:
 def test_tiny_run_writes_the_table(tmp_path):
     out = tmp_path / "hires.txt"
     text = hires.main(["--tiny", "--sizes", "1024", "4096", "--peak-tflops", "1", "--sdpa-backends", "math", "flash",
-                       "--out", str(out)])
+                       "--windows-per-call", "3", "--out", str(out)])
     assert out.read_text() == text
     assert "CPU (--tiny" in text and f"torch {torch.__version__}" in text and "speed options (minidit): none" in text
-    assert "SDPA restricted to math > flash (both sides)" in text
+    assert "SDPA restricted to math > flash (both sides)" in text and "3 per transformer call" in text
     columns, rows = parse(text)
     assert columns == hires.COLUMNS
     assert [(r["image"], r["mode"], r["limit GiB"], r["result"]) for r in rows] == [
@@ -41,6 +41,7 @@ def test_tiny_run_writes_the_table(tmp_path):
     # 64 px -> latent 8 -> 4 x 4 patches; 256 px -> 16 x 16; windows of 128 px (latent 16) overlapping by
     # 32 px (latent 4) on a latent of 32: starts 0, 12, 16 per axis -> 3 x 3 windows of 8 x 8 tokens
     assert [r["windows x tokens"] for r in rows] == ["1 x 16", "1 x 256", "9 x 64"]
+    assert [r["calls"] for r in rows] == ["2", "2", "6"]           # 2 steps; 9 windows, 3 per call: 3 a step
     for r in rows:
         for c in ("text s", "denoise s", "decode s", "total s", "denoise peak GiB", "floor fraction"):
             assert float(r[c]) >= 0, (c, r)
@@ -106,7 +107,8 @@ def test_out_of_memory_is_a_row_not_a_crash(monkeypatch):
     monkeypatch.setattr(PixArtPipeline, "__call__", oom)
     case = dict(size=1024, mode="direct", dtype="float32", limit_gib=12.0, device="cpu", tiny=True,
                 scale=hires.TINY_SCALE, steps=2, guidance_scale=4.5, overlap=512, compile=False, cuda_graphs=False,
-                channels_last_vae=False, sdpa_backends=None, diffusers_layout=False, diffusers=True)
+                channels_last_vae=False, sdpa_backends=None, windows_per_call=1, diffusers_layout=False,
+                diffusers=True)
     row = hires.run_case(case)
     assert row["minidit"]["result"] == "OOM in denoise" and row["diffusers"] is None
     cells = hires.table_row(row, 989.0)
@@ -132,7 +134,7 @@ def test_default_plan():
     args = argparse.Namespace(sizes=[1024, 2048, 4096], modes=["direct", "windowed"], dtypes=["bfloat16"],
                               memory_limit_gib=None, tiny=False, steps=20, guidance_scale=4.5, overlap=512,
                               compile=False, cuda_graphs=False, channels_last_vae=False, sdpa_backends=None,
-                              no_diffusers=False, diffusers_sizes=[1024, 2048])
+                              windows_per_call=1, no_diffusers=False, diffusers_sizes=[1024, 2048])
     plan = [(c["size"], c["mode"], c["limit_gib"], c["diffusers"]) for c in hires.cases(args, torch.device("cuda"))]
     assert plan == [(1024, "direct", 12.0, True), (2048, "direct", 12.0, True), (4096, "direct", 24.0, False),
                     (4096, "windowed", 24.0, False)]
