@@ -48,6 +48,10 @@ diffusers (`--diffusers-sizes`, default 1024 2048; direct rows only: diffusers h
 T5 states) and `AutoencoderKL`, on the same weights: both sides load one random state dict in
 diffusers' layout (seeded, regenerated for each side so that only one model is resident at a time),
 without a memory limit. "ratio" = minidit seconds / diffusers seconds (below 1: minidit is faster).
+"latent diff (1 step)" checks that both computed the same thing: both sides' latents after one step
+(diffusers' warm-up run; minidit one extra untimed call), max |difference| / max |minidit|: ~1e-4 in
+float32 (the --tiny run), ~1e-2 is bf16 rounding. (The pictures are no check: from random VAE weights
+they are almost uniformly grey.)
 
 FLOP floor (`benchmarks/flops.py`): the denoising stage's FLOPs (2 x MACs of every forward, windows
 included) / the card's dense bf16 peak (detected by name, or `--peak-tflops`) = the floor; "floor
@@ -213,13 +217,17 @@ def run_minidit(case: dict, device, dtype, side: int, tcfg: dict, vcfg: dict) ->
         if case["diffusers"]:
             e = pipe.encode_prompt(PROMPT, "")
             out["embeds"] = [t.cpu() for t in (e.cond, e.cond_mask, e.uncond, e.uncond_mask)]
+            # one step's latents, to check that diffusers computes the same thing (its warm-up is one step)
+            out["latents"] = pipe(PROMPT, num_inference_steps=1, generator=torch.Generator().manual_seed(0),
+                                  **dict(kw, output_type="latent")).float().cpu()
     del pipe, transformer, vae
     free(device)
     return out
 
 
-def run_diffusers(case: dict, device, dtype, side: int, tcfg: dict, vcfg: dict, embeds) -> dict:
-    """The same denoising and decoding through diffusers, on the same weights and T5 states."""
+def run_diffusers(case: dict, device, dtype, side: int, tcfg: dict, vcfg: dict, embeds, latents) -> dict:
+    """The same denoising and decoding through diffusers, on the same weights and T5 states; also how far
+    its latents after one step are from minidit's `latents`: max |diffusers - minidit| / max |minidit|."""
     from diffusers import AutoencoderKL as DiffusersVAE, DPMSolverMultistepScheduler, PixArtSigmaPipeline
     from diffusers import PixArtTransformer2DModel
     from diffusers.utils import logging
@@ -244,13 +252,15 @@ def run_diffusers(case: dict, device, dtype, side: int, tcfg: dict, vcfg: dict, 
     with torch.no_grad():
         for steps in (1, case["steps"]):                                    # warm-up, then measured
             with stage(stats, "denoise", device):
-                latents = pipe(num_inference_steps=steps, generator=torch.Generator().manual_seed(0), **kw)[0]
+                latents_d = pipe(num_inference_steps=steps, generator=torch.Generator().manual_seed(0), **kw)[0]
+            if steps == 1:
+                diff = ((latents_d.float().cpu() - latents).abs().max() / latents.abs().max()).item()
             with stage(stats, "decode", device):
-                image = vae.decode(latents.float() / vae.config.scaling_factor, return_dict=False)[0]
-                pipe.image_processor.postprocess(image, output_type="pil")
-    del pipe, transformer, vae, latents, image
+                decoded = vae.decode(latents_d.float() / vae.config.scaling_factor, return_dict=False)[0]
+                pipe.image_processor.postprocess(decoded, output_type="pil")
+    del pipe, transformer, vae, latents_d, decoded
     free(device)
-    return {name: stage_record(stats[name]) for name in ("denoise", "decode")}
+    return {"latent_rel_diff": diff, **{name: stage_record(stats[name]) for name in ("denoise", "decode")}}
 
 
 def run_case(case: dict) -> dict:
@@ -261,13 +271,13 @@ def run_case(case: dict) -> dict:
     tcfg, vcfg = configs(case["size"], case["tiny"])
     limit = apply_memory_limit(case["limit_gib"], device)
     row = dict(size=case["size"], mode=case["mode"], dtype=case["dtype"], limit=limit, side=side,
-               model=model_name(case["size"]), tokens=(side // 16) ** 2)
+               model=model_name(case["size"]))
     with sdpa_backends(case["sdpa_backends"]):
         row["minidit"] = run_minidit(case, device, dtype, side, tcfg, vcfg)
         if limit != "none" and device.type == "cuda":
             torch.cuda.set_per_process_memory_fraction(1.0, device)           # diffusers: no limit
-        embeds = row["minidit"].pop("embeds", None)
-        row["diffusers"] = run_diffusers(case, device, dtype, side, tcfg, vcfg, embeds) if embeds else None
+        embeds, latents = row["minidit"].pop("embeds", None), row["minidit"].pop("latents", None)
+        row["diffusers"] = run_diffusers(case, device, dtype, side, tcfg, vcfg, embeds, latents) if embeds else None
     den = row["minidit"]["denoise"]
     if row["minidit"]["result"] == "ok":
         window_side = min(side, WINDOW // case["scale"]) if case["mode"] == "windowed" else side
@@ -283,7 +293,7 @@ def run_case(case: dict) -> dict:
 COLUMNS = ["image", "model", "mode", "dtype", "limit GiB", "result", "text s", "text peak GiB", "denoise s",
            "denoise peak GiB", "decode s", "decode peak GiB", "total s", "windows x tokens", "calls", "denoise TFLOP",
            "floor s", "floor fraction", "diffusers denoise s", "denoise ratio", "diffusers denoise peak GiB",
-           "diffusers decode s", "decode ratio"]
+           "diffusers decode s", "decode ratio", "latent diff (1 step)"]
 
 
 def fmt(value, spec: str = ".2f") -> str:
@@ -308,7 +318,7 @@ def table_row(row: dict, peak_tflops: float | None) -> dict:
         fmt(None if flops is None else flops / 1e12, ".4g"), fmt(floor, ".3g"),
         "-" if floor is None or not ok else f"{floor_fraction(flops, den['seconds'], peak_tflops):.2f}",
         fmt((d.get("denoise") or {}).get("seconds")), ratio("denoise"), fmt((d.get("denoise") or {}).get("peak_gib")),
-        fmt((d.get("decode") or {}).get("seconds")), ratio("decode"))))
+        fmt((d.get("decode") or {}).get("seconds")), ratio("decode"), fmt(d.get("latent_rel_diff"), ".1e"))))
 
 
 def render(rows: list[dict], header: str, peak_tflops: float | None) -> str:
