@@ -50,7 +50,7 @@ diffusers' layout (seeded, regenerated for each side so that only one model is r
 without a memory limit. "ratio" = minidit seconds / diffusers seconds (below 1: minidit is faster).
 "latent diff (1 step)" checks that both computed the same thing: both sides' latents after one step
 (diffusers' warm-up run; minidit one extra untimed call), max |difference| / max |minidit|: ~1e-4 in
-float32 (the --tiny run), ~1e-2 is bf16 rounding. (The pictures are no check: from random VAE weights
+float32 (the --tiny run); in bf16 (8 significant bits) expect rounding-sized differences, ~1e-2. (The pictures are no check: from random VAE weights
 they are almost uniformly grey.)
 
 FLOP floor (`benchmarks/flops.py`): the denoising stage's FLOPs (2 x MACs of every forward, windows

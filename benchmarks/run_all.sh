@@ -2,7 +2,7 @@
 # Run every CPU benchmark one after another (run it on a quiet machine: nothing else busy) and keep
 # each printed table in benchmarks/results/<script>.txt. About 40 min on 2 cores, plus about an hour for
 # hunyuan_transformer (40 blocks at 1024²: ~3 min a forward, estimated from a 4-block run).
-# The GPU script (pixart_gpu.py) is separate: it needs a CUDA card.
+# The GPU scripts (pixart_gpu.py, pixart_gpu_hires.py) are separate: they need a CUDA card.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p benchmarks/results
