@@ -3,7 +3,7 @@
 # each printed table in benchmarks/results/<script>.txt. About 40 min on 2 cores, plus about an hour for
 # hunyuan_transformer (40 blocks at 1024²: ~3 min a forward, estimated from a 4-block run) and 45 min for
 # plan_validation (the memory planner against measured peaks).
-# The GPU script (pixart_gpu.py) is separate: it needs a CUDA card.
+# The GPU scripts (pixart_gpu.py, pixart_gpu_hires.py) are separate: they need a CUDA card.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p benchmarks/results
