@@ -10,3 +10,13 @@ for script in dit_forward pixart_transformer sd3_transformer hunyuan_transformer
     echo "== $script"
     python "benchmarks/$script.py" "$@" 2>&1 | tee "benchmarks/results/$script.txt"
 done
+# sliding-window denoising: several configurations in one results file (about 30 min on 2 cores)
+echo "== windowed_denoise"
+{
+    echo "== sdpa, latent 64, window 32"; python benchmarks/windowed_denoise.py --overlaps 0,8,16 "$@"
+    echo; echo "== sdpa, latent 64, window 32, all windows of a step in one call"
+    python benchmarks/windowed_denoise.py --overlaps 0,8 --per-call 9 "$@"
+    echo; echo "== manual attention, latent 64, window 32"; python benchmarks/windowed_denoise.py --overlaps 0,8 --backend manual "$@"
+    echo; echo "== sdpa, latent 128, window 64"
+    python benchmarks/windowed_denoise.py --latent 128 --window 64 --overlaps 0,16 --repeats 2 "$@"
+} 2>&1 | tee benchmarks/results/windowed_denoise.txt

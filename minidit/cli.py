@@ -3,6 +3,7 @@
     python -m minidit sample                      the built-in digits model, no download needed
     python -m minidit generate --model NAME ...   an official checkpoint you downloaded
     python -m minidit models                      what `generate` can run and how to get the weights
+    python -m minidit plan --model NAME ...       memory and FLOPs per stage, and the settings that fit a card
 
 Everything `generate` knows comes from one model table, `MODELS`, whose rows each family's
 command-line module gives (`pipelines/dit_cli.py`, `pixart_cli.py`, `sd3_cli.py`, `hunyuan_cli.py`): the name, the
@@ -26,6 +27,11 @@ from .pipelines import dit_cli, hunyuan_cli, pixart_cli, sd3_cli, toy
 from .pipelines.checks import (check_device, check_guidance, check_int, check_output_path, check_seed,
                                check_steps)
 from .pipelines.common import hub_download
+
+def plan_gpus():
+    from .plan_fit import GPUS
+    return GPUS
+
 
 FAMILIES = {module.FAMILY: module for module in (dit_cli, pixart_cli, sd3_cli, hunyuan_cli)}
 MODELS = {entry.name: entry for module in FAMILIES.values() for entry in module.MODELS}
@@ -53,9 +59,11 @@ def check_generate_arguments(args) -> None:
         check_steps(args.steps, "--steps")
     if args.guidance is not None:
         check_guidance(args.guidance, "--guidance")
-    for option in ("height", "width"):
-        if getattr(args, option) is not None:
+    for option in ("height", "width", "window"):
+        if getattr(args, option, None) is not None:
             check_int(getattr(args, option), f"--{option}", minimum=1)
+    if getattr(args, "window_overlap", None) is not None:
+        check_int(args.window_overlap, "--window-overlap", minimum=0)
     if args.device is not None:
         check_device(args.device)
 
@@ -81,6 +89,20 @@ def _models(args) -> int:
         d = defaults(entry)
         print(f"{name:28s} {entry.summary}\n{'':28s} defaults: {d['steps']} steps, guidance {d['guidance']}\n"
               f"{'':28s} get it: {hub_download(entry)}  (or the original {entry.original})")
+    return 0
+
+
+def _plan(args) -> int:
+    """Refuse bad input before counting anything (InputError: `error: ...`, exit 2), then print the plan."""
+    from . import plan_fit, plan_models
+    plan_fit.check_arguments(args.model, MODELS, args.height, args.width, args.gpu_memory, args.steps, args.kv_compress)
+    stack = plan_models.stack(MODELS[args.model])
+    height = stack.side if args.height is None else args.height
+    width = stack.side if args.width is None else args.width
+    memory = plan_fit.GPUS[args.gpu][4] if args.gpu_memory is None else args.gpu_memory
+    window = None if args.window is None else plan_fit.window_latent(args.window)
+    print(plan_fit.report(stack, height, width, memory, dtype=args.dtype, steps=args.steps, guided=args.guidance,
+                          backend=args.attention, kv_scale=args.kv_compress, gpu=args.gpu, window=window))
     return 0
 
 
@@ -117,6 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
     text.add_argument("--height", type=int, default=None, help="pixels (default: the model's; PixArt snaps it to "
                       "the nearest aspect-ratio bucket and resizes back)")
     text.add_argument("--width", type=int, default=None, help="pixels (default: the model's)")
+    text.add_argument("--window", type=int, default=None,
+                      help="sliding-window denoising (MultiDiffusion): run the transformer on overlapping windows of "
+                           "this many pixels (e.g. the model's own side) to make a larger image; no binning then")
+    text.add_argument("--window-overlap", type=int, default=None,
+                      help="pixels two neighbouring windows share (default: a quarter of the window)")
     for family, module in FAMILIES.items():
         names = ", ".join(e.name for e in module.MODELS)
         module.add_arguments(p.add_argument_group(f"{module.TITLE}: {names}"))
@@ -124,6 +151,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list the models `generate` knows and how to download them")
     p.set_defaults(func=_models)
+
+    p = sub.add_parser("plan", help="predict memory and FLOPs per stage, and the settings that fit a card",
+                       description="Per-stage peak memory (weights + activations) and FLOPs of one run, the FLOP "
+                                   "floor on a named card, and the cheapest settings that fit in --gpu-memory. "
+                                   "Nothing is loaded: weights and FLOPs are counted on the meta device.")
+    p.add_argument("--model", required=True, metavar="NAME", help="one of: " + ", ".join(MODELS))
+    p.add_argument("--height", type=int, default=None, help="pixels (default: the model's training size)")
+    p.add_argument("--width", type=int, default=None, help="pixels (default: the model's training size)")
+    p.add_argument("--gpu-memory", type=float, default=None, metavar="GIB",
+                   help="the card's memory in GiB (default: the --gpu card's)")
+    p.add_argument("--gpu", choices=list(plan_gpus()), default="a100", help="the card for the FLOP floor (default: %(default)s)")
+    p.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], default=None,
+                   help="fix the denoiser's dtype (default: the cheapest that fits)")
+    p.add_argument("--steps", type=int, default=20, help="sampling steps (default: %(default)s)")
+    p.add_argument("--guidance", action=argparse.BooleanOptionalAction, default=True,
+                   help="classifier-free guidance: batch 2 per forward (default: on)")
+    p.add_argument("--attention", choices=["sdpa", "manual"], default="sdpa",
+                   help="SDPA (fused, O(N) memory) or the manual path (materialised scores) (default: %(default)s)")
+    p.add_argument("--kv-compress", type=int, default=1, metavar="S",
+                   help="PixArt-Σ KV compression: keys/values downsampled SxS on the second half of the blocks (default: off)")
+    p.add_argument("--window", type=int, default=None, metavar="PX",
+                   help="force sliding windows of PX pixels (overlap a quarter) (default: only if nothing else fits)")
+    p.set_defaults(func=_plan)
     for command in sub.choices.values():     # --debug after the command too (SUPPRESS keeps the parent's value)
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                              help="show the traceback of an error")

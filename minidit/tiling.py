@@ -51,8 +51,11 @@ def blend_ramp(size: int, left: int, right: int) -> torch.Tensor:
     return w                                                               # (size,)
 
 
-def _overlaps(starts: list[int], size: int) -> list[tuple[int, int]]:
-    """(overlap with the previous tile, overlap with the next tile) for each start."""
+def tile_overlaps(starts: list[int], size: int) -> list[tuple[int, int]]:
+    """(overlap with the previous tile, overlap with the next tile) for each start of tiles of `size`.
+    >>> tile_overlaps([0, 2, 4, 6], 4)
+    [(0, 2), (2, 2), (2, 2), (2, 0)]
+    """
     n = len(starts)
     return [(starts[i - 1] + size - starts[i] if i > 0 else 0,
              starts[i] + size - starts[i + 1] if i < n - 1 else 0) for i in range(n)]
@@ -73,9 +76,9 @@ def tiled_apply(fn, x: torch.Tensor, tile: int, overlap: int, scale: float) -> t
     th, tw = min(tile, H), min(tile, W)
     ys, xs = tile_starts(H, tile, overlap), tile_starts(W, tile, overlap)
     out = weight_sum = None
-    for y0, (top, bottom) in zip(ys, _overlaps(ys, th)):
+    for y0, (top, bottom) in zip(ys, tile_overlaps(ys, th)):
         wy = blend_ramp(_scaled(th, scale), _scaled(top, scale), _scaled(bottom, scale))
-        for x0, (left, right) in zip(xs, _overlaps(xs, tw)):
+        for x0, (left, right) in zip(xs, tile_overlaps(xs, tw)):
             wx = blend_ramp(_scaled(tw, scale), _scaled(left, scale), _scaled(right, scale))
             piece = fn(x[..., y0:y0 + th, x0:x0 + tw])                    # (B, C_out, th*s, tw*s)
             if piece.shape[-2:] != (len(wy), len(wx)):

@@ -8,6 +8,7 @@ bottom and calls these where it needs them.
     Staged              a component (a text encoder) that is loaded for its stage and freed after it
     PromptEmbeds        the text conditioning of one call, for any number of encoders' outputs
     check_output_type / to_output     "pil" | "np" | "pt" | "latent"
+    pipeline_windows    the pipelines' `window=` option (pixels) -> a `minidit.windows.WindowedModel` factory
 
 The guidance convention, for every family: the sampler works on the B samples you keep; the
 guided model function doubles the batch inside, runs the network once on [cond | uncond] (or
@@ -31,6 +32,8 @@ import numpy as np
 import torch
 
 from minidit.guidance import cfg
+from minidit.windows import WindowedModel, check_window_options, window_grid
+from minidit.errors import InputError
 from minidit.vae import to_pil
 from .checks import OUTPUT_TYPES, check_output_type  # noqa: F401  (re-exported: the pipelines import it from here)
 from .memory import format_stats
@@ -63,6 +66,54 @@ def guided_model_fn(forward, guidance_scale: float, *, uncond_first: bool = Fals
         term = None if extra is None else extra(x, t, cond)
         return guided if term is None else guided + term
     return model_fn
+
+
+@dataclass(frozen=True)
+class PipelineWindows:
+    """Sliding-window denoising as the pipelines offer it (`minidit/windows.py`), sizes in latent px."""
+    window: tuple[int, int]
+    overlap: int
+    blend: str
+    windows_per_call: int
+    patch: int
+
+    def wrap(self, forward, latent_hw: tuple[int, int]) -> WindowedModel:
+        """`forward(x, t)`, the network call, on windows of a latent of `latent_hw` (checked here)."""
+        windowed = WindowedModel(forward, self.window, self.overlap, blend=self.blend,
+                                 windows_per_call=self.windows_per_call, patch=self.patch)
+        windowed.grid(*latent_hw)
+        return windowed
+
+
+def pipeline_windows(window, overlap, blend: str, windows_per_call: int, *, factor: int, patch: int,
+                     size: tuple[int, int]) -> PipelineWindows | None:
+    """The `window=` options of a pipeline call, in IMAGE pixels, -> latent px (None: no windows).
+    window: int or (height, width), a multiple of factor x patch (the VAE's downsampling x the patch
+    size), at most the image `size` = (H, W); overlap None = a quarter of the window, rounded down to
+    that multiple. InputError otherwise, before any compute."""
+    if window is None:
+        if overlap is not None:
+            raise InputError("window_overlap without window: pass window= (pixels) to denoise in windows")
+        return None
+    step = factor * patch
+    wh, ww = (window, window) if not isinstance(window, (tuple, list)) else tuple(window)
+    for name, v in (("window", wh), ("window", ww)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < step or v % step:
+            raise InputError(f"{name} must be a positive multiple of {step} pixels (VAE x{factor} x patch {patch}), "
+                             f"got {window!r}")
+    if overlap is None:
+        overlap = min(wh, ww) // 4 // step * step
+    if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0 or overlap % step:
+        raise InputError(f"window_overlap must be a non-negative multiple of {step} pixels, got {overlap!r}")
+    if overlap >= min(wh, ww):
+        raise InputError(f"window_overlap {overlap} px must be smaller than the window {wh}x{ww} px")
+    if wh > size[0] or ww > size[1]:
+        raise InputError(f"window {wh}x{ww} px is larger than the {size[0]}x{size[1]} image: use a window no "
+                         "larger than the image, or no window")
+    latent_window, latent_overlap = check_window_options((wh // factor, ww // factor), overlap // factor, blend=blend,
+                                                         windows_per_call=windows_per_call, patch=patch)
+    window_grid(size[0] // factor, size[1] // factor, latent_window, latent_overlap, patch=patch)
+    return PipelineWindows(latent_window, latent_overlap, blend, windows_per_call, patch)
 
 
 class Staged:
@@ -188,11 +239,11 @@ def text_arguments_error(args, family: str) -> str | None:
 
 
 def run_text_to_image(pipe, args, call_kwargs: dict) -> int:
-    """The end of a text-to-image `generate`: the prompt options given on the command line, one seeded
+    """The end of a text-to-image `generate`: the prompt (and window) options given on the command line, one seeded
     run, the first image written to --out, the per-stage time and memory printed. A ValueError of the
     pipeline (a bad size, ...) is printed, exit code 2."""
-    for option in ("negative_prompt", "height", "width"):
-        if getattr(args, option) is not None:
+    for option in ("negative_prompt", "height", "width", "window", "window_overlap"):
+        if getattr(args, option, None) is not None:
             call_kwargs = {**call_kwargs, option: getattr(args, option)}
     try:
         images = pipe(args.prompt, generator=torch.Generator().manual_seed(args.seed), **call_kwargs)

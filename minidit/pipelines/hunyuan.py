@@ -58,11 +58,12 @@ from minidit.hunyuan import HunyuanDiT
 from minidit.samplers import Sampler
 from minidit.scheduler_config import sampler_from_scheduler_config
 from minidit.vae import AutoencoderKL, decode_latents
+from minidit.windows import tile_batch
 from weights_loader import MissingPartError, PipelineFolder, load_hunyuan, load_vae
 from weights_loader.hunyuan import LOAD_KEYS
 from .checks import (check_count, check_finite, check_flag, check_generator, check_guidance, check_guidance_rescale,
                      check_int, check_negative_prompts, check_prompts, check_steps, finite_steps, precision_hint)
-from .common import check_output_type, initial_noise, to_output
+from .common import check_output_type, initial_noise, pipeline_windows, to_output
 from .hunyuan_text import NEGATIVE_PROMPT, HunyuanTextEncoders
 from .memory import memory_method, stage
 
@@ -257,7 +258,9 @@ class HunyuanPipeline:
                  num_inference_steps: int | None = None, guidance_scale: float | None = None,
                  generator: torch.Generator | None = None, num_images_per_prompt: int = 1,
                  guidance_rescale: float = 0.0, original_size: tuple[int, int] = (1024, 1024),
-                 use_resolution_binning: bool | None = None, output_type: str = "pil", progress: bool = True):
+                 use_resolution_binning: bool | None = None, output_type: str = "pil",
+                 window: int | tuple[int, int] | None = None, window_overlap: int | None = None,
+                 window_blend: str = "linear", windows_per_call: int = 1, progress: bool = True):
         """Images for `prompt` (str or list; Chinese, English or both). output_type "pil" | "np" | "pt" |
         "latent". None = the sampling's default (steps, guidance, binning, negative prompt).
         guidance_scale in [0, 1]: no guidance (diffusers' `guidance_scale > 1` convention); negative, NaN or
@@ -266,7 +269,11 @@ class HunyuanPipeline:
         CFG), a generator that is not a torch.Generator, flags that are not bools: refused before any
         compute (`pipelines/checks.py`). original_size: v1.0/1.1's (src_h, src_w) condition, positive
         integers. A stage that produces NaN/inf (BERT, mT5, a denoising step, the VAE decode) raises
-        NonFiniteError naming it."""
+        NonFiniteError naming it.
+        `window` (pixels; None = the whole latent at once), `window_overlap`, `window_blend`,
+        `windows_per_call`: sliding-window denoising (`minidit/windows.py`), as in PixArtPipeline; each
+        window gets the RoPE of its own grid and (v1.0/1.1) its own size as the target-size condition, as
+        a window-sized image would; the size is floored to multiples of 16 and not binned."""
         check_output_type(output_type)
         s, model, device = self.sampling, self.transformer, self.device
         steps = check_steps(s.steps if num_inference_steps is None else num_inference_steps)
@@ -282,7 +289,10 @@ class HunyuanPipeline:
         prompts = check_prompts(prompt)
         prompts = [p.strip() for p in prompts] if s.strip_prompt else prompts
         negatives = self._negatives(negative_prompt, len(prompts))    # checked even when unguided
-        H, W = self.generation_size(height, width, use_resolution_binning)
+        H, W = self.generation_size(height, width, False if window is not None else use_resolution_binning)
+        f, p = self.vae.config.downsample_factor, model.config.patch_size
+        windows = pipeline_windows(window, window_overlap, window_blend, windows_per_call, factor=f, patch=p,
+                                   size=(H, W))
         stats = self.last_run_stats = {"device": str(device), "memory": memory_method(device)}
         with stage(stats, "text", device):
             bert, mt5 = self.text.encode(prompts, negatives if guided else None,
@@ -290,18 +300,28 @@ class HunyuanPipeline:
 
         with stage(stats, "denoise", device) as record:
             dtype = next(model.parameters()).dtype
-            f, p, C = self.vae.config.downsample_factor, model.config.patch_size, model.config.in_channels
-            B = bert.cond.shape[0]
+            C, B = model.config.in_channels, bert.cond.shape[0]
             x_T = initial_noise((B, C, H // f, W // f), generator, device)                  # (B, C, h, w)
             states, mask, _ = bert.batched(uncond_first=True)                               # (2B, 77, 1024)
             states_t5, mask_t5, _ = mt5.batched(uncond_first=True)                          # (2B, 256, 2048)
-            cos, sin = get_2d_rope(model.config.head_dim, H // f // p, W // f // p, convention=s.rope)
-            size = self.size_inputs(H, W, original_size, states.shape[0])
             text = dict(encoder_hidden_states=states.to(dtype), text_embedding_mask=mask,
                         encoder_hidden_states_t5=states_t5.to(dtype), text_embedding_mask_t5=mask_t5)
+            ropes = {}                       # per grid: the whole latent's, or a window's
+
+            def network(x, t):               # x: the latent, or k stacked windows of it (the text tiled k times)
+                h, w = x.shape[-2:]
+                if (h, w) not in ropes:
+                    ropes[h, w] = get_2d_rope(model.config.head_dim, h // p, w // p, convention=s.rope)
+                cos, sin = ropes[h, w]
+                n = x.shape[0]
+                inputs = {k: tile_batch(v, n) for k, v in text.items()}
+                size = self.size_inputs(h * f, w * f, original_size, n)      # the size of what the model sees
+                return model(x.to(dtype), t, **inputs, **size, cos_cis_img=cos, sin_cis_img=sin)
+            if windows is not None:
+                network = windows.wrap(network, (H // f, W // f))
 
             def v_prediction(x, t):          # the network's first C channels: v; the learned sigma is dropped
-                return model(x.to(dtype), t, **text, **size, cos_cis_img=cos, sin_cis_img=sin)[:, :C].float()
+                return network(x, t)[:, :C].float()
 
             def model_fn(x, t):
                 if not guided:
@@ -314,6 +334,8 @@ class HunyuanPipeline:
                                     progress=progress)                                      # (B, C, h, w)
             check_finite(latents, "denoising", hint)
             record.update(size=f"{H}x{W}", steps=steps, sampler=s.sampler.name)
+            if windows is not None:
+                record.update(network.stats(H // f, W // f))
         if output_type == "latent":
             return latents
         with stage(stats, "decode", device):

@@ -10,6 +10,12 @@ What "peak" means depends on the device:
     every weight in memory. `tracemalloc` cannot be used: it does not see tensor memory.
   * elsewhere (no /proc): time only, memory None.
 
+A fourth count, for any device, is `live_tensor_peak(fn)`: it watches every tensor the ops inside
+`fn()` create and adds up the bytes of the storages alive at once. That is what
+`torch.cuda.max_memory_allocated` would report for the same code (without the caching allocator's
+rounding and the kernels' workspaces), and it is exact and free of allocator noise on the CPU too;
+`minidit/plan.py`'s activation formulas are checked against it (`tests/test_plan.py`).
+
     stats = {}
     with stage(stats, "denoise", device) as record:
         ...
@@ -19,8 +25,11 @@ from __future__ import annotations
 
 import contextlib
 import time
+import weakref
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 GiB = 2**30
 
@@ -91,3 +100,53 @@ def format_stats(stats: dict, stages=("text", "denoise", "decode")) -> str:
                      f"{fmt(r['peak_gib'], '%9.3f')}  {notes}")
     lines.append(f"memory: {stats.get('memory', '?')} on {stats.get('device', '?')}")
     return "\n".join(lines)
+
+
+class _LiveTensors(TorchDispatchMode):
+    """Counts the bytes of the storages created by the ops it sees; a storage is freed when the last
+    tensor viewing it is garbage (weakref finalizers). Storages made before (`known`) are not counted."""
+
+    def __init__(self, known=()):
+        super().__init__()
+        self.known = {t.untyped_storage().data_ptr() for t in known}
+        self.refs, self.sizes, self.seen = {}, {}, set()
+        self.current = self.peak = 0
+
+    def _register(self, t):
+        if id(t) in self.seen:
+            return
+        storage = t.untyped_storage()
+        ptr = storage.data_ptr()
+        if ptr == 0 or ptr in self.known:
+            return
+        if ptr not in self.refs:
+            self.refs[ptr], self.sizes[ptr] = 0, storage.nbytes()
+            self.current += storage.nbytes()
+            self.peak = max(self.peak, self.current)
+        self.refs[ptr] += 1
+        self.seen.add(id(t))
+        weakref.finalize(t, self._release, ptr, id(t))
+
+    def _release(self, ptr, tensor_id):
+        self.seen.discard(tensor_id)
+        self.refs[ptr] -= 1
+        if self.refs[ptr] == 0:
+            self.current -= self.sizes.pop(ptr)
+            del self.refs[ptr]
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_flatten(out)[0]:
+            if isinstance(t, torch.Tensor):
+                self._register(t)
+        return out
+
+
+def live_tensor_peak(fn, known=()) -> int:
+    """Bytes of the largest set of tensors alive at once while `fn()` runs (under no_grad), not
+    counting the tensors in `known` (weights, inputs) or anything made before the call."""
+    counter = _LiveTensors(known)
+    with torch.no_grad(), counter:
+        out = fn()
+        del out
+    return counter.peak

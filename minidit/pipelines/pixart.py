@@ -12,6 +12,11 @@ The run, in stages (each timed, its peak memory recorded in `pipe.last_run_stats
               `from_pretrained`), so its 4.7 B parameters never share memory with the denoising.
   2. denoise  noise (B, 4, H/8, W/8) from `generator` -> 20 DPM-Solver++(2M) steps, each one
               transformer call on [uncond | cond] (classifier-free guidance 4.5) -> latents.
+     With `window=` (pixels, e.g. the trained side) the transformer runs on overlapping windows of the
+              latent, merged every step (`minidit/windows.py`, MultiDiffusion): images larger than the
+              model was trained for, at the cost of windows x one window-sized forward per step; the
+              image is then generated at the asked size (no binning: the buckets are whole images at the
+              trained size) and `last_run_stats["denoise"]` records the windows and network calls.
   3. decode   VAE decode of latents / scaling_factor, in 512-px tiles (128-px overlap) when the
               image has more than TILE_ABOVE_PIXELS pixels; resize + centre crop to the asked size.
 
@@ -55,13 +60,15 @@ from minidit.errors import InputError
 from minidit.pixart import CAPTION_TOKENS, PixArt
 from minidit.samplers import Sampler
 from minidit.scheduler_config import sampler_from_scheduler_config
+from minidit.windows import tile_batch
 from minidit.text.t5 import guard_fp16
 from minidit.vae import SD_VAE, SDXL_VAE, AutoencoderKL, decode_latents
 from weights_loader import PipelineFolder, load_pixart, load_t5, load_t5_tokenizer, load_vae
 from weights_loader.pixart import CAPTION_LENGTH, PIPELINE_VARIANTS
 from .checks import (check_count, check_finite, check_flag, check_generator, check_guidance, check_max_sequence_length,
                      check_negative_prompts, check_prompts, check_size, check_steps, finite_steps, precision_hint)
-from .common import PromptEmbeds, Staged, check_output_type, guided_model_fn, initial_noise, to_output
+from .common import (PromptEmbeds, Staged, check_output_type, guided_model_fn, initial_noise, pipeline_windows,
+                     to_output)
 from .memory import memory_method, stage
 from .resolution import SIDES, classify_height_width_bin, inference_bins, resize_and_crop
 
@@ -246,12 +253,18 @@ class PixArtPipeline:
                  max_sequence_length: int | None = None, num_images_per_prompt: int = 1,
                  use_resolution_binning: bool = True, output_type: str = "pil",
                  prompt_embeds: PromptEmbeds | None = None, decode_tiling: bool | None = None,
-                 progress: bool = True):
+                 window: int | tuple[int, int] | None = None, window_overlap: int | None = None,
+                 window_blend: str = "linear", windows_per_call: int = 1, progress: bool = True):
         """Images for `prompt` (str or list). output_type "pil" -> list of PIL images, "np" -> (B, height,
         width, 3) / "pt" -> (B, 3, height, width) in [0, 1], "latent" -> the denoised latents at the
         generation size.
         `prompt_embeds` (from `encode_prompt`) skips stage 1. `decode_tiling` None = automatic
         (above TILE_ABOVE_PIXELS).
+        `window` (pixels, int or (height, width), a multiple of 16; None = the whole latent at once):
+        sliding-window denoising with windows of that size overlapping by `window_overlap` pixels (None:
+        a quarter of the window), blended with `window_blend` ("uniform" | "linear" | "gaussian"),
+        `windows_per_call` windows per transformer call (`minidit/windows.py`); then height x width is
+        generated as asked (a multiple of 16), without resolution binning.
         Defaults for height/width: the training resolution (input_size x 8). guidance_scale in [0, 1]: no
         guidance (diffusers' convention); negative, NaN or inf, steps outside 1..1000, a size that is not a
         positive integer, a generator that is not a torch.Generator: refused before any compute
@@ -274,7 +287,12 @@ class PixArtPipeline:
         dtype = next(model.parameters()).dtype
         side = model.config.input_size * self.vae.config.downsample_factor
         asked = (side if height is None else height, side if width is None else width)
+        f, p = self.vae.config.downsample_factor, model.config.patch_size
+        if window is not None:             # windows: the asked size itself, no bucket (see the docstring)
+            use_resolution_binning = False
         H, W = self.generation_size(height, width, use_resolution_binning)
+        windows = pipeline_windows(window, window_overlap, window_blend, windows_per_call, factor=f, patch=p,
+                                   size=(H, W))
         stats = self.last_run_stats = {"device": str(device), "memory": memory_method(device)}
 
         with stage(stats, "text", device) as record:
@@ -289,25 +307,30 @@ class PixArtPipeline:
                 raise ValueError("prompt_embeds has no unconditional half: encode with guided=True")
 
         with stage(stats, "denoise", device) as record:
-            B, C, f = e.cond.shape[0], model.config.in_channels, self.vae.config.downsample_factor
+            B, C = e.cond.shape[0], model.config.in_channels
             x_T = initial_noise((B, C, H // f, W // f), generator, device)                # (B, C, h, w)
             # one batch [uncond | cond] when guided, as diffusers' pipelines and the official DPMS wrapper
             y, mask, _ = e.batched(uncond_first=True)                                       # (2B, L, C_cap), (2B, L)
             y = y.to(dtype)
-            micro = {}
-            if model.config.micro_condition:   # α-1024: the generation bucket's size and aspect ratio
-                micro = dict(img_hw=torch.tensor([[float(H), float(W)]], device=device, dtype=dtype),
-                             aspect_ratio=torch.tensor([[H / W]], device=device, dtype=dtype))
 
-            def forward(x, t):
-                return model(x.to(dtype), t, y, mask, **micro).float()
-            model_fn = guided_model_fn(forward, guidance_scale, uncond_first=True) if guided else forward
+            def forward(x, t):     # x: the latent, or k stacked windows of it (then the text is tiled k times)
+                micro = {}
+                if model.config.micro_condition:   # α-1024: the size and aspect ratio of what the model sees
+                    h, w = x.shape[-2] * f, x.shape[-1] * f
+                    micro = dict(img_hw=torch.tensor([[float(h), float(w)]], device=device, dtype=dtype),
+                                 aspect_ratio=torch.tensor([[h / w]], device=device, dtype=dtype))
+                n = x.shape[0]
+                return model(x.to(dtype), t, tile_batch(y, n), tile_batch(mask, n), **micro).float()
+            network = forward if windows is None else windows.wrap(forward, (H // f, W // f))
+            model_fn = guided_model_fn(network, guidance_scale, uncond_first=True) if guided else network
             hint = precision_hint(model, "the PixArt transformer", "dtype")
             model_fn = finite_steps(model_fn, "denoising", hint)
             latents = self.sampling.sampler.run(model_fn, x_T, num_inference_steps, learn_sigma=model.config.pred_sigma,
                                                 progress=progress)                         # (B, C, h, w)
             check_finite(latents, "denoising", hint)
             record.update(size=f"{H}x{W}", steps=num_inference_steps)
+            if windows is not None:
+                record.update(network.stats(H // f, W // f))
         if output_type == "latent":
             return latents
 

@@ -41,10 +41,11 @@ from minidit.mmdit import MMDiT
 from minidit.samplers import Sampler
 from minidit.scheduler_config import sampler_from_scheduler_config
 from minidit.vae import SD3_VAE, AutoencoderKL, decode_latents
+from minidit.windows import tile_batch
 from weights_loader import PipelineFolder, load_mmdit, load_vae
 from .checks import (check_count, check_finite, check_generator, check_guidance, check_max_sequence_length,
                      check_negative_prompts, check_prompts, check_size, check_steps, finite_steps, precision_hint)
-from .common import check_output_type, guided_model_fn, initial_noise, to_output
+from .common import check_output_type, guided_model_fn, initial_noise, pipeline_windows, to_output
 from .memory import memory_method, stage
 from .sd3_text import SD3TextEncoders
 
@@ -179,15 +180,25 @@ class SD3Pipeline:
     def device(self):
         return next(self.transformer.parameters()).device
 
-    def _model_fn(self, e, guidance_scale: float, num_steps: int):
-        """The sampler's model_fn: the MM-DiT's velocity, guided (and with skip-layer guidance)."""
+    def _model_fn(self, e, guidance_scale: float, num_steps: int, windows=None, latent_hw=None):
+        """The sampler's model_fn: the MM-DiT's velocity, guided (and with skip-layer guidance); with
+        `windows` (`common.pipeline_windows`) every network call runs on windows of the latent."""
         model, s = self.transformer, self.sampling
         dtype = next(model.parameters()).dtype
         context, _, pooled = e.batched(uncond_first=s.uncond_first)
         context, pooled = context.to(dtype), pooled.to(dtype)
+        self._windowed = []
+
+        def windowed(network):      # the network call as it is, or on windows (text tiled to k windows)
+            if windows is None:
+                return network
+            self._windowed.append(windows.wrap(network, latent_hw))
+            return self._windowed[-1]
 
         def forward(x, t):          # x: (2B, ...) when guided ([cond | uncond] as e.batched), else (B, ...)
-            return model(x.to(dtype), t, y=pooled, context=context).float()
+            n = x.shape[0]
+            return model(x.to(dtype), t, y=tile_batch(pooled, n), context=tile_batch(context, n)).float()
+        forward = windowed(forward)
         slg = s.skip_layer_guidance
         if guidance_scale <= 1:
             if slg is not None and slg.scale > 0:
@@ -199,12 +210,18 @@ class SD3Pipeline:
         cond_context, cond_pooled = e.cond.to(dtype), e.cond_pooled.to(dtype)
         calls = {"step": 0}
 
+        def without_layers(x, t):
+            n = x.shape[0]
+            return model(x.to(dtype), t, y=tile_batch(cond_pooled, n), context=tile_batch(cond_context, n),
+                         skip_layers=slg.layers).float()
+        without_layers = windowed(without_layers)
+
         def skip_layer_term(x, t, cond):   # in the window: scale * (cond - cond without the layers)
             i = calls["step"]
             calls["step"] += 1
             if not (slg.scale > 0 and slg.start * num_steps < i < slg.end * num_steps):
                 return None
-            skipped = model(x.to(dtype), t, y=cond_pooled, context=cond_context, skip_layers=slg.layers).float()
+            skipped = without_layers(x, t)
             return slg.scale * (cond - skipped)
         return guided_model_fn(forward, guidance_scale, uncond_first=s.uncond_first, extra=skip_layer_term)
 
@@ -212,12 +229,18 @@ class SD3Pipeline:
     def __call__(self, prompt, negative_prompt="", height: int = 1024, width: int = 1024,
                  num_inference_steps: int | None = None, guidance_scale: float | None = None,
                  generator: torch.Generator | None = None, num_images_per_prompt: int = 1,
-                 max_sequence_length: int | None = None, output_type: str = "pil", progress: bool = True):
+                 max_sequence_length: int | None = None, output_type: str = "pil",
+                 window: int | tuple[int, int] | None = None, window_overlap: int | None = None,
+                 window_blend: str = "linear", windows_per_call: int = 1, progress: bool = True):
         """Images for `prompt` (str or list). output_type "pil" | "np" | "pt" | "latent".
         num_inference_steps / guidance_scale None: the sampling's defaults (`self.sampling`). guidance in
         [0, 1]: no guidance; negative, NaN or inf guidance, steps outside 1..1000, sizes that are not
         positive multiples of VAE x patch, a generator that is not a torch.Generator: refused before any
-        compute (`pipelines/checks.py`). A stage that produces NaN/inf raises NonFiniteError naming it."""
+        compute (`pipelines/checks.py`). A stage that produces NaN/inf raises NonFiniteError naming it.
+        `window` (pixels; None = the whole latent at once), `window_overlap`, `window_blend`,
+        `windows_per_call`: sliding-window denoising (`minidit/windows.py`), as in PixArtPipeline; each
+        window is centre-cropped from the position table as a window-sized image would be, and a
+        dynamic-shift grid is chosen for the window's token count (what the model sees)."""
         check_output_type(output_type)
         s, model, device = self.sampling, self.transformer, self.device
         steps = check_steps(s.steps if num_inference_steps is None else num_inference_steps)
@@ -228,20 +251,26 @@ class SD3Pipeline:
         check_negative_prompts(negative_prompt, len(check_prompts(prompt)))
         step = self.vae.config.downsample_factor * model.config.patch_size
         check_size(height, width, step, "VAE x patch")
+        f, p = self.vae.config.downsample_factor, model.config.patch_size
+        windows = pipeline_windows(window, window_overlap, window_blend, windows_per_call, factor=f, patch=p,
+                                   size=(height, width))
         stats = self.last_run_stats = {"device": str(device), "memory": memory_method(device)}
         with stage(stats, "text", device):
             e = self.text.encode(prompt, negative_prompt, guided=guidance > 1, num_images_per_prompt=num_images_per_prompt,
                                  t5_length=s.t5_length, max_sequence_length=max_sequence_length, device=device)
         with stage(stats, "denoise", device) as record:
-            f = self.vae.config.downsample_factor
             x_T = initial_noise((e.cond.shape[0], model.config.in_channels, height // f, width // f), generator, device)
-            p = model.config.patch_size                    # a dynamic-shift scheduler needs the image size
+            seen = (height // f, width // f) if windows is None else windows.window    # what the network sees
             hint = precision_hint(model, "the MM-DiT", "dtype")
-            latents = s.sampler.run(finite_steps(self._model_fn(e, guidance, steps), "denoising", hint), x_T, steps,
-                                    progress=progress,
-                                    image_seq_len=(height // f // p) * (width // f // p))           # (B, C, h, w)
+            model_fn = self._model_fn(e, guidance, steps, windows, (height // f, width // f))
+            latents = s.sampler.run(finite_steps(model_fn, "denoising", hint), x_T, steps, progress=progress,
+                                    image_seq_len=(seen[0] // p) * (seen[1] // p))  # for a dynamic-shift grid
             check_finite(latents, "denoising", hint)
             record.update(size=f"{height}x{width}", steps=steps, text_tokens=e.cond.shape[1])
+            if windows is not None:
+                record.update(self._windowed[0].stats(height // f, width // f))
+                record["forward_calls"] = sum(w.calls for w in self._windowed)
+                record["window_evaluations"] = sum(w.evaluations for w in self._windowed)
         if output_type == "latent":
             return latents
         with stage(stats, "decode", device):
