@@ -92,7 +92,7 @@ def child(case):
             del out                                # position table's cache, as in a sampling loop's later steps
             t0 = time.perf_counter()
             with peak_memory() as memory:
-                out = run()
+                run()
             seconds = time.perf_counter() - t0
     report({"measured_mib": memory["peak_mib"], "rss_mib": memory["peak_rss_mib"], "seconds": round(seconds, 1)})
 
@@ -174,6 +174,7 @@ def main():
     p.add_argument("--quick", nargs="?", const="1", default=None)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--gpu-only", action="store_true", help="only the comparison with the H200 measurements")
+    p.add_argument("--only", type=str, default=None, help="only the cases whose label contains this text")
     args = p.parse_args()
     gpu = gpu_rows()
     if args.gpu_only:
@@ -181,6 +182,8 @@ def main():
         return
     rows = []
     for case in cases(args.quick):
+        if args.only and args.only not in case["label"]:
+            continue
         case["threads"] = args.threads
         got = run_child(__file__, case, args.threads, LIVE_MEMORY_ENV)
         pred = predicted_mib(case)

@@ -22,16 +22,12 @@ import sys
 from pathlib import Path
 
 from weights_loader import CheckpointError
+from . import plan_fit, plan_models
 from .errors import InputError, NonFiniteError
 from .pipelines import dit_cli, hunyuan_cli, pixart_cli, sd3_cli, toy
 from .pipelines.checks import (check_device, check_guidance, check_int, check_output_path, check_seed,
                                check_steps)
 from .pipelines.common import hub_download
-
-def plan_gpus():
-    from .plan_fit import GPUS
-    return GPUS
-
 
 FAMILIES = {module.FAMILY: module for module in (dit_cli, pixart_cli, sd3_cli, hunyuan_cli)}
 MODELS = {entry.name: entry for module in FAMILIES.values() for entry in module.MODELS}
@@ -94,14 +90,16 @@ def _models(args) -> int:
 
 def _plan(args) -> int:
     """Refuse bad input before counting anything (InputError: `error: ...`, exit 2), then print the plan."""
-    from . import plan_fit, plan_models
     plan_fit.check_arguments(args.model, MODELS, args.height, args.width, args.gpu_memory, args.steps, args.kv_compress)
     stack = plan_models.stack(MODELS[args.model])
     height = stack.side if args.height is None else args.height
     width = stack.side if args.width is None else args.width
     memory = plan_fit.GPUS[args.gpu][4] if args.gpu_memory is None else args.gpu_memory
     window = None if args.window is None else plan_fit.window_latent(args.window)
-    print(plan_fit.report(stack, height, width, memory, dtype=args.dtype, steps=args.steps, guided=args.guidance,
+    d = defaults(MODELS[args.model])                       # the model's own steps and guidance unless given
+    steps = d["steps"] if args.steps is None else args.steps
+    guided = d["guidance"] > 1 if args.guidance is None else args.guidance
+    print(plan_fit.report(stack, height, width, memory, dtype=args.dtype, steps=steps, guided=guided,
                           backend=args.attention, kv_scale=args.kv_compress, gpu=args.gpu, window=window))
     return 0
 
@@ -161,12 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=None, help="pixels (default: the model's training size)")
     p.add_argument("--gpu-memory", type=float, default=None, metavar="GIB",
                    help="the card's memory in GiB (default: the --gpu card's)")
-    p.add_argument("--gpu", choices=list(plan_gpus()), default="a100", help="the card for the FLOP floor (default: %(default)s)")
+    p.add_argument("--gpu", choices=list(plan_fit.GPUS), default="a100", help="the card for the FLOP floor (default: %(default)s)")
     p.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], default=None,
                    help="fix the denoiser's dtype (default: the cheapest that fits)")
-    p.add_argument("--steps", type=int, default=20, help="sampling steps (default: %(default)s)")
-    p.add_argument("--guidance", action=argparse.BooleanOptionalAction, default=True,
-                   help="classifier-free guidance: batch 2 per forward (default: on)")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's, `models`)")
+    p.add_argument("--guidance", action=argparse.BooleanOptionalAction, default=None,
+                   help="classifier-free guidance: batch 2 per forward (default: on if the model's guidance is > 1)")
     p.add_argument("--attention", choices=["sdpa", "manual"], default="sdpa",
                    help="SDPA (fused, O(N) memory) or the manual path (materialised scores) (default: %(default)s)")
     p.add_argument("--kv-compress", type=int, default=1, metavar="S",

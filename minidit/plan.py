@@ -43,6 +43,8 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from .tiling import tile_starts
+
 GiB = 2**30
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -105,7 +107,7 @@ def pixart_activations(cfg, N: int, B: int, L: int, b: int, backend: str = "sdpa
     """PixArt / DiT block (`pixart.PixArtBlock`, `dit.DiTBlock`): the terms of the activation peak."""
     D, r = cfg.hidden_size, cfg.mlp_ratio
     BND = B * N * D * b                                   # one (B, N, D) tensor
-    mlp = (3 + 2 * r) * BND                               # x (loop) + x after attention + modulated + fc1 + GELU (r·D each)
+    mlp = (3 + 2 * r) * BND                               # x (loop), x after attention, modulated; fc1, GELU (r·D each)
     Nk = N // kv_scale**2                                 # KV compression: s x s fewer keys
     attn = 8 * BND + attention_scores(B, cfg.num_heads, N, Nk, b, backend)   # x, x_mod, qkv (3), out, merged, proj
     terms = {"block MLP (3 + 2r)·B·N·D": mlp, "self-attention 8·B·N·D + scores": attn}
@@ -225,7 +227,6 @@ def vae_decode_memory(vae_cfg, h: int, w: int, b: int, tile: int | None = None, 
 
 def tile_count(length: int, tile: int, overlap: int) -> int:
     """How many tiles (or windows) of `tile` with `overlap` cover `length` (`tiling.tile_starts`)."""
-    from .tiling import tile_starts
     return len(tile_starts(length, tile, overlap))
 
 

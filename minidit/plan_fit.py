@@ -60,7 +60,8 @@ class Setting:
     def describe(self) -> str:
         tile = "untiled decode" if self.tile is None else f"decode in {self.tile * 8}-px tiles (overlap {self.tile * 2} px)"
         window = "no windows" if self.window is None else f"{self.window * 8}-px windows (overlap {self.window * 2} px)"
-        return f"{self.dtype}, text encoders {self.text}, {tile}, {window}"
+        text = "no text encoder" if self.text == "none" else f"text encoders {self.text}"
+        return f"{self.dtype}, {text}, {tile}, {window}"
 
 
 @dataclass
@@ -82,11 +83,14 @@ def evaluate(stack, h, w, setting: Setting, *, steps, guided, backend, kv_scale,
                           setting.window, (setting.window or 0) // 4, kv_scale)
     dec = M.decode_stage(stack, h, w, setting.dtype, setting.tile, (setting.tile or 0) // 4)
     resident = den.weights + dec.weights + (text.weights if setting.text == "resident" else 0)
-    on_card = setting.text != "cpu"
-    peaks = {"text": resident + (text.weights if setting.text == "staged" else 0) + (text.activations if on_card else 0),
+    on_card = setting.text != "cpu"           # (on the CPU only the embeddings come to the card: ~MBs)
+    text_peak = {"none": 0, "resident": text.activations, "staged": text.terms["staged peak"], "cpu": 0}[setting.text]
+    peaks = {"text": resident + text_peak,
              "denoise": resident + den.activations, "decode": resident + dec.activations}
     seconds = ((text.flops / speed(gpu, text.dtype) if on_card else 0.0) + den.flops / speed(gpu, den.dtype)
                + dec.flops / speed(gpu, dec.dtype, convolutions=True))
+    if not stack.text:
+        del peaks["text"]
     return Outcome(setting, peaks, seconds, {"text": text, "denoise": den, "decode": dec})
 
 
@@ -102,13 +106,14 @@ def search(stack, h, w, memory_gib: float, *, dtype=None, steps=20, guided=True,
     """(the cheapest setting that fits, every setting evaluated). `dtype`/`window` given = fixed."""
     limit = memory_gib * P.GiB
     # exact first; else the largest windows (the most context per window); then the least text staging, then speed
-    rank = lambda o: (o.setting.window is not None, -(o.setting.window or 0), TEXT.index(o.setting.text),  # noqa: E731
+    texts = TEXT if stack.text else ("none",)
+    rank = lambda o: (o.setting.window is not None, -(o.setting.window or 0), texts.index(o.setting.text),  # noqa: E731
                       round(o.seconds, 3), DTYPES.index(o.setting.dtype))
 
     def tried(windows):
         return [evaluate(stack, h, w, Setting(d, t, tile, win), steps=steps, guided=guided, backend=backend,
                          kv_scale=kv_scale, gpu=gpu)
-                for d, t, tile, win in itertools.product([dtype] if dtype else DTYPES, TEXT, TILES, windows)
+                for d, t, tile, win in itertools.product([dtype] if dtype else DTYPES, texts, TILES, windows)
                 if not (tile is not None and tile >= max(h, w))]     # a tile as large as the image is untiled
     # windows change the image: tried (each needs its own FLOP count) only when nothing exact fits
     outcomes = tried([window])
@@ -144,7 +149,7 @@ def stage_table(stack, h, w, *, dtype, steps, guided, backend, kv_scale, gpu) ->
         row(d, convolutions=True)
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(wd) if i < 2 else c.rjust(wd) for i, (c, wd) in enumerate(zip(r, widths))) for r in rows]
-    notes = [f"denoise activations: " + ", ".join(f"{k} {_g(v)}" for k, v in den.terms.items()) + " GiB"]
+    notes = ["denoise activations: " + ", ".join(f"{k} {_g(v)}" for k, v in den.terms.items()) + " GiB"]
     if manual is not None:
         notes.append(f"with the manual attention path (materialised scores) the denoiser needs {_g(manual.activations)} GiB "
                      "of activations instead")
@@ -190,7 +195,7 @@ def why_not(best: Outcome, outcomes: list, memory_gib: float) -> list[str]:
     simpler = []
     if s.window is not None:
         simpler.append(("without windows", dict(window=None)))
-    if s.text != "resident":
+    if s.text in ("staged", "cpu"):
         simpler.append(("text encoders resident", dict(text="resident")))
     if s.text == "cpu":
         simpler.append(("text encoders staged", dict(text="staged")))
@@ -225,7 +230,7 @@ def check_arguments(model: str, models: dict, height, width, memory_gib, steps, 
         raise InputError(f"unknown model {model!r}: choose one of {', '.join(models)} (python -m minidit models)")
     if memory_gib is not None and not memory_gib > 0:
         raise InputError(f"--gpu-memory {memory_gib}: the card's memory in GiB must be positive, e.g. 24")
-    if steps < 1:
+    if steps is not None and steps < 1:
         raise InputError(f"--steps {steps}: at least 1")
     if kv_scale < 1:
         raise InputError(f"--kv-compress {kv_scale}: a downsampling factor of at least 1 (1 = off, 2 = 4x fewer keys)")

@@ -18,7 +18,15 @@ from dataclasses import dataclass, replace
 import torch
 
 from . import plan as P
+from .dit import CHECKPOINTS as DIT_CHECKPOINTS, DiT
 from .errors import InputError
+from .hunyuan import HUNYUAN_V12, PRESETS as HUNYUAN_PRESETS, HunyuanDiT
+from .mmdit import PRESETS as MMDIT_PRESETS, SD3_MEDIUM, MMDiT
+from .pixart import CAPTION_TOKENS, PIXART_SIGMA_1024_MS, PRESETS as PIXART_PRESETS, KVCompressConfig, PixArt
+from .text.bert import HUNYUAN_BERT, BertModel
+from .text.clip import CLIP_L, OPENCLIP_BIGG, CLIPTextModel
+from .text.t5 import MT5_XL, T5_V1_1_XXL, T5EncoderModel
+from .vae import SD3_VAE, SD_VAE, SDXL_VAE, SDXL_VAE_FP16_FIX, AutoencoderKL
 
 
 DENOISERS = {"pixart": "PixArt", "dit": "DiT", "sd3": "MM-DiT", "hunyuan": "Hunyuan-DiT"}
@@ -46,28 +54,22 @@ class Stack:
 
 def stack(entry) -> Stack:
     """The components of a CLI model row (presets of `minidit.pixart`, `mmdit`, `hunyuan`, `dit`, `text`, `vae`)."""
-    from .text.bert import HUNYUAN_BERT
-    from .text.clip import CLIP_L, OPENCLIP_BIGG
-    from .text.t5 import MT5_XL, T5_V1_1_XXL
-    from .vae import SD3_VAE, SD_VAE, SDXL_VAE, SDXL_VAE_FP16_FIX
     if entry.family == "pixart":
-        from .pixart import CAPTION_TOKENS, PRESETS
         L = CAPTION_TOKENS[entry.variant]
-        return Stack(entry.name, "pixart", PRESETS[entry.repo.split("/")[1]], (TextPart("T5-XXL", "t5", T5_V1_1_XXL, L),),
+        text = (TextPart("T5-XXL", "t5", T5_V1_1_XXL, L),)
+        return Stack(entry.name, "pixart", PIXART_PRESETS[entry.repo.split("/")[1]], text,
                      SD_VAE if entry.variant == "alpha" else SDXL_VAE, L, entry.side, entry.summary)
     if entry.family == "sd3":
-        from .mmdit import PRESETS
         # the command line samples the official way: T5 padded to 77 tokens, [CLIP 77 | T5 77] = 154
         text = (TextPart("CLIP-L", "clip", CLIP_L, 77), TextPart("OpenCLIP bigG", "clip", OPENCLIP_BIGG, 77),
                 TextPart("T5-XXL", "t5", T5_V1_1_XXL, 77))
-        return Stack(entry.name, "sd3", PRESETS[entry.name], text, SD3_VAE, 154, entry.side, entry.summary)
+        return Stack(entry.name, "sd3", MMDIT_PRESETS[entry.name], text, SD3_VAE, 154, entry.side, entry.summary)
     if entry.family == "hunyuan":
-        from .hunyuan import PRESETS
         text = (TextPart("BERT-CLIP", "bert", HUNYUAN_BERT, 77), TextPart("mT5-XL", "t5", MT5_XL, 256))
-        return Stack(entry.name, "hunyuan", PRESETS[entry.name], text, SDXL_VAE_FP16_FIX, 333, entry.side, entry.summary)
+        return Stack(entry.name, "hunyuan", HUNYUAN_PRESETS[entry.name], text, SDXL_VAE_FP16_FIX, 333, entry.side,
+                     entry.summary)
     if entry.family == "dit":
-        from .dit import CHECKPOINTS
-        return Stack(entry.name, "dit", CHECKPOINTS[f"DiT-XL-2-{entry.side}x{entry.side}"], (), SD_VAE, 0, entry.side,
+        return Stack(entry.name, "dit", DIT_CHECKPOINTS[f"DiT-XL-2-{entry.side}x{entry.side}"], (), SD_VAE, 0, entry.side,
                      entry.summary)
     raise ValueError(f"no memory model for the {entry.family!r} family")
 
@@ -78,14 +80,6 @@ def stack(entry) -> Stack:
 
 @functools.lru_cache(maxsize=None)
 def module_on_meta(kind: str, config):
-    from .dit import DiT
-    from .hunyuan import HunyuanDiT
-    from .mmdit import MMDiT
-    from .pixart import PixArt
-    from .text.bert import BertModel
-    from .text.clip import CLIPTextModel
-    from .text.t5 import T5EncoderModel
-    from .vae import AutoencoderKL
     build = {"pixart": PixArt, "dit": DiT, "sd3": MMDiT, "hunyuan": HunyuanDiT, "t5": T5EncoderModel,
              "clip": CLIPTextModel, "bert": BertModel, "vae": AutoencoderKL}[kind]
     return P.on_meta(lambda: build(config))
@@ -163,23 +157,25 @@ def vae_dtype(stack: Stack, dtype: str) -> str:
 
 
 def text_stage(stack: Stack, dtype: str, guided: bool) -> P.Estimate:
-    """Every text encoder, run once per branch (prompt, and negative prompt when guided), batch 1."""
+    """Every text encoder, run once per branch (prompt, and negative prompt when guided), batch 1.
+    Staged, the pipelines load them one at a time (`Staged`, keep=False): terms["staged peak"] is the
+    largest encoder's weights + activations."""
     td = text_dtype(dtype)
     b, calls = P.DTYPE_BYTES[td], 2 if guided else 1
-    weights = activations = flops = 0
+    weights = activations = flops = staged = 0
     labels = []
     for part in stack.text:
         c = part.config
-        weights += weights_of(part.kind, c) * b
+        w = weights_of(part.kind, c) * b
         if part.kind == "t5":
             act = P.t5_activations(c, part.tokens, 1, b)["peak"]
         else:
             act = P.encoder_activations(c.hidden_size, c.intermediate_size, c.num_attention_heads, part.tokens, 1, b)["peak"]
-        activations = max(activations, act)
+        weights, activations, staged = weights + w, max(activations, act), max(staged, w + act)
         flops += calls * text_flops(part.kind, c, part.tokens)
         labels.append(f"{part.label} {weights_of(part.kind, c) / 1e9:.2f} B")
     what = (" + ".join(labels) + f", {td}, {calls} x batch 1") if labels else "class labels: no text encoder"
-    return P.Estimate("text", what, td, weights, activations, flops)
+    return P.Estimate("text", what, td, weights, activations, flops, {"staged peak": staged})
 
 
 def denoiser_activations(stack: Stack, N: int, B: int, b: int, backend: str, kv_scale: int) -> dict:
@@ -205,7 +201,6 @@ def denoise_stage(stack: Stack, h: int, w: int, dtype: str, steps: int, guided: 
     if kv_scale > 1:                 # PixArt-Σ's KV compression (s x s fewer keys) on the second half of the blocks
         if stack.family != "pixart":
             raise InputError("--kv-compress is PixArt-Σ's KV token compression: PixArt models only")
-        from .pixart import KVCompressConfig
         cfg = replace(cfg, kv_compress_config=KVCompressConfig("conv", kv_scale, tuple(range(cfg.depth // 2, cfg.depth))))
     forward = denoiser_flops(stack.family, cfg, wh, ww, B, stack.caption_tokens)
     what = f"{DENOISERS[stack.family]} {weights_of(stack.family, cfg) / 1e9:.2f} B, {dtype}, {N} tokens x batch {B}, {backend}"
@@ -237,11 +232,5 @@ def decode_stage(stack: Stack, h: int, w: int, dtype: str, tile: int | None = No
     return P.Estimate("decode", what, vd, weights_of("vae", stack.vae) * b, peak, flops, terms, note)
 
 
-def _model_configs() -> dict:
-    from .hunyuan import HUNYUAN_V12
-    from .mmdit import SD3_MEDIUM
-    from .pixart import PIXART_SIGMA_1024_MS
-    return {"pixart": PIXART_SIGMA_1024_MS, "sd3": SD3_MEDIUM, "hunyuan": HUNYUAN_V12}
-
-
-MODEL_CONFIGS = _model_configs()      # one full-size denoiser per family (benchmarks/plan_validation.py)
+# one full-size denoiser per family (benchmarks/plan_validation.py)
+MODEL_CONFIGS = {"pixart": PIXART_SIGMA_1024_MS, "sd3": SD3_MEDIUM, "hunyuan": HUNYUAN_V12}
