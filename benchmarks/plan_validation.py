@@ -1,16 +1,20 @@
 """The memory planner (`minidit/plan.py`) against measurement: predicted vs measured peak per stage, CPU.
 
-    python benchmarks/plan_validation.py            # every case (~10 minutes on 2 cores)
-    python benchmarks/plan_validation.py --quick    # the small cases only
+    python benchmarks/plan_validation.py                  # every case (~45 minutes on 2 shared cores)
+    python benchmarks/plan_validation.py --quick          # four small cases
+    python benchmarks/plan_validation.py --only Hunyuan   # the cases whose label contains the text
+    python benchmarks/plan_validation.py --gpu-only       # only the planner vs the H200 measurements
 
 What is compared. A GPU's memory holds only tensors (and the weights), so the planner predicts the
 *increment* of a stage: the largest set of activations alive at once over the weights and inputs
-already in memory. Here every case runs in a fresh process (`benchmarks/common.run_child`) with
+already in memory. Here every case runs in a fresh process (`run_child` of `benchmarks/common.py`) with
 glibc's mmap threshold fixed (`LIVE_MEMORY_ENV`: freed tensors go back to the system, so the
 resident set follows the live tensors, as `torch.cuda.max_memory_allocated` does); the module is
-built with random weights of the stated size, its weights paged in, a warm-up forward run at a tiny
-size (one-time kernel setup), then `minidit.pipelines.memory.stage` resets the peak RSS (VmHWM) to
-the current RSS and the measured forward runs: measured = VmHWM - RSS at the start of the stage.
+built with random weights of the stated size, its weights paged in, its inputs made, a warm-up forward
+run at the same size (one-time kernel setup and caches such as the position table, as in a sampling
+loop's later steps; the prediction leaves that table out), then `minidit.pipelines.memory.stage`
+resets the peak RSS (VmHWM) to the current RSS and the measured forward runs: measured = VmHWM - RSS
+at the start of the stage.
 The process baseline (interpreter, torch, weights, inputs) is not part of it.
 
 Cases: the PixArt-Σ XL/2 transformer at full size (28 blocks x 1152, 0.61 B parameters, fp32 2.4 GB),
@@ -124,16 +128,16 @@ def predicted_mib(case) -> float:
 
 
 def cases(quick: bool) -> list[dict]:
-    px = [dict(label=f"PixArt-Σ XL/2, 28 blocks, {s * 8}²", kind="pixart", size=s, warmup=8) for s in (32, 64, 128)]
-    px.append(dict(label="PixArt-Σ width 1152, 4 blocks, manual attention, 512²", kind="pixart", size=64, warmup=8,
+    px = [dict(label=f"PixArt-Σ XL/2, 28 blocks, {s * 8}²", kind="pixart", size=s) for s in (32, 64, 128)]
+    px.append(dict(label="PixArt-Σ width 1152, 4 blocks, manual attention, 512²", kind="pixart", size=64,
                    backend="manual", override={"depth": 4}))
-    other = [dict(label="SD3-medium MM-DiT width 1536, 2 layers, 1024²", kind="sd3", size=128, warmup=8,
+    other = [dict(label="SD3-medium MM-DiT width 1536, 2 layers, 1024²", kind="sd3", size=128,
                   override={"depth": 2}),
-             dict(label="Hunyuan-DiT width 1408, 8 blocks, 1024²", kind="hunyuan", size=128, warmup=8,
+             dict(label="Hunyuan-DiT width 1408, 8 blocks, 1024²", kind="hunyuan", size=128,
                   override={"depth": 8})]
-    t5 = [dict(label=f"T5-XXL width 4096, 2 blocks, {L} tokens", kind="t5", size=L, warmup=8, layers=2) for L in (120, 300)]
-    vae = [dict(label=f"SDXL VAE decode untiled, {s * 8}²", kind="vae", size=s, warmup=8) for s in (32, 64)]
-    vae += [dict(label=f"SDXL VAE decode tiled 256 px / 64, {s * 8}²", kind="vae", size=s, warmup=8, tile=32, overlap=8)
+    t5 = [dict(label=f"T5-XXL width 4096, 2 blocks, {L} tokens", kind="t5", size=L, layers=2) for L in (120, 300)]
+    vae = [dict(label=f"SDXL VAE decode untiled, {s * 8}²", kind="vae", size=s) for s in (32, 64)]
+    vae += [dict(label=f"SDXL VAE decode tiled 256 px / 64, {s * 8}²", kind="vae", size=s, tile=32, overlap=8)
             for s in (48, 64)]
     if quick == "2":
         return [px[0], vae[0]]

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Run every CPU benchmark one after another (run it on a quiet machine: nothing else busy) and keep
 # each printed table in benchmarks/results/<script>.txt. About 40 min on 2 cores, plus about an hour for
-# hunyuan_transformer (40 blocks at 1024²: ~3 min a forward, estimated from a 4-block run).
+# hunyuan_transformer (40 blocks at 1024²: ~3 min a forward, estimated from a 4-block run) and 45 min for
+# plan_validation (the memory planner against measured peaks).
 # The GPU script (pixart_gpu.py) is separate: it needs a CUDA card.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p benchmarks/results
-for script in dit_forward pixart_transformer sd3_transformer hunyuan_transformer t5_encoder vae_decode attention_memory; do
+for script in dit_forward pixart_transformer sd3_transformer hunyuan_transformer t5_encoder vae_decode attention_memory \
+        plan_validation; do
     echo "== $script"
     python "benchmarks/$script.py" "$@" 2>&1 | tee "benchmarks/results/$script.txt"
 done

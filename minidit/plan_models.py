@@ -6,7 +6,7 @@ taken from the presets the loaders use. `estimate_stages(stack, ...)` prices one
 `minidit.plan`: weights counted on the meta device, FLOPs counted from the real forward on meta
 tensors, activations from the formulas. Nothing here allocates a real weight.
 
-Windowed denoising (sliding windows over the latent, the approach of `minidit/windows.py`) is
+Windowed denoising (the latent denoised in overlapping sliding windows, each a batch of its own) is
 modelled as the cost of one window-sized forward x the number of windows, and the memory of one
 window batch; windows are counted as the tiles of `tiling.tile_starts` with the given overlap.
 """
@@ -227,7 +227,7 @@ def decode_stage(stack: Stack, h: int, w: int, dtype: str, tile: int | None = No
     note = ""
     if device == "cuda":
         conv = peak - terms.get("blending buffers 16 B/px", 0)
-        note = f"x {P.CUDA_CONV_WORKSPACE} for cuDNN's workspace"
+        note = f"(the decoder's part x {P.CUDA_CONV_WORKSPACE} on CUDA: cuDNN's workspace, measured)"
         peak = int(conv * P.CUDA_CONV_WORKSPACE) + terms.get("blending buffers 16 B/px", 0)
     return P.Estimate("decode", what, vd, weights_of("vae", stack.vae) * b, peak, flops, terms, note)
 

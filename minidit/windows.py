@@ -7,8 +7,8 @@ per-window predictions pixel by pixel:
 
     out(p) = sum_i w_i(p) f(x_t[window i])(p) / sum_i w_i(p)                       (w_i = 0 outside window i)
 
-With w_i = 1 inside each window this is the paper's closed-form step (its eq. 5 for the least-squares
-fusion of the windows: a plain per-pixel mean). `WindowedModel` does this to the network OUTPUT, so
+With w_i = 1 inside each window this is the paper's closed-form solution of its least-squares fusion of
+the windows for the panorama case: a plain per-pixel mean. `WindowedModel` does this to the network OUTPUT, so
 it is itself a `model_fn(x, t)` and every sampler of `minidit/samplers.py` runs it unchanged: DDIM,
 DPM-Solver++ and Euler steps (and DDPM's mean, with the noise drawn once for the whole latent) are
 affine in the model output with the same scalars at every pixel, so stepping the merged output is

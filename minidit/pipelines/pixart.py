@@ -60,9 +60,9 @@ from minidit.errors import InputError
 from minidit.pixart import CAPTION_TOKENS, PixArt
 from minidit.samplers import Sampler
 from minidit.scheduler_config import sampler_from_scheduler_config
-from minidit.windows import tile_batch
 from minidit.text.t5 import guard_fp16
 from minidit.vae import SD_VAE, SDXL_VAE, AutoencoderKL, decode_latents
+from minidit.windows import tile_batch
 from weights_loader import PipelineFolder, load_pixart, load_t5, load_t5_tokenizer, load_vae
 from weights_loader.pixart import CAPTION_LENGTH, PIPELINE_VARIANTS
 from .checks import (check_count, check_finite, check_flag, check_generator, check_guidance, check_max_sequence_length,
