@@ -43,11 +43,12 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from .hunyuan import MLP_CHUNK as HUNYUAN_MLP_CHUNK
+from .mmdit import MLP_CHUNK as MMDIT_MLP_CHUNK
 from .tiling import tile_starts
 
 GiB = 2**30
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
-TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # CUDA's convolution kernels take a workspace that no tensor shows: on an NVIDIA H200 (README,
 # "PixArt-Σ on a GPU") the 1024² untiled SDXL-VAE decode peaked 4.32 GiB over the resident weights,
 # where the live tensors alone (`vae_decode_memory`) are 3.0 GiB. The one measured constant here.
@@ -118,7 +119,7 @@ def pixart_activations(cfg, N: int, B: int, L: int, b: int, backend: str = "sdpa
     return {"peak": peak + sum(extra.values()), **terms, **extra}
 
 
-def mmdit_activations(cfg, N: int, B: int, L: int, b: int, backend: str = "sdpa", chunk: int = 1024) -> dict:
+def mmdit_activations(cfg, N: int, B: int, L: int, b: int, backend: str = "sdpa", chunk: int = MMDIT_MLP_CHUNK) -> dict:
     """SD3 `JointBlock`: the joint attention's concatenated q, k, v over N + L tokens, or the chunked MLP."""
     D, r, q = cfg.hidden_size, cfg.mlp_ratio, 1 if cfg.qk_norm else 0
     X = 1 if cfg.x_block_self_attn_layers else 0          # MMDiT-X: a second image-only q, k, v
@@ -131,10 +132,11 @@ def mmdit_activations(cfg, N: int, B: int, L: int, b: int, backend: str = "sdpa"
            + 2 * r * B * min(N, chunk) * D * b            # fc1 + GELU of one chunk
            + 3 * BLD)                                     # the text stream beside it
     return {"peak": max(attn, mlp) + N * D * b, "joint attention (cat of q, k, v)": attn,
-            "block MLP (chunks of 1024 tokens)": mlp, "position table N·D": N * D * b}
+            f"block MLP (chunks of {chunk} tokens)": mlp, "position table N·D": N * D * b}
 
 
-def hunyuan_activations(cfg, N: int, B: int, L: int, b: int, backend: str = "sdpa", chunk: int = 1024) -> dict:
+def hunyuan_activations(cfg, N: int, B: int, L: int, b: int, backend: str = "sdpa",
+                        chunk: int = HUNYUAN_MLP_CHUNK) -> dict:
     """Hunyuan-DiT: the U-ViT long skips + one block's peak. The peak is in the first block that pops a
     skip (layer depth/2 + 1): all depth/2 - 1 skips are alive (the popped one is the block's argument),
     with the caller's x, the mixed x = skip_linear([x, skip]) and the self-attention's tensors."""

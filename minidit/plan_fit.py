@@ -105,6 +105,8 @@ def search(stack, h, w, memory_gib: float, *, dtype=None, steps=20, guided=True,
            gpu="a100", window=None) -> tuple[Outcome | None, list[Outcome]]:
     """(the cheapest setting that fits, every setting evaluated). `dtype`/`window` given = fixed."""
     limit = memory_gib * P.GiB
+    if window is not None and window >= max(h, w):
+        window = None                                     # one window covering the image: no windows
     # exact first; else the largest windows (the most context per window); then the least text staging, then speed
     texts = TEXT if stack.text else ("none",)
     rank = lambda o: (o.setting.window is not None, -(o.setting.window or 0), texts.index(o.setting.text),  # noqa: E731

@@ -143,8 +143,9 @@ class _LiveTensors(TorchDispatchMode):
 
 
 def live_tensor_peak(fn, known=()) -> int:
-    """Bytes of the largest set of tensors alive at once while `fn()` runs (under no_grad), not
-    counting the tensors in `known` (weights, inputs) or anything made before the call."""
+    """Bytes of the largest set of tensors alive at once while `fn()` runs (under no_grad). Tensors
+    made before the call are not counted, except views of them that an op returns: pass the module's
+    parameters and buffers and the inputs as `known` so that those views are recognised."""
     counter = _LiveTensors(known)
     with torch.no_grad(), counter:
         out = fn()
