@@ -84,7 +84,9 @@ def stage(stats: dict, name: str, device):
         peak = torch.cuda.max_memory_allocated(device)
     else:
         hwm = _proc_status_kib("VmHWM") if start is not None else None
-        peak = None if hwm is None else hwm * 1024
+        # The kernel syncs each thread's RSS counters into the process's lazily, so VmHWM read at the end
+        # can trail the VmRSS read at the start by a few pages; the peak is at least the start.
+        peak = None if hwm is None else max(hwm * 1024, start)
     record.update(seconds=time.perf_counter() - t0,
                   start_gib=None if start is None else start / GiB,
                   peak_gib=None if peak is None else peak / GiB)
