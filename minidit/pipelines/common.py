@@ -168,6 +168,27 @@ class Staged:
             torch.cuda.empty_cache()
 
 
+class StagedPipeline:
+    """What the staged pipelines share: `self.denoiser` and `self.decoder` are `Staged` components,
+    `staged_parts()` lists every Staged part (text encoders first, in stage order)."""
+
+    @property
+    def transformer(self):
+        return self.denoiser.module
+
+    @property
+    def vae(self):
+        return self.decoder.module
+
+    def staged_parts(self) -> tuple:
+        return (self.denoiser, self.decoder)
+
+    @property
+    def moves(self) -> list[tuple[str, str]]:
+        """Every device move of an offloaded component so far: (component, device)."""
+        return [m for part in self.staged_parts() if part is not None for m in part.moves]
+
+
 def offload_to(device, *parts: "Staged | None") -> None:
     """Turn on CPU offload for `parts` (Staged components, None skipped): each waits on the CPU and is
     moved to `device` for its stage (`Staged.use`). A module already loaded is moved to the CPU now."""

@@ -36,7 +36,7 @@ from minidit.vae import SD_VAE, AutoencoderKL
 from weights_loader import PipelineFolder, load_dit, load_vae
 from .checks import (check_finite, check_flag, check_generator, check_guidance, check_steps, finite_steps, is_integer,
                      precision_hint)
-from .common import Staged, check_output_type, decode_tiled_if_large, guided_model_fn, initial_noise, offload_to, to_output
+from .common import Staged, StagedPipeline, check_output_type, decode_tiled_if_large, guided_model_fn, initial_noise, offload_to, to_output
 
 CLASS_NAMES_FILE = Path(__file__).resolve().parents[1] / "assets" / "imagenet_classes.txt"
 
@@ -146,7 +146,7 @@ def null_half_noise(generator: torch.Generator | None):
 # The pipeline
 # --------------------------------------------------------------------------------------------
 
-class DiTPipeline:
+class DiTPipeline(StagedPipeline):
     """pipe(class_labels, num_inference_steps=250, guidance_scale=4.0, generator=None) -> [PIL.Image].
 
     The sampler runs in float32; the transformer and the VAE run in their own dtypes (chosen when
@@ -164,19 +164,6 @@ class DiTPipeline:
         self.sampling = sampling
         if offload:
             offload_to(self._device, self.denoiser, self.decoder)
-
-    @property
-    def transformer(self):
-        return self.denoiser.module
-
-    @property
-    def vae(self) -> AutoencoderKL:
-        return self.decoder.module
-
-    @property
-    def moves(self) -> list[tuple[str, str]]:
-        """Every device move of an offloaded component so far: (component, device)."""
-        return [m for part in (self.denoiser, self.decoder) if part is not None for m in part.moves]
 
     @classmethod
     def from_pretrained(cls, folder, *, follow: str = "official", dtype=torch.float32,

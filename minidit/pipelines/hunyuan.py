@@ -63,7 +63,7 @@ from weights_loader import MissingPartError, PipelineFolder, load_hunyuan, load_
 from weights_loader.hunyuan import LOAD_KEYS
 from .checks import (check_count, check_finite, check_flag, check_generator, check_guidance, check_guidance_rescale,
                      check_int, check_negative_prompts, check_prompts, check_steps, finite_steps, precision_hint)
-from .common import (Staged, check_output_type, decode_tiled_if_large, initial_noise, offload_to, pipeline_windows,
+from .common import (Staged, StagedPipeline, check_output_type, decode_tiled_if_large, initial_noise, offload_to, pipeline_windows,
                      to_output)
 from .hunyuan_text import NEGATIVE_PROMPT, HunyuanTextEncoders
 from .memory import memory_method, stage
@@ -156,7 +156,7 @@ def original_t2i(folder) -> Path | None:
     return None
 
 
-class HunyuanPipeline:
+class HunyuanPipeline(StagedPipeline):
     """pipe(prompt, negative_prompt=None, height=1024, width=1024, num_inference_steps=None,
     guidance_scale=None, generator=None) -> list[PIL.Image]; None = the sampling's defaults."""
 
@@ -173,18 +173,8 @@ class HunyuanPipeline:
             offload_to(self._device, self.denoiser, self.decoder, text.bert, text.mt5)
         self.last_run_stats: dict = {}
 
-    @property
-    def transformer(self):
-        return self.denoiser.module
-
-    @property
-    def vae(self) -> AutoencoderKL:
-        return self.decoder.module
-
-    @property
-    def moves(self) -> list[tuple[str, str]]:
-        """Every device move of an offloaded component so far: (component, device)."""
-        return [m for part in (self.text.bert, self.text.mt5, self.denoiser, self.decoder) if part is not None for m in part.moves]
+    def staged_parts(self) -> tuple:
+        return (self.text.bert, self.text.mt5, self.denoiser, self.decoder)
 
     @classmethod
     def from_pretrained(cls, folder, *, follow: str = "official", sampling: HunyuanSampling | None = None,

@@ -72,7 +72,7 @@ from weights_loader.io import build_on_meta
 from weights_loader.pixart import CAPTION_LENGTH, PIPELINE_VARIANTS, read_pixart_config
 from .checks import (check_count, check_finite, check_flag, check_generator, check_guidance, check_max_sequence_length,
                      check_negative_prompts, check_prompts, check_size, check_steps, finite_steps, precision_hint)
-from .common import (PromptEmbeds, Staged, check_output_type, guided_model_fn, initial_noise, pipeline_windows,
+from .common import (PromptEmbeds, Staged, StagedPipeline, check_output_type, guided_model_fn, initial_noise, pipeline_windows,
                      to_output)
 from .memory import memory_method, stage
 from .resolution import SIDES, classify_height_width_bin, inference_bins, resize_and_crop
@@ -128,7 +128,7 @@ def default_dtypes(device) -> tuple[torch.dtype, torch.dtype, torch.dtype]:
     return torch.float32, torch.float32, torch.float32
 
 
-class PixArtPipeline:
+class PixArtPipeline(StagedPipeline):
     """pipe(prompt, negative_prompt="", height, width, num_inference_steps=20, guidance_scale=4.5,
     generator=None) -> list[PIL.Image]."""
 
@@ -239,14 +239,8 @@ class PixArtPipeline:
         on the meta device: its config, no weights."""
         return self.denoiser.module if self.denoiser.module is not None else self._skeleton
 
-    @property
-    def vae(self) -> AutoencoderKL:
-        return self.decoder.module
-
-    @property
-    def moves(self) -> list[tuple[str, str]]:
-        """Every device move of an offloaded component so far: (component, device)."""
-        return [*self.text.moves, *self.denoiser.moves, *self.decoder.moves]
+    def staged_parts(self) -> tuple:
+        return (self.text, self.denoiser, self.decoder)
 
     @property
     def text_encoder(self):

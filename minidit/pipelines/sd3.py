@@ -45,7 +45,7 @@ from minidit.windows import tile_batch
 from weights_loader import PipelineFolder, load_mmdit, load_vae
 from .checks import (check_count, check_finite, check_flag, check_generator, check_guidance, check_max_sequence_length,
                      check_negative_prompts, check_prompts, check_size, check_steps, finite_steps, precision_hint)
-from .common import (Staged, check_output_type, decode_tiled_if_large, guided_model_fn, initial_noise, offload_to,
+from .common import (Staged, StagedPipeline, check_output_type, decode_tiled_if_large, guided_model_fn, initial_noise, offload_to,
                      pipeline_windows, to_output)
 from .memory import memory_method, stage
 from .sd3_text import SD3TextEncoders
@@ -117,7 +117,7 @@ def release_name(transformer: MMDiT, path: str = "") -> str:
                      "OFFICIAL_SAMPLING['sd3.5-medium'])")
 
 
-class SD3Pipeline:
+class SD3Pipeline(StagedPipeline):
     """pipe(prompt, negative_prompt="", height=1024, width=1024, num_inference_steps=None,
     guidance_scale=None, generator=None) -> list[PIL.Image]; None = the sampling's defaults."""
 
@@ -134,19 +134,8 @@ class SD3Pipeline:
             offload_to(self._device, self.denoiser, self.decoder, text.clip_l, text.clip_g, text.t5)
         self.last_run_stats: dict = {}
 
-    @property
-    def transformer(self) -> MMDiT:
-        return self.denoiser.module
-
-    @property
-    def vae(self) -> AutoencoderKL:
-        return self.decoder.module
-
-    @property
-    def moves(self) -> list[tuple[str, str]]:
-        """Every device move of an offloaded component so far: (component, device)."""
-        parts = (self.text.clip_l, self.text.clip_g, self.text.t5, self.denoiser, self.decoder)
-        return [m for part in parts if part is not None for m in part.moves]
+    def staged_parts(self) -> tuple:
+        return (self.text.clip_l, self.text.clip_g, self.text.t5, self.denoiser, self.decoder)
 
     @classmethod
     def from_pretrained(cls, folder, *, base=None, follow: str = "diffusers", sampling: SD3Sampling | None = None,
