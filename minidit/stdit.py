@@ -46,9 +46,9 @@ import torch
 from torch import nn
 
 from .attention import Attention
-from .embed import TimestepEmbedder, cached_2d_sincos_pos_embed, pos_embed_temporal
+from .embed import cached_2d_sincos_pos_embed, pos_embed_temporal
 from .errors import InputError
-from .pixart import (CAPTION_TOKENS, CaptionEmbedder, PixArtBlock, T2IFinalLayer, embed_caption,
+from .pixart import (CAPTION_TOKENS, PixArtBlock, T2IFinalLayer, conditioning_embedders, embed_caption,
                      initialize_pixart_weights, t2i_modulate)
 from .spacetime import (ATTENTION_MODES, PatchEmbed3D, spacetime_attention, spatial_attention,
                         temporal_attention, token_grid, unpatchify3d)
@@ -124,9 +124,7 @@ class STDiT(nn.Module):
         self.config = c = config
         D = c.hidden_size
         self.x_embedder = PatchEmbed3D(c.patch_size, c.in_channels, D)
-        self.t_embedder = TimestepEmbedder(D)
-        self.t_block = nn.Sequential(nn.SiLU(), nn.Linear(D, 6 * D))
-        self.y_embedder = CaptionEmbedder(c.caption_channels, D, c.class_dropout_prob, c.model_max_length)
+        self.t_embedder, self.t_block, self.y_embedder = conditioning_embedders(c)     # PixArt's, same keys
         self.blocks = nn.ModuleList([STDiTBlock(D, c.num_heads, c.mlp_ratio) for _ in range(c.depth)])
         # T2IFinalLayer's Linear has patch^2 * C_out rows; with "patch" 1 it has prod(tubelet) * C_out
         self.final_layer = T2IFinalLayer(D, 1, prod(c.patch_size) * c.out_channels)
