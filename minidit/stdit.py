@@ -18,8 +18,8 @@ state dicts whose keys are this module's attribute names (`weights_loader.load_s
 
 Why it could start from PixArt-α (as Open-Sora 1.0 did): `attn_temp.proj` is zero-initialised, so
 at step 0 every temporal branch adds 0 and each frame goes through exactly PixArt-α's network
-(`tests/test_stdit_loading.py` checks this numerically). The checkpoint's x_embedder weight is
-PixArt's Conv2d weight with a time axis of 1 (`weight[:, :, None]`).
+(`tests/test_stdit.py` and `tests/test_stdit_loading.py` check this numerically). The x_embedder
+weight starts as PixArt's Conv2d weight with a time axis of 1 (`weights_loader.opensora.stdit_from_pixart`).
 
 `attention="full"` (a forward argument) is NOT the released model: the same weights with `attn`
 over all F*S tokens of a clip and `attn_temp` unused (the temporal table is added to block 0's
