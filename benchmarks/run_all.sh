@@ -24,6 +24,7 @@ for script in dit_forward pixart_transformer t5_encoder vae_decode attention_mem
 done
 run sd3_transformer benchmarks/sd3_transformer.py --latents 64,128 --rounds 2 --repeats 2 "$@"
 run hunyuan_transformer benchmarks/hunyuan_transformer.py --latents 128 --rounds 2 --repeats 1 "$@"
+run stdit_forward benchmarks/stdit_forward.py
 run plan_validation benchmarks/plan_validation.py
 # sliding-window denoising: several configurations in one results file
 echo "== windowed_denoise"
