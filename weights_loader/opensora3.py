@@ -35,6 +35,18 @@ SPATIAL_PREFIX = "spatial_vae.module."
 STDIT3_FIELDS = tuple(STDiT3Config.__dataclass_fields__)
 
 
+def _read(source, component: str, kind: str, config, from_json, from_tensors, dtype):
+    """(state dict, config, description) of a save_pretrained folder (config from its config.json)
+    or of a weight file / dict (config `from_tensors(sd)`), unless `config` is given."""
+    folder = component_folder(source, component)
+    if folder is not None:
+        config = config or translate_config(from_json, read_config(folder))
+        return read_state_dict(folder, dtype=reading_dtype(dtype)), config, f"{kind} folder {folder}"
+    sd = read_state_dict(source, dtype=reading_dtype(dtype))
+    what = f"{kind} checkpoint" if isinstance(source, dict) else f"{kind} checkpoint {source}"
+    return sd, config or from_tensors(sd), what
+
+
 # --------------------------------------------------------------------------------------------
 # The transformer (STDiT3)
 # --------------------------------------------------------------------------------------------
@@ -44,14 +56,7 @@ def load_stdit3(source, config: STDiT3Config | None = None, *, overrides: dict |
     """Load `hpcai-tech/OpenSora-STDiT-v3` (the folder: config.json + model.safetensors), or an STDiT3
     state dict, into `minidit.stdit3.STDiT3` (eval mode). Strict: every key must fit; `rope.freqs`
     (if stored) must equal the frequencies RoPE recomputes, within the file's precision."""
-    folder = component_folder(source, "transformer")
-    if folder is not None:
-        config = config or translate_config(stdit3_config_from_json, read_config(folder))
-        sd, what = read_state_dict(folder, dtype=reading_dtype(dtype)), f"STDiT3 folder {folder}"
-    else:
-        sd = read_state_dict(source, dtype=reading_dtype(dtype))
-        what = "STDiT3 checkpoint" if isinstance(source, dict) else f"STDiT3 checkpoint {source}"
-        config = config or detect_stdit3_config(sd)
+    sd, config, what = _read(source, "transformer", "STDiT3", config, stdit3_config_from_json, detect_stdit3_config, dtype)
     config = apply_overrides(config, overrides)
     _check_rope_freqs(sd.pop("rope.freqs", None), config, what)
     return load_into(build_on_meta(STDiT3, config), sd, dtype=dtype, device=device, what=what)
@@ -117,14 +122,8 @@ def load_opensora_vae(source, config: VideoAutoencoderPipelineConfig | None = No
     the released model's (`OPENSORA_VAE_V1_2`) and the clip length / batch / shift / scale come
     from config.json; the stored `shift` / `scale` buffers are what the model uses (as in the
     official `from_pretrained`), and `model.config` is set to them."""
-    folder = component_folder(source, "vae")
-    if folder is not None:
-        config = config or translate_config(opensora_vae_config_from_json, read_config(folder))
-        sd, what = read_state_dict(folder, dtype=reading_dtype(dtype)), f"Open-Sora VAE folder {folder}"
-    else:
-        sd = read_state_dict(source, dtype=reading_dtype(dtype))
-        config = config or OPENSORA_VAE_V1_2
-        what = "Open-Sora VAE checkpoint" if isinstance(source, dict) else f"Open-Sora VAE checkpoint {source}"
+    sd, config, what = _read(source, "vae", "Open-Sora VAE", config, opensora_vae_config_from_json,
+                             lambda sd: OPENSORA_VAE_V1_2, dtype)
     config = apply_overrides(config, overrides)
     sd = opensora_vae_from_official(sd, config, what)
     model = load_into(build_on_meta(VideoAutoencoderPipeline, config), sd, dtype=dtype, device=device, what=what)
