@@ -28,8 +28,9 @@ t = 0, the official `t_mask_select`), `skip_y_embedder` (pre-projected captions)
 parallelism, drop-path in training. `enable_flash_attn` / `enable_layernorm_kernel` choose kernels
 in the official code; here `minidit.attention` (SDPA) computes the same attention.
 
-Numerics vs the official bfloat16 run: the official RoPE angles and the position table are computed
-in the run's dtype / float32; here RoPE tables are float32, the sin-cos table float64 then cast.
+Numerics vs the official bfloat16 run: there the timestep is rounded to bfloat16 before its
+embedding (t = 966.7 -> 968), the RoPE angles are bfloat16 and the position table float32; here the
+timestep embedding and RoPE tables are float32, the sin-cos table float64 then cast.
 
 Glossary (paper symbol | code name | checkpoint key)
   tubelet (1, 2, 2)       | x_embedder            | x_embedder.proj.{weight (D, 4, 1, 2, 2), bias}
@@ -196,7 +197,8 @@ class STDiT3(nn.Module):
         (or the official (B, 1, L, C_cap)); mask (B, L) 1 = real token (fewer rows: repeated, as
         for CFG); fps (B,) or a number (the official passes 24; 120 for images); height, width:
         the PIXEL size of the video (numbers, or the official (B,) tensors: their first entry).
-        Returns (B, C_out, F, H, W): [x0 - eps | learned sigma] (Open-Sora's velocity sign)."""
+        Returns (B, C_out, F, H, W) in the weights' dtype (the official casts it to float32):
+        [x0 - eps | learned sigma] (Open-Sora's velocity sign)."""
         c, B = self.config, x.shape[0]
         if x_mask is not None:
             raise InputError("x_mask (conditioning on given frames, the official t_mask_select) is not implemented "
@@ -206,6 +208,8 @@ class STDiT3(nn.Module):
         if x.ndim != 5:
             raise InputError(f"STDiT3 takes video latents (B, C, F, H, W), got {tuple(x.shape)}")
         height, width = (float(v.flatten()[0]) if torch.is_tensor(v) else float(v) for v in (height, width))
+        dtype = self.x_embedder.proj.weight.dtype          # the official forward casts its inputs to the weights'
+        x, y = x.to(dtype), y.to(dtype)
         F0, H0, W0 = x.shape[2:]
         pt, ph, pw = c.patch_size            # pad to whole tubelets (the official PatchEmbed3D), cropped at the end
         x = F.pad(x, (0, -W0 % pw, 0, -H0 % ph, 0, -F0 % pt))

@@ -283,7 +283,7 @@ class VideoAutoencoderPipeline(nn.Module):
         as the official encode always does; `sample=False` takes their means."""
         if x.ndim != 5:
             raise InputError(f"a video is (B, 3, F, H, W), got shape {tuple(x.shape)}")
-        x_z = self.spatial_vae.encode(x, sample, generator)                         # (B, 4, F, h, w)
+        x_z = self.spatial_vae.encode(x.to(self.scale.dtype), sample, generator)    # (B, 4, F, h, w)
         m = self.config.micro_frame_size or x_z.shape[2]
         z = []
         for i in range(0, x_z.shape[2], m):
@@ -297,7 +297,7 @@ class VideoAutoencoderPipeline(nn.Module):
         if z.ndim != 5 or self.latent_frames(num_frames) != z.shape[2]:
             raise InputError(f"latents of shape {tuple(z.shape)} do not decode to {num_frames} frames: those "
                              f"have {self.latent_frames(num_frames)} latent frames (B, 4, T, h, w)")
-        z = z * self.scale.to(z.dtype) + self.shift.to(z.dtype)
+        z = z.to(self.scale.dtype) * self.scale + self.shift                         # in the VAE's dtype
         m = self.config.micro_frame_size or num_frames
         mz, clips, left = self.temporal_vae.latent_frames(m), [], num_frames
         for i in range(0, z.shape[2], mz):

@@ -278,3 +278,17 @@ def test_text_to_video_sampling_matches_the_official_rflow_loop(official_folder)
                           shift=opensora_shift(32, 32, frames))
         ours = sampler.run(guided_model_fn(forward, s), z, steps, learn_sigma=True, progress=False)
     assert_parity(ours, zz, tol=FP32, what="3 guided rflow steps")
+
+
+def test_bfloat16_weights_take_float32_inputs(official_folder):
+    """As the official forward: inputs are cast to the weights' dtype; bf16 stays close to fp32."""
+    from helpers import BF16
+    folder, _ = official_folder
+    g = torch.Generator().manual_seed(4)
+    x, y = torch.randn(1, 4, 2, 4, 4, generator=g), torch.randn(1, 8, 32, generator=g)
+    kw = dict(fps=24, height=32, width=32)
+    with torch.no_grad():
+        ref = load_stdit3(folder)(x, torch.tensor([700.0]), y, **kw)
+        half = load_stdit3(folder, dtype=torch.bfloat16)(x, torch.tensor([700.0]), y, **kw)
+    assert half.dtype == torch.bfloat16
+    assert_parity(half.float(), ref, tol=BF16, what="bf16 vs fp32")

@@ -238,3 +238,14 @@ def test_temporal_module_alone_matches_the_oracle():
     z = torch.randn(2, 4, 3, 5, 3, generator=torch.Generator().manual_seed(9))
     with torch.no_grad():
         assert_parity(t.decode(z, num_frames=10), official_temporal_decode(sd, z, 10), tol=FP32)
+
+
+def test_bfloat16_decode(official_folder):
+    from helpers import BF16
+    folder, _, _ = official_folder
+    z = torch.randn(1, 4, 5, 4, 4, generator=torch.Generator().manual_seed(10))
+    with torch.no_grad():
+        ref = load_opensora_vae(folder, TINY).decode(z, num_frames=17)
+        half = load_opensora_vae(folder, TINY, dtype=torch.bfloat16).decode(z, num_frames=17)
+    assert half.dtype == torch.bfloat16
+    assert_parity(half.float(), ref, tol=BF16, what="bf16 vs fp32 decode")
