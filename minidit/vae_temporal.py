@@ -9,6 +9,8 @@ ResBlock, Encoder, Decoder, VAE_Temporal, VAE_Temporal_SD) and `opensora/models/
 a transformers `PreTrainedModel` folder (config.json + model.safetensors) whose keys are
 `temporal_vae.*` (= this file's names), `scale`, `shift`, and `spatial_vae.module.*` (diffusers
 `AutoencoderKL` names; `weights_loader.load_opensora_vae` renames them to `minidit.vae`'s ldm names).
+393,341,007 parameters: 83,653,863 in the SDXL VAE, 309,687,144 in the temporal VAE (its 512-wide
+3x3x3 convolutions cost 7 M each).
 
     video x (B, 3, F, H, W) in [-1, 1]
     spatial   each frame: z2 = 0.18215 * SDXL-VAE.encode(frame)             (B, 4, F, H/8, W/8)

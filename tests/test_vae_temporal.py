@@ -178,6 +178,7 @@ def test_full_size_key_contract_on_meta():
     sd.update({f"temporal_vae.{k}": torch.empty(s, device="meta") for k, s in vae_temporal_keys().items()})
     sd["scale"] = sd["shift"] = torch.empty(1, 4, 1, 1, 1, device="meta")
     assert_key_contract(ours, opensora_vae_from_official(sd, OPENSORA_VAE_V1_2), "OpenSora-VAE-v1.2")
+    assert sum(v.numel() for k, v in ours.items() if k not in ("scale", "shift")) == 393_341_007
 
 
 @pytest.fixture(scope="module")
