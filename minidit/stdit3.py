@@ -53,11 +53,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import Attention, Mlp, MultiHeadCrossAttention, attention, merge_heads
-from .embed import TimestepEmbedder, apply_rope, cached_2d_sincos_pos_embed, rope_temporal
+from .attention import Attention, attention, merge_heads
+from .embed import apply_rope, cached_2d_sincos_pos_embed, rope_temporal
 from .errors import InputError
-from .pixart import CAPTION_TOKENS, CaptionEmbedder, PixArt, SizeEmbedder, T2IFinalLayer, t2i_modulate
-from .spacetime import PatchEmbed3D, from_spatial, from_temporal, to_spatial, to_temporal, unpatchify3d
+from .pixart import (CAPTION_TOKENS, PixArtBlock, SizeEmbedder, T2IFinalLayer, conditioning_embedders, embed_caption,
+                     t2i_modulate)
+from .spacetime import PatchEmbed3D, spatial_attention, temporal_attention, unpatchify3d
 from .text.t5 import T5LayerNorm
 
 
@@ -118,32 +119,24 @@ class Attention3(Attention):
         return self.proj(merge_heads(attention(q, k, v)))                     # (B, L, D)
 
 
-class STDiT3Block(nn.Module):
-    """A PixArt block whose self-attention runs inside frames (spatial) or across them (temporal)."""
+class STDiT3Block(PixArtBlock):
+    """A PixArt block whose self-attention runs inside frames (spatial) or across them (temporal),
+    with per-head QK RMSNorm (and RoPE, temporal) in place of PixArt's attention."""
 
     def __init__(self, hidden_size: int, num_heads: int, mlp_ratio: float, qk_norm: bool, temporal: bool):
-        super().__init__()
-        self.temporal = temporal
-        self.norm1 = nn.LayerNorm(hidden_size, eps=1e-6, elementwise_affine=False)
+        super().__init__(hidden_size, num_heads, mlp_ratio)
         self.attn = Attention3(hidden_size, num_heads, qk_norm)
-        self.cross_attn = MultiHeadCrossAttention(hidden_size, num_heads)
-        self.norm2 = nn.LayerNorm(hidden_size, eps=1e-6, elementwise_affine=False)
-        self.mlp = Mlp(hidden_size, int(hidden_size * mlp_ratio), approximate="tanh")
-        self.scale_shift_table = nn.Parameter(torch.randn(6, hidden_size) / hidden_size**0.5)
+        self.temporal = temporal
 
     def forward(self, x, y, t_mlp, mask, T: int, S: int, rope=None):
         """x (B, T*S, D), y (B, L, D), t_mlp (B, 6D), mask (B, L) bool or None; rope: temporal blocks."""
-        B = x.shape[0]
-        table = self.scale_shift_table[None] + t_mlp.reshape(B, 6, -1)                     # (B, 6, D)
-        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = table.chunk(6, dim=1)  # (B, 1, D)
+        shift_msa, scale_msa, gate_msa, *mlp = self.modulation(t_mlp)                     # (B, 1, D) each
         h = t2i_modulate(self.norm1(x), shift_msa, scale_msa)
-        if self.temporal:
-            h = from_temporal(self.attn(to_temporal(h, T, S), rope), T, S)    # (B*S, T, D) sequences
-        else:
-            h = from_spatial(self.attn(to_spatial(h, T, S)), T, S)            # (B*T, S, D) sequences
-        x = x + gate_msa * h
-        x = x + self.cross_attn(x, y, mask)
-        return x + gate_mlp * self.mlp(t2i_modulate(self.norm2(x), shift_mlp, scale_mlp))  # (B, T*S, D)
+        if self.temporal:                                                      # (B*S, T, D) sequences
+            h = temporal_attention(lambda seqs: self.attn(seqs, rope), h, T, S)
+        else:                                                                  # (B*T, S, D) sequences
+            h = spatial_attention(self.attn, h, T, S)
+        return self.cross_attn_and_mlp(torch.addcmul(x, gate_msa, h), y, mask, *mlp)      # (B, T*S, D)
 
 
 class STDiT3(nn.Module):
@@ -154,10 +147,8 @@ class STDiT3(nn.Module):
         self.config = c = config
         D = c.hidden_size
         self.x_embedder = PatchEmbed3D(c.patch_size, c.in_channels, D)
-        self.t_embedder = TimestepEmbedder(D)
+        self.t_embedder, self.t_block, self.y_embedder = conditioning_embedders(c)     # PixArt's, same keys
         self.fps_embedder = SizeEmbedder(D)
-        self.t_block = nn.Sequential(nn.SiLU(), nn.Linear(D, 6 * D))
-        self.y_embedder = CaptionEmbedder(c.caption_channels, D, c.class_dropout_prob, c.model_max_length)
         self.spatial_blocks = nn.ModuleList(
             [STDiT3Block(D, c.num_heads, c.mlp_ratio, c.qk_norm, temporal=False) for _ in range(c.depth)])
         self.temporal_blocks = nn.ModuleList(
@@ -220,12 +211,7 @@ class STDiT3(nn.Module):
         fps = torch.as_tensor(fps, dtype=torch.float32, device=x.device).reshape(-1, 1)
         t = t + self.fps_embedder(fps, B)
         t_mlp = self.t_block(t)                                                            # (B, 6D)
-        if y.ndim == 4 and y.shape[1] == 1:
-            y = y[:, 0]
-        if y.ndim != 3 or y.shape[0] != B:
-            raise InputError(f"caption states y must be (B, L, C_cap) with B = {B}, got {tuple(y.shape)}")
-        y = self.y_embedder(y, self.training)                                              # (B, L, D)
-        mask = PixArt._key_padding_mask(mask, B, y.shape[1])                               # (B, L) bool
+        y, mask = embed_caption(self.y_embedder, y, mask, B, self.training)               # (B, L, D), (B, L) bool
 
         x = self.x_embedder(x)                                                             # (B, T*S, D)
         pos = self.pos_embed(H, W, height, width, x.device, x.dtype)                       # (S, D)
