@@ -1,7 +1,8 @@
 """Load Open-Sora 1.2's checkpoints: the STDiT3 transformer and its video VAE.
 
-Layouts (both are transformers `PreTrainedModel.save_pretrained` folders: `config.json` +
-`model.safetensors`, what `huggingface-cli download` gives):
+Layouts (facts: docs/checkpoints.md#open-sora-12-stdit3-architecture-and-layout,
+docs/checkpoints.md#open-sora-12-vae-and-sampling; both are transformers `PreTrainedModel.save_pretrained`
+folders: `config.json` + `model.safetensors`, what `huggingface-cli download` gives):
   * `hpcai-tech/OpenSora-STDiT-v3`: config.json = the official `STDiT3Config` fields (`model_type`
     "STDiT3"); keys = `minidit.stdit3.STDiT3`'s own (`x_embedder.proj.*`, `t_embedder.mlp.*`,
     `fps_embedder.mlp.*`, `t_block.1.*`, `y_embedder.y_proj.fc{1,2}.*`, `y_embedder.y_embedding`,
