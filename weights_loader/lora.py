@@ -1,4 +1,4 @@
-"""LoRA adapters in the diffusers / PEFT file layout <-> minidit's `LoRALinear` layers (PixArt).
+"""LoRA adapters in the diffusers / PEFT file layout <-> minidit's `LoRALinear` layers (PixArt, SD3, Hunyuan-DiT).
 
 The layouts (what diffusers 0.42 and PEFT 0.21 write and read):
   * diffusers `pytorch_lora_weights.safetensors` (`save_lora_weights`; `load_lora_weights` /
@@ -14,15 +14,19 @@ The layouts (what diffusers 0.42 and PEFT 0.21 write and read):
 PEFT's `rank_pattern` / `alpha_pattern` keys match a layer name or its ending (regular expressions,
 `get_pattern_key`: `(.*\\.)?(<key>)$`); the first matching key wins.
 
-Names. minidit's PixArt keeps the official fused layers; the diffusers <-> minidit layer map is
-read off the checkpoint rename `weights_loader.pixart.pixart_from_diffusers` itself (`layer_map`:
-it is run on stand-in tensors that carry their own key's index, so a fused minidit weight shows
-which diffusers layers it is made of, in row order): `transformer_blocks.i.attn1.to_q | to_k |
-to_v` -> `blocks.i.attn.qkv`, `attn2.to_k | to_v` -> `cross_attn.kv_linear`, the other Linears 1:1.
+Names. minidit keeps the official fused layers; the diffusers <-> minidit layer map is read off
+each family's checkpoint rename itself (`pixart_from_diffusers`, `mmdit_from_diffusers`,
+`hunyuan_from_diffusers`; `layer_map`: the rename is run on stand-in tensors that carry their own
+key's index, so a fused minidit weight shows which diffusers layers it is made of, in row order, and
+a row-swapped one shows the swap). PixArt: `transformer_blocks.i.attn1.to_q | to_k | to_v` ->
+`blocks.i.attn.qkv`, `attn2.to_k | to_v` -> `cross_attn.kv_linear`; SD3: `attn.to_q | to_k |
+to_v` -> `joint_blocks.i.x_block.attn.qkv`, `attn.add_q_proj | ...` -> `context_block.attn.qkv`;
+Hunyuan-DiT: `attn1.to_q | to_k | to_v` -> `attn1.Wqkv`, `attn2.to_k | to_v` -> `attn2.kv_proj`; the
+other Linears 1:1. `norm_out.linear` (SD3, Hunyuan-DiT; SD3's last `norm1_context.linear`) stores
+(scale, shift) where the official layer has (shift, scale): a LoRA's lora_B rows are swapped too.
 Adapters on diffusers' separate q / k / v load into the parts of a `SplitLinear`
 (`<layer>.parts.<i>`); a minidit adapter on a whole fused layer is written as one adapter per part
-(lora_A repeated, lora_B cut by rows: the same update). PixArt only: SD3's and Hunyuan-DiT's
-renames also reorder rows (`swap_scale_shift`) and are not mapped here yet.
+(lora_A repeated, lora_B cut by rows: the same update).
 
 Refused with a clear error: kohya-style keys (`lora_unet_...`, `lora_down` / `lora_up`), DoRA
 (`lora_magnitude_vector`), `lora_bias`, rsLoRA (`use_rslora`), layers that are not in the model,
@@ -39,9 +43,13 @@ import torch
 from torch import nn
 
 from minidit.lora import LoRALinear, SplitLinear, add_adapters, lora_layers
+from minidit.hunyuan import HunyuanDiT
+from minidit.mmdit import MMDiT
 from minidit.pixart import PixArt
 from .errors import CheckpointError
+from .hunyuan import hunyuan_from_diffusers
 from .keymap import preview
+from .mmdit import mmdit_from_diffusers, swap_scale_shift
 from .pixart import pixart_from_diffusers
 
 WEIGHT_NAME = "pytorch_lora_weights.safetensors"   # diffusers' file name (LORA_WEIGHT_NAME_SAFE)
@@ -51,8 +59,9 @@ PREFIX = "transformer."                             # the pipeline-level files' 
 
 
 class _TaggedKeys(dict):
-    """A stand-in state dict for a rename function: any key it takes is answered with a (1, 1) tensor
-    holding the key's index in `taken`, so the renamed dict shows where each source key went."""
+    """A stand-in state dict for a rename function: the i-th key it takes is answered with the (2, 1)
+    tensor [[i], [i + 0.5]], so the renamed dict shows where each source key went, in which row order
+    (fused by `cat`), and whether its two halves were swapped (`swap_scale_shift`)."""
 
     def __init__(self, present):
         super().__init__()
@@ -63,22 +72,46 @@ class _TaggedKeys(dict):
 
     def pop(self, key, *default):
         self.taken.append(key)
-        return torch.tensor([[float(len(self.taken) - 1)]])
+        i = float(len(self.taken) - 1)
+        return torch.tensor([[i], [i + 0.5]])
 
 
-def layer_map(model: PixArt) -> dict[str, list[str]]:
-    """{minidit Linear: [the diffusers Linear(s) it is made of, in row order]} for this PixArt model."""
-    if not isinstance(model, PixArt):
-        raise CheckpointError(f"diffusers LoRA names are mapped for PixArt models only, not {type(model).__name__}")
-    micro = model.config.micro_condition
-    tags = _TaggedKeys(lambda key: micro and "resolution_embedder" in key)
-    renamed = pixart_from_diffusers(tags, model.config.depth)
+# Each family's diffusers rename (weights_loader/<family>.py), its arguments, and the optional keys it
+# asks about with `has` (only PixArt's α-1024 micro-conditions).
+RENAMES = {
+    PixArt: (pixart_from_diffusers, lambda m: (m.config.depth,),
+             lambda m: lambda key: m.config.micro_condition and "resolution_embedder" in key),
+    MMDiT: (mmdit_from_diffusers, lambda m: (m.config,), lambda m: lambda key: False),
+    HunyuanDiT: (hunyuan_from_diffusers, lambda m: (m.config,), lambda m: lambda key: False),
+}
+
+
+def _trace(model) -> dict[str, list[tuple[str, bool]]]:
+    """{minidit Linear: [(diffusers Linear, rows halves swapped?), ...] in row order}."""
+    family = next((cls for cls in RENAMES if isinstance(model, cls)), None)
+    if family is None:
+        raise CheckpointError(f"diffusers LoRA names are mapped for {', '.join(c.__name__ for c in RENAMES)} "
+                              f"models, not {type(model).__name__}")
+    rename, args, present = RENAMES[family]
+    tags = _TaggedKeys(present(model))
     out = {}
-    for key, rows in renamed.items():
+    for key, rows in rename(tags, *args(model)).items():
         name = key.removesuffix(".weight")
         if key.endswith(".weight") and _is_linear(model, name):
-            out[name] = [tags.taken[int(i)].removesuffix(".weight") for i in rows.flatten()]
+            pairs = rows.flatten().reshape(-1, 2).tolist()            # one (first, second) pair per source key
+            out[name] = [(tags.taken[int(min(a, b))].removesuffix(".weight"), a > b) for a, b in pairs]
     return out
+
+
+def layer_map(model) -> dict[str, list[str]]:
+    """{minidit Linear: [the diffusers Linear(s) it is made of, in row order]} for this model."""
+    return {name: [part for part, _ in parts] for name, parts in _trace(model).items()}
+
+
+def swapped_layers(model) -> set[str]:
+    """The minidit Linears whose output rows are diffusers' with the two halves swapped (adaLN (shift,
+    scale) vs diffusers' (scale, shift)): a LoRA's B is swapped the same way."""
+    return {name for name, parts in _trace(model).items() if any(swap for _, swap in parts)}
 
 
 def _is_linear(model: nn.Module, name: str) -> bool:
@@ -89,7 +122,7 @@ def _is_linear(model: nn.Module, name: str) -> bool:
         return False
 
 
-def fused_parts(model: PixArt) -> dict[str, int]:
+def fused_parts(model: nn.Module) -> dict[str, int]:
     """{minidit layer: number of diffusers layers fused in it} for the fused ones (the `split=` of add_lora)."""
     return {name: len(parts) for name, parts in layer_map(model).items() if len(parts) > 1}
 
@@ -99,9 +132,9 @@ def fused_parts(model: PixArt) -> dict[str, int]:
 # ------------------------------------------------------------------------------------------------
 
 
-def diffusers_lora_state_dict(model: PixArt) -> tuple[dict[str, torch.Tensor], dict[str, tuple[int, float]]]:
+def diffusers_lora_state_dict(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, tuple[int, float]]]:
     """The model's adapters under diffusers' names (no prefix), and {diffusers layer: (rank, alpha)}."""
-    names = layer_map(model)
+    names, swapped = layer_map(model), swapped_layers(model)
     sd, config = {}, {}
     for name, layer in lora_layers(model).items():
         fused, _, part = name.partition(".parts.")
@@ -113,6 +146,7 @@ def diffusers_lora_state_dict(model: PixArt) -> tuple[dict[str, torch.Tensor], d
         else:                                      # a whole layer: one adapter per diffusers part
             targets = list(zip(parts, layer.lora_B.chunk(len(parts), dim=0)))
         for target, B in targets:
+            B = swap_scale_shift(B) if fused in swapped else B
             sd[f"{target}.lora_A.weight"] = layer.lora_A.detach().clone()      # one copy per part
             sd[f"{target}.lora_B.weight"] = B.detach().clone()
             config[target] = (layer.rank, layer.alpha)
@@ -131,7 +165,7 @@ def peft_config(config: dict[str, tuple[int, float]]) -> dict:
             "alpha_pattern": {exact[n]: a for n, (_, a) in config.items() if a != alpha}}
 
 
-def save_lora_diffusers(model: PixArt, path, *, prefix: str = PREFIX) -> Path:
+def save_lora_diffusers(model: nn.Module, path, *, prefix: str = PREFIX) -> Path:
     """Write the adapters as diffusers' `pytorch_lora_weights.safetensors` (`path`: a folder or a file
     name). prefix "transformer." is the pipeline-level layout; "" the model-level one. Returns the file."""
     from safetensors.torch import save_file
@@ -207,20 +241,20 @@ def _check_supported(sd: dict, config: dict | None, what: str) -> None:
                               f"other adapter types?): {preview(other, 6)}")
 
 
-def load_lora_diffusers(model: PixArt, source, *, dropout: float = 0.0) -> list[str]:
-    """Add the adapters of a diffusers / PEFT LoRA file (or folder, or state dict) to a minidit PixArt.
+def load_lora_diffusers(model: nn.Module, source, *, dropout: float = 0.0) -> list[str]:
+    """Add the adapters of a diffusers / PEFT LoRA file (or folder, or state dict) to a minidit PixArt, MMDiT or HunyuanDiT.
     Strict: every key must map to a Linear of the model and fit it. Returns the minidit layers adapted."""
     sd, config, what = read_lora_file(source)
     if not sd:
         raise CheckpointError(f"{what} holds no tensors (a LoRA for another component? the keys are expected "
                               f"under '{PREFIX}' or without a prefix)")
     _check_supported(sd, config, what)
-    names = layer_map(model)
+    names, swapped = layer_map(model), swapped_layers(model)
     where = {part: (name, i) for name, parts in names.items() for i, part in enumerate(parts)}
     layers = sorted({k.rsplit(".lora_", 1)[0] for k in sd})
     unknown = [layer for layer in layers if layer not in where]
     if unknown:
-        raise CheckpointError(f"{len(unknown)} layers of {what} are not Linear layers of this PixArt model "
+        raise CheckpointError(f"{len(unknown)} layers of {what} are not Linear layers of this {type(model).__name__} model "
                               f"(diffusers names expected, e.g. transformer_blocks.0.attn1.to_q): {preview(unknown, 8)}")
     missing = [f"{layer}.lora_{ab}.weight" for layer in layers for ab in "AB" if f"{layer}.lora_{ab}.weight" not in sd]
     if missing:
@@ -241,6 +275,7 @@ def load_lora_diffusers(model: PixArt, source, *, dropout: float = 0.0) -> list[
             alpha = float(_pattern_value(config.get("alpha_pattern") or {}, layer, config.get("lora_alpha", rank)))
         name, i = where[layer]
         target = f"{name}.parts.{i}" if len(names[name]) > 1 else name
+        B = swap_scale_shift(B) if name in swapped and B.shape[0] % 2 == 0 else B
         ours[target], adapters[f"{target}.lora_A"], adapters[f"{target}.lora_B"] = (rank, alpha), A, B
     try:
         return add_adapters(model, adapters, ours, dropout=dropout, split=fused_parts(model), what=what)
