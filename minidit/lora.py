@@ -249,7 +249,8 @@ def unmerge_lora(model: nn.Module) -> None:
 
 def remove_lora(model: nn.Module, *, merge: bool = True) -> nn.Module:
     """Put plain nn.Linear layers back (adapters merged in first, unless merge=False drops them); fused
-    layers that were split are fused again. The model then has its original module names and keys."""
+    layers that were split are fused again. The model then has its original module names and keys (its
+    parameters stay frozen, as add_lora left them)."""
     for name, layer in list(lora_layers(model).items()):
         if merge:
             layer.merge()
@@ -281,12 +282,15 @@ def save_lora(model: nn.Module, path) -> None:
     sd = {k: v.contiguous() for k, v in lora_state_dict(model).items()}
     if not sd:
         raise InputError("the model has no LoRA adapters to save: call add_lora first")
-    save_file(sd, str(path), metadata={"format": FORMAT, "lora": json.dumps(lora_config(model))})
+    fused = {name: len(m.parts) for name, m in model.named_modules() if isinstance(m, SplitLinear)}
+    save_file(sd, str(path), metadata={"format": FORMAT, "lora": json.dumps(lora_config(model)),
+                                       "split": json.dumps(fused)})
 
 
 def load_lora(model: nn.Module, path, *, dropout: float = 0.0, split: dict[str, int] | None = None) -> list[str]:
     """Add the adapters of a `save_lora` file to `model` (which must not have adapters on those layers).
-    Strict: every layer of the file must exist in the model, every tensor must fit. Returns the layers."""
+    Strict: every layer of the file must exist in the model, every tensor must fit. The fused layers
+    that were split when the file was saved are split again (`split=` overrides). Returns the layers."""
     from safetensors import safe_open
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
@@ -294,6 +298,7 @@ def load_lora(model: nn.Module, path, *, dropout: float = 0.0, split: dict[str, 
     if meta.get("format") != FORMAT:
         raise InputError(f"{path} is not a minidit LoRA file (metadata format {meta.get('format')!r}); for a "
                          "diffusers / PEFT file use weights_loader.lora.load_lora_diffusers")
+    split = split if split is not None else json.loads(meta.get("split", "{}"))
     return add_adapters(model, sd, {k: tuple(v) for k, v in json.loads(meta["lora"]).items()}, dropout=dropout,
                         split=split, what=str(Path(path).name))
 

@@ -149,12 +149,14 @@ def test_only_adapters_train_and_the_file_holds_only_them(folder, tmp_path):
     model = load_pixart(folder)
     names = add_lora(model, ["attn.proj"], rank=4, alpha=4.0)
     assert names == ["blocks.0.attn.proj", "blocks.1.attn.proj"]
+    names += add_lora(model, ["attn.qkv.parts.2"], rank=2, alpha=1.0, split={"attn.qkv": 3})     # v only
+    assert names[2:] == ["blocks.0.attn.qkv.parts.2", "blocks.1.attn.qkv.parts.2"]
     trainable = sorted(n for n, p in model.named_parameters() if p.requires_grad)
     assert trainable == sorted(f"{n}.{ab}" for n in names for ab in ("lora_A", "lora_B"))
     _randomize_adapters(model)
     save_lora(model, tmp_path / "a.safetensors")
     fresh = load_pixart(folder)
-    assert load_lora(fresh, tmp_path / "a.safetensors") == names
+    assert load_lora(fresh, tmp_path / "a.safetensors") == sorted(names)      # the split is in the file
     for k, v in lora_state_dict(model).items():
         assert torch.equal(lora_state_dict(fresh)[k], v)
     assert torch.equal(_ours(fresh), _ours(model))
