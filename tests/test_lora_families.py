@@ -1,7 +1,9 @@
 """LoRA files for SD3 (MM-DiT) and Hunyuan-DiT, both ways: minidit's adapters saved in the diffusers
 layout give diffusers' output after its own loader reads them, and PEFT adapters made on diffusers'
-model give the same output in minidit. SD3's transformer has diffusers' LoRA loader (`PeftAdapterMixin`);
-Hunyuan-DiT's (0.42.1) has none, so the mixin is added here as for PixArt in tests/test_lora.py.
+model give the same output in minidit. SD3 goes through StableDiffusion3Pipeline's own LoRA
+classmethods (`lora_state_dict` + `load_lora_into_transformer`: what `load_lora_weights` does for the
+transformer; `save_lora_weights`); Hunyuan-DiT's transformer (0.42.1) has no LoRA loader, so diffusers'
+`PeftAdapterMixin` is mixed in here as for PixArt in tests/test_lora.py.
 The layers with diffusers' (scale, shift) row order (`norm_out.linear`) are among the adapted ones."""
 import pytest
 import torch
@@ -60,6 +62,18 @@ class SD3Case:
     def oracle(self, folder):
         return diffusers.SD3Transformer2DModel.from_pretrained(folder).eval()
 
+    def load_file(self, oracle, path):
+        """What StableDiffusion3Pipeline.load_lora_weights does for the transformer."""
+        pipe = diffusers.StableDiffusion3Pipeline
+        state_dict, metadata = pipe.lora_state_dict(str(path), return_lora_metadata=True)
+        pipe.load_lora_into_transformer(state_dict, transformer=oracle, metadata=metadata)
+
+    def save_file(self, oracle, folder):
+        """StableDiffusion3Pipeline.save_lora_weights: the pipeline-level file, with the metadata."""
+        diffusers.StableDiffusion3Pipeline.save_lora_weights(
+            folder, transformer_lora_layers=peft.get_peft_model_state_dict(oracle),
+            transformer_lora_adapter_metadata=oracle.peft_config["default"].to_dict())
+
     def ours(self, folder):
         return load_mmdit(folder)
 
@@ -90,6 +104,12 @@ class HunyuanCase(SD3Case):
 
     def ours(self, folder):
         return load_hunyuan(folder)
+
+    def load_file(self, oracle, path):
+        oracle.load_lora_adapter(str(path.parent), weight_name=path.name, prefix="transformer")
+
+    def save_file(self, oracle, folder):
+        oracle.save_lora_adapter(str(folder))                   # the model-level file
 
     def run_ours(self, model):
         x, t, kw, cos, sin = _hunyuan_inputs()
@@ -133,7 +153,7 @@ def test_minidit_adapters_load_in_diffusers(case, tmp_path):
     path = save_lora_diffusers(model, tmp_path)
     oracle = c.oracle(folder)
     base = c.run_theirs(oracle)
-    oracle.load_lora_adapter(str(tmp_path), weight_name=path.name, prefix="transformer")
+    c.load_file(oracle, path)
     expected = c.run_theirs(oracle)
     assert (expected - base).abs().max() > 1e-2 * base.abs().max()
     assert_parity(c.run_ours(model), expected, tol=FP32, what="minidit adapters vs the same file in diffusers")
@@ -144,7 +164,7 @@ def test_peft_adapters_load_into_minidit(case, tmp_path):
     oracle = c.oracle(folder)
     oracle.add_adapter(peft.LoraConfig(r=4, lora_alpha=6, target_modules=c.peft_targets, init_lora_weights=False))
     expected = c.run_theirs(oracle)
-    oracle.save_lora_adapter(str(tmp_path))
+    c.save_file(oracle, tmp_path)
     model = c.ours(folder)
     load_lora_diffusers(model, tmp_path)
     assert_parity(c.run_ours(model), expected, tol=FP32, what="a diffusers-saved adapter in minidit")
