@@ -150,9 +150,8 @@ def train(cfg: TrainConfig, model, data, objective, world: D.World | None = None
     exported = None
     if cfg.export:
         shadow = D.full_state(ema.shadow)
-        suffix = ".pt" if type(core).__name__ == "DiT" else ".pth"
         if world.main:
-            exported = export_weights(out / f"ema{suffix}", core, shadow)
+            exported = export_weights(out / "ema", core, shadow)                # ema.pt (DiT) / ema.pth (PixArt)
         D.barrier(world)
     if world.main:
         (out / "log.json").write_text(json.dumps({"config": record, "losses": losses, "log": log}, indent=1))

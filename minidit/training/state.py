@@ -97,9 +97,12 @@ def official_state_dict(model, weights: dict) -> tuple[dict, str]:
 
 
 def export_weights(path, model, weights: dict) -> Path:
-    """Write `weights` (the EMA shadow, usually) of `model` in its family's original layout, no optimizer state."""
+    """Write `weights` (the EMA shadow, usually) of `model` in its family's original layout, no optimizer state.
+    A `path` without a suffix gets the family's (.pt for DiT, .pth for PixArt)."""
     blob, suffix = official_state_dict(model, weights)
     path = Path(path)
+    if not path.suffix:
+        path = path.with_suffix(suffix)
     if path.suffix != suffix:
         raise ValueError(f"a {type(model).__name__} export is a {suffix} file (the official layout), got {path.name}")
     path.parent.mkdir(parents=True, exist_ok=True)
