@@ -232,14 +232,15 @@ class AttentionKVCompress(Attention):
 
 
 class PixArtBlock(nn.Module):
-    """A PixArt block: adaLN-single-modulated self-attention and MLP, unmodulated cross-attention."""
+    """A PixArt block: adaLN-single-modulated self-attention and MLP, unmodulated cross-attention.
+    `cross_attention=False` leaves the cross-attention out (Latte's temporal blocks, `minidit/latte.py`)."""
 
     def __init__(self, hidden_size: int, num_heads: int, mlp_ratio: float = 4.0, sampling: str | None = None,
-                 sr_ratio: int = 1, qk_norm: bool = False):
+                 sr_ratio: int = 1, qk_norm: bool = False, cross_attention: bool = True):
         super().__init__()
         self.norm1 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
         self.attn = AttentionKVCompress(hidden_size, num_heads, sampling, sr_ratio, qk_norm)
-        self.cross_attn = MultiHeadCrossAttention(hidden_size, num_heads)
+        self.cross_attn = MultiHeadCrossAttention(hidden_size, num_heads) if cross_attention else None
         self.norm2 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
         self.mlp = Mlp(hidden_size, int(hidden_size * mlp_ratio), approximate="tanh")
         self.scale_shift_table = nn.Parameter(torch.randn(6, hidden_size) / hidden_size**0.5)
@@ -251,7 +252,8 @@ class PixArtBlock(nn.Module):
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = table.chunk(6, dim=1)  # (B, 1, D)
         # x + gate * branch, fused into one addcmul (no (B, T, D) temporary for gate * branch)
         x = torch.addcmul(x, gate_msa, self.attn(t2i_modulate(self.norm1(x), shift_msa, scale_msa), hw))
-        x = x + self.cross_attn(x, y, mask)
+        if self.cross_attn is not None:
+            x = x + self.cross_attn(x, y, mask)
         x = torch.addcmul(x, gate_mlp, self.mlp(t2i_modulate(self.norm2(x), shift_mlp, scale_mlp)))
         return x                                                               # (B, T, D)
 
