@@ -128,6 +128,17 @@ def default_dtypes(device) -> tuple[torch.dtype, torch.dtype, torch.dtype]:
     return torch.float32, torch.float32, torch.float32
 
 
+def t5_states(t5, tokenizer, texts: list[str], max_length: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """lower().strip() (diffusers without clean_caption) -> tokens padded to `max_length` -> T5 states
+    (B, L, C_cap) and mask (B, L). Also the video pipelines' (`pipelines/video.py`) T5 stage."""
+    tokens = tokenizer([t.lower().strip() for t in texts], max_length=max_length)
+    ids, mask = tokens["input_ids"].to(device), tokens["attention_mask"].to(device)
+    guard_fp16(t5)
+    states = t5(ids, attention_mask=mask).last_hidden_state
+    check_finite(states, "text encoding (T5)", precision_hint(t5, "T5", "text_encoder_dtype"))
+    return states, mask
+
+
 class PixArtPipeline(StagedPipeline):
     """pipe(prompt, negative_prompt="", height, width, num_inference_steps=20, guidance_scale=4.5,
     generator=None) -> list[PIL.Image]."""
@@ -253,13 +264,7 @@ class PixArtPipeline(StagedPipeline):
 
     # ---------------------------------------------------------------- stage 1: text
     def _t5(self, t5, texts, max_length: int):
-        """lower().strip() (diffusers without clean_caption) -> tokens -> T5 states (B, L, C_cap), mask (B, L)."""
-        tokens = self.tokenizer([t.lower().strip() for t in texts], max_length=max_length)
-        ids, mask = tokens["input_ids"].to(self.device), tokens["attention_mask"].to(self.device)
-        guard_fp16(t5)
-        states = t5(ids, attention_mask=mask).last_hidden_state
-        check_finite(states, "text encoding (T5)", precision_hint(t5, "T5", "text_encoder_dtype"))
-        return states, mask
+        return t5_states(t5, self.tokenizer, texts, max_length, self.device)
 
     @torch.no_grad()
     def encode_prompt(self, prompt, negative_prompt="", *, max_sequence_length: int | None = None,
