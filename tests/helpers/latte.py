@@ -1,7 +1,7 @@
 """Tiny random Latte models and pipeline folders written by diffusers' `save_pretrained`.
 
 The transformer has Latte-1's options (ada_norm_single, gelu-approximate, no norm affine, learned sigma)
-at a tiny size; `video_length` 4 frames. The pipeline reuses PixArt's tiny T5 + VAE recipe
+at a tiny size; `video_length` 16 frames (Latte-1's). The pipeline reuses PixArt's tiny T5 + VAE recipe
 (`helpers.pixart.tiny_t5_and_vae`) and Latte-1's sampler: DDIMScheduler with linear betas 1e-4..0.02 and
 clip_sample=False (the official t2v_sample.yaml). Every weight is randomised (helpers.weights.randomize),
 including the adaLN tables and the output layer the default init leaves at zero.
@@ -14,7 +14,7 @@ import torch
 from helpers.pixart import T5_WIDTH, scale, tiny_t5_and_vae
 from helpers.weights import randomize
 
-FRAMES = 4
+FRAMES = 16
 TINY = dict(num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8, num_layers=2,
             cross_attention_dim=16, attention_bias=True, sample_size=8, patch_size=2, activation_fn="gelu-approximate",
             num_embeds_ada_norm=1000, norm_type="ada_norm_single", norm_elementwise_affine=False, norm_eps=1e-6,
