@@ -3,8 +3,8 @@
     save_video(frames, "clip.gif", fps=8)      # .gif / .webp: animated; any other image file: the frame grid
     frame_grid(frames, columns=4)              # a PIL image, frames left to right, top to bottom
 
-`frames` is one video: a list of PIL images (what the video pipelines return per video) or a uint8
-array (F, H, W, 3).
+`frames` is one video: a list of PIL images (what the video pipelines return per video), of uint8
+arrays (H, W, 3), or one uint8 array (F, H, W, 3).
 
 What survives the round trip (tests/test_video_output.py measures it):
   * WebP, lossless (the default here): every pixel of every frame exactly.
@@ -33,17 +33,21 @@ ANIMATED = (".gif", ".webp")
 
 
 def as_images(frames) -> list[Image.Image]:
-    """A list of PIL images, or a uint8 array (F, H, W, 3) -> a list of RGB PIL images (all the same size)."""
-    if isinstance(frames, np.ndarray):
-        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-            raise InputError(f"frames must be a uint8 array (F, H, W, 3), got {frames.dtype} {frames.shape}")
-        frames = [Image.fromarray(f) for f in frames]
-    images = list(frames)
+    """PIL images or uint8 arrays (H, W, 3), or a uint8 array (F, H, W, 3) -> RGB PIL images (all the same size)."""
+    if isinstance(frames, np.ndarray) and (frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8):
+        raise InputError(f"frames must be a uint8 array (F, H, W, 3), got {frames.dtype} {frames.shape}")
+    images = [_image(f) for f in frames]
     if not images or not all(isinstance(im, Image.Image) for im in images):
         raise InputError("frames must be a non-empty list of PIL images (one video of the pipeline's output)")
     if len({im.size for im in images}) != 1:
         raise InputError(f"every frame must have the same size, got {sorted({im.size for im in images})}")
     return [im.convert("RGB") for im in images]
+
+
+def _image(frame):
+    if isinstance(frame, np.ndarray) and frame.ndim == 3 and frame.shape[-1] == 3 and frame.dtype == np.uint8:
+        return Image.fromarray(frame)
+    return frame
 
 
 def frame_duration_ms(fps: float) -> int:
