@@ -43,19 +43,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
-from .embed import get_1d_sincos_pos_embed, unpatchify
-from .pixart import PixArt, PixArtBlock, PixArtConfig
-
-
-def spatial_to_temporal(x, F: int, S: int):   # TEMPORARY until branch st's minidit/spacetime.py is merged
-    return x.reshape(-1, F, S, x.shape[-1]).transpose(1, 2).reshape(-1, F, x.shape[-1])
-
-
-def temporal_to_spatial(x, F: int, S: int):   # TEMPORARY
-    return x.reshape(-1, S, F, x.shape[-1]).transpose(1, 2).reshape(-1, S, x.shape[-1])
+from .embed import pos_embed_temporal, unpatchify
+from .pixart import PixArt, PixArtBlock, PixArtConfig, embed_caption
+from .spacetime import from_spatial, from_temporal, to_spatial, to_temporal
 
 
 CAPTION_TOKENS = 120      # T5 tokens per prompt (Latte's pipelines: max_length = 120)
@@ -117,7 +109,8 @@ class LatteConfig:
         return PixArtConfig(input_size=self.sample_size, patch_size=self.patch_size, in_channels=self.in_channels,
                             hidden_size=self.hidden_size, depth=self.num_layers, num_heads=self.num_attention_heads,
                             pred_sigma=self.pred_sigma, caption_channels=self.caption_channels,
-                            pe_interpolation=self.pe_interpolation, model_max_length=CAPTION_TOKENS)
+                            pe_interpolation=self.pe_interpolation, model_max_length=CAPTION_TOKENS,
+                            class_dropout_prob=0.0)      # no null caption to drop to
 
     def check_frames(self, frames: int) -> int:
         """F = 1 (one image) or F = video_length; anything else is a ValueError saying so."""
@@ -151,8 +144,7 @@ class Latte(PixArt):
 
     def temp_pos_embed(self, frames: int, device=None, dtype=None):
         """The 1-D sin-cos table of the frame index 0..F-1 (sin first, as diffusers / the official code): (1, F, D)."""
-        pos = torch.arange(frames, dtype=torch.float32, device="cpu")
-        return get_1d_sincos_pos_embed(self.config.hidden_size, pos).to(device=device, dtype=dtype)[None]
+        return pos_embed_temporal(self.config.hidden_size, frames).to(device=device, dtype=dtype)[None]
 
     def forward(self, x, timestep, y, mask=None, *, temporal: bool = True):
         """x (B, C, F, H, W) noisy latents; timestep (B,) 0..999; y (B, L, C_cap) T5 states; mask (B, L),
@@ -167,22 +159,21 @@ class Latte(PixArt):
         x = self.x_embedder(x) + self.pos_embed(h, w, x.device, x.dtype)        # (B*F, S, D)
         t = self.t_embedder(timestep)                                           # (B, D)
         t0 = self.t_block(t)                                                    # (B, 6D)
-        if y.ndim != 3 or y.shape[0] != B:
-            raise ValueError(f"caption states y must be (B, L, C_cap) with B = {B}, got {tuple(y.shape)}")
-        y = self.y_embedder(y).repeat_interleave(F, dim=0)                      # (B*F, L, D)
-        mask = self._key_padding_mask(mask, B, y.shape[1])
+        y, mask = embed_caption(self.y_embedder, y, mask, B)                    # (B, L, D), (B, L) bool or None
+        y = y.repeat_interleave(F, dim=0)                                       # (B*F, L, D)
         mask = None if mask is None else mask.repeat_interleave(F, dim=0)      # (B*F, L)
         t0_spatial = t0.repeat_interleave(F, dim=0)                             # (B*F, 6D)
-        t0_temporal = t0.repeat_interleave(h * w, dim=0)                        # (B*S, 6D)
+        S = h * w
+        t0_temporal = t0.repeat_interleave(S, dim=0)                            # (B*S, 6D)
         for i, (spatial, temporal_block) in enumerate(zip(self.blocks, self.temporal_blocks)):
             x = spatial(x, y, t0_spatial, mask, (h, w))                         # (B*F, S, D)
             if not temporal:
                 continue
-            x = spatial_to_temporal(x, F, h * w)                                     # (B*S, F, D)
+            x = to_temporal(from_spatial(x, F, S), F, S)                        # (B*S, F, D)
             if i == 0 and F > 1:
                 x = x + self.temp_pos_embed(F, x.device, x.dtype)
             x = temporal_block(x, None, t0_temporal)                            # (B*S, F, D)
-            x = temporal_to_spatial(x, F, h * w)                                     # (B*F, S, D)
+            x = to_spatial(from_temporal(x, F, S), F, S)                        # (B*F, S, D)
         x = self.final_layer(x, t.repeat_interleave(F, dim=0))                  # (B*F, S, p*p*C_out)
         x = unpatchify(x, p, h, w)                                              # (B*F, C_out, H, W)
         return x.reshape(B, F, -1, H, W).transpose(1, 2)                        # (B, C_out, F, H, W)

@@ -245,17 +245,25 @@ class PixArtBlock(nn.Module):
         self.mlp = Mlp(hidden_size, int(hidden_size * mlp_ratio), approximate="tanh")
         self.scale_shift_table = nn.Parameter(torch.randn(6, hidden_size) / hidden_size**0.5)
 
-    def forward(self, x, y, t0, mask=None, hw=None):
-        """x (B, T, D) image tokens, y (B, L, D) caption tokens, t0 (B, 6D), mask (B, L) True = real token."""
-        B = x.shape[0]
-        table = self.scale_shift_table[None] + t0.reshape(B, 6, -1)            # (B, 6, D)
-        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = table.chunk(6, dim=1)  # (B, 1, D)
-        # x + gate * branch, fused into one addcmul (no (B, T, D) temporary for gate * branch)
-        x = torch.addcmul(x, gate_msa, self.attn(t2i_modulate(self.norm1(x), shift_msa, scale_msa), hw))
+    def modulation(self, t0):
+        """adaLN-single: this block's table + the shared t0 (B, 6D) -> shift_msa, scale_msa, gate_msa,
+        shift_mlp, scale_mlp, gate_mlp, each (B, 1, D)."""
+        table = self.scale_shift_table[None] + t0.reshape(t0.shape[0], 6, -1)  # (B, 6, D)
+        return table.chunk(6, dim=1)
+
+    def cross_attn_and_mlp(self, x, y, mask, shift_mlp, scale_mlp, gate_mlp):
+        """The block after its self-attention: unmodulated, ungated cross-attention (if the block has one),
+        then the modulated MLP."""
         if self.cross_attn is not None:
             x = x + self.cross_attn(x, y, mask)
-        x = torch.addcmul(x, gate_mlp, self.mlp(t2i_modulate(self.norm2(x), shift_mlp, scale_mlp)))
-        return x                                                               # (B, T, D)
+        return torch.addcmul(x, gate_mlp, self.mlp(t2i_modulate(self.norm2(x), shift_mlp, scale_mlp)))
+
+    def forward(self, x, y, t0, mask=None, hw=None):
+        """x (B, T, D) image tokens, y (B, L, D) caption tokens, t0 (B, 6D), mask (B, L) True = real token."""
+        shift_msa, scale_msa, gate_msa, *mlp = self.modulation(t0)              # (B, 1, D) each
+        # x + gate * branch, fused into one addcmul (no (B, T, D) temporary for gate * branch)
+        x = torch.addcmul(x, gate_msa, self.attn(t2i_modulate(self.norm1(x), shift_msa, scale_msa), hw))
+        return self.cross_attn_and_mlp(x, y, mask, *mlp)                       # (B, T, D)
 
 
 class T2IFinalLayer(nn.Module):
@@ -293,27 +301,9 @@ class PixArt(nn.Module):
         self.initialize_weights()
 
     def initialize_weights(self):
-        """The official initialisation (PixArtMS.initialize): the cross-attn output and the final
-        Linear start at zero; the scale_shift_tables keep their randn / sqrt(D) init."""
-        def _basic_init(module):
-            if isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-        self.apply(_basic_init)
-        w = self.x_embedder.proj.weight
-        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-        embedders = [self.t_embedder]
-        if self.config.micro_condition:
-            embedders += [self.csize_embedder, self.ar_embedder]
-        linears = [e.mlp[i] for e in embedders for i in (0, 2)]
-        for linear in linears + [self.t_block[1], self.y_embedder.y_proj.fc1, self.y_embedder.y_proj.fc2]:
-            nn.init.normal_(linear.weight, std=0.02)
-        for block in self.blocks:
-            nn.init.zeros_(block.cross_attn.proj.weight)
-            nn.init.zeros_(block.cross_attn.proj.bias)
-        nn.init.zeros_(self.final_layer.linear.weight)
-        nn.init.zeros_(self.final_layer.linear.bias)
+        """The official initialisation (PixArtMS.initialize): see `initialize_pixart_weights`."""
+        embedders = [self.csize_embedder, self.ar_embedder] if self.config.micro_condition else []
+        initialize_pixart_weights(self, embedders)
 
     def pos_embed(self, h: int, w: int, device=None, dtype=None):
         """The sin-cos table for an h x w token grid, each axis stretched to span
@@ -338,13 +328,7 @@ class PixArt(nn.Module):
                                  "(height, width) and aspect_ratio=(B,) height/width")
             t = t + torch.cat([self.csize_embedder(img_hw, B), self.ar_embedder(aspect_ratio, B)], dim=1)
         t0 = self.t_block(t)                                                   # (B, 6D)
-        if y.ndim == 4 and y.shape[1] == 1:                                    # the official (B, 1, L, C_cap)
-            y = y[:, 0]
-        if y.ndim != 3 or y.shape[0] != B:
-            raise ValueError(f"caption states y must be (B, L, C_cap) with B = {B} (the latents' batch), "
-                             f"got {tuple(y.shape)}")
-        y = self.y_embedder(y, self.training)                                  # (B, L, D)
-        mask = self._key_padding_mask(mask, B, y.shape[1])                     # (B, L) bool
+        y, mask = embed_caption(self.y_embedder, y, mask, B, self.training)   # (B, L, D), (B, L) bool
         for block in self.blocks:
             x = block(x, y, t0, mask, (h, w))                                  # (B, T, D)
         x = self.final_layer(x, t)                                             # (B, T, p*p*C_out)
@@ -365,6 +349,41 @@ class PixArt(nn.Module):
             raise ValueError("a caption mask row is all zeros: every caption needs at least one real token "
                              "(T5 always emits </s>)")
         return mask
+
+
+def initialize_pixart_weights(model: nn.Module, extra_embedders=()):
+    """The official initialisation of a PixArt-style model (also Open-Sora's STDiT): xavier-uniform
+    Linears (and the patch embedding, as a Linear), N(0, 0.02) timestep / t_block / caption MLPs,
+    and zeros for every block's cross-attn output and the final Linear; the scale_shift_tables keep
+    their randn / sqrt(D) init."""
+    def _basic_init(module):
+        if isinstance(module, nn.Linear):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    model.apply(_basic_init)
+    w = model.x_embedder.proj.weight
+    nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+    linears = [e.mlp[i] for e in [model.t_embedder, *extra_embedders] for i in (0, 2)]
+    for linear in linears + [model.t_block[1], model.y_embedder.y_proj.fc1, model.y_embedder.y_proj.fc2]:
+        nn.init.normal_(linear.weight, std=0.02)
+    for block in model.blocks:
+        nn.init.zeros_(block.cross_attn.proj.weight)
+        nn.init.zeros_(block.cross_attn.proj.bias)
+    nn.init.zeros_(model.final_layer.linear.weight)
+    nn.init.zeros_(model.final_layer.linear.bias)
+
+
+def embed_caption(y_embedder: CaptionEmbedder, y, mask, B: int, training: bool = False):
+    """T5 states (B, L, C_cap) (or the official (B, 1, L, C_cap)) and their mask -> the projected
+    caption (B, L, D) and a boolean key-padding mask (B, L) or None (checks in PixArt._key_padding_mask)."""
+    if y.ndim == 4 and y.shape[1] == 1:                                        # the official (B, 1, L, C_cap)
+        y = y[:, 0]
+    if y.ndim != 3 or y.shape[0] != B:
+        raise ValueError(f"caption states y must be (B, L, C_cap) with B = {B} (the latents' batch), "
+                         f"got {tuple(y.shape)}")
+    y = y_embedder(y, training)                                                # (B, L, D)
+    return y, PixArt._key_padding_mask(mask, B, y.shape[1])
 
 
 # --------------------------------------------------------------------------------------------
