@@ -52,8 +52,8 @@ from minidit.latte import CAPTION_TOKENS, Latte
 from minidit.samplers import Sampler
 from minidit.scheduler_config import sampler_from_scheduler_config
 from minidit.vae import AutoencoderKL, decode_latents, to_pil
-from weights_loader import PipelineFolder, load_t5, load_t5_tokenizer, load_vae
-from weights_loader.latte import PIPELINE_CLASS, load_latte
+from weights_loader import PipelineFolder, load_latte, load_t5, load_t5_tokenizer, load_vae
+from weights_loader.latte import PIPELINE_CLASS
 from .checks import (check_count, check_finite, check_flag, check_generator, check_guidance, check_int,
                      check_negative_prompts, check_prompts, check_size, check_steps, finite_steps, precision_hint)
 from .common import PromptEmbeds, Staged, StagedPipeline, check_output_type, guided_model_fn, initial_noise
