@@ -1,4 +1,5 @@
 """Load Latte-1 (diffusers `LatteTransformer3DModel` folders) into `minidit.latte.Latte`.
+(Facts: docs/checkpoints.md#latte-1-architecture, docs/checkpoints.md#latte-1-sampling.)
 
 Layout: `maxin-cn/Latte-1` is released as a diffusers pipeline; its `transformer/` folder
 (`config.json` + `diffusion_pytorch_model.safetensors`) is also what the official sampling script
