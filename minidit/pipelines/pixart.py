@@ -60,7 +60,6 @@ from pathlib import Path
 
 import torch
 
-from minidit.errors import InputError
 from minidit.pixart import CAPTION_TOKENS, PixArt
 from minidit.samplers import Sampler
 from minidit.scheduler_config import sampler_from_scheduler_config
@@ -72,8 +71,8 @@ from weights_loader.io import build_on_meta
 from weights_loader.pixart import CAPTION_LENGTH, PIPELINE_VARIANTS, read_pixart_config
 from .checks import (check_count, check_finite, check_flag, check_generator, check_guidance, check_max_sequence_length,
                      check_negative_prompts, check_prompts, check_size, check_steps, finite_steps, precision_hint)
-from .common import (PromptEmbeds, Staged, StagedPipeline, check_output_type, guided_model_fn, initial_noise, pipeline_windows,
-                     to_output)
+from .common import (PromptEmbeds, Staged, StagedPipeline, check_output_type, check_prompt_input, guided_model_fn,
+                     initial_noise, pipeline_windows, to_output)
 from .memory import memory_method, stage
 from .resolution import SIDES, classify_height_width_bin, inference_bins, resize_and_crop
 
@@ -363,12 +362,7 @@ class PixArtPipeline(StagedPipeline):
         check_max_sequence_length(max_sequence_length)
         if decode_tiling is not None:
             check_flag(decode_tiling, "decode_tiling")
-        if prompt_embeds is None:
-            if prompt is None:
-                raise InputError("pass a prompt (or prompt_embeds from encode_prompt)")
-            check_negative_prompts(negative_prompt, len(check_prompts(prompt)))
-        elif not isinstance(prompt_embeds, PromptEmbeds):
-            raise InputError(f"prompt_embeds must be the PromptEmbeds of encode_prompt, not {type(prompt_embeds).__name__}")
+        check_prompt_input(prompt, negative_prompt, prompt_embeds)
         model, device, guided = self.transformer, self.device, guidance_scale > 1
         side = model.config.input_size * self.vae.config.downsample_factor
         asked = (side if height is None else height, side if width is None else width)

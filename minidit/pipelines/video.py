@@ -56,7 +56,8 @@ from weights_loader import PipelineFolder, load_latte, load_t5, load_t5_tokenize
 from weights_loader.latte import PIPELINE_CLASS
 from .checks import (check_count, check_finite, check_flag, check_generator, check_guidance, check_int,
                      check_negative_prompts, check_prompts, check_size, check_steps, finite_steps, precision_hint)
-from .common import PromptEmbeds, Staged, StagedPipeline, check_output_type, guided_model_fn, initial_noise
+from .common import (PromptEmbeds, Staged, StagedPipeline, check_output_type, check_prompt_input, guided_model_fn,
+                     initial_noise)
 from .memory import memory_method, stage
 from .pixart import default_dtypes, t5_states
 
@@ -209,12 +210,7 @@ class VideoPipeline(StagedPipeline):
         side = model.config.sample_size * f
         H, W = check_size(side if height is None else height, side if width is None else width, f * p,
                           "VAE x patch")
-        if prompt_embeds is None:
-            if prompt is None:
-                raise InputError("pass a prompt (or prompt_embeds from encode_prompt)")
-            check_negative_prompts(negative_prompt, len(check_prompts(prompt)))
-        elif not isinstance(prompt_embeds, PromptEmbeds):
-            raise InputError(f"prompt_embeds must be the PromptEmbeds of encode_prompt, not {type(prompt_embeds).__name__}")
+        check_prompt_input(prompt, negative_prompt, prompt_embeds)
         guided, device = guidance_scale > 1, self.device
         stats = self.last_run_stats = {"device": str(device), "memory": memory_method(device)}
         with stage(stats, "text", device):
