@@ -36,24 +36,27 @@ def pixels(videos):
     return np.stack([np.stack([np.asarray(f, dtype=np.int16) for f in v]) for v in videos])   # (B, F, H, W, 3)
 
 
-def run_both(folder, pipe, prompt, frames=FRAMES, **kw):
+def run_both(folder, pipe, prompt, frames=FRAMES, videos=1, **kw):
     """(diffusers latents, diffusers frames, minidit latents, minidit frames) for the same seeded call."""
     ref = reference_pipeline(folder)
     out = []
     for output_type in ("latent", "pil"):
         out.append(ref(prompt, video_length=frames, generator=torch.Generator().manual_seed(0), output_type=output_type,
-                       clean_caption=False, **SIZE, **kw).frames)
+                       clean_caption=False, num_images_per_prompt=videos, **SIZE, **kw).frames)
     for output_type in ("latent", "pil"):
         out.append(pipe(prompt, num_frames=frames, generator=torch.Generator().manual_seed(0), output_type=output_type,
-                        progress=False, **SIZE, **kw))
+                        progress=False, num_videos_per_prompt=videos, **SIZE, **kw))
     return out
 
 
-@pytest.mark.parametrize("prompt,frames", [(PROMPT, FRAMES), ([PROMPT, "a green dog"], FRAMES), (PROMPT, 1)],
-                         ids=["one-prompt", "two-prompts", "one-frame"])
-def test_same_frames_as_diffusers(folder, pipe, prompt, frames):
-    exp_lat, exp, got_lat, got = run_both(folder, pipe, prompt, frames)
-    B = 1 if isinstance(prompt, str) else len(prompt)
+@pytest.mark.parametrize("prompt,frames,kw", [
+    (PROMPT, FRAMES, {}), ([PROMPT, "a green dog"], FRAMES, {}), (PROMPT, 1, {}),
+    (PROMPT, FRAMES, dict(videos=2)),                                     # 2 videos of 1 prompt: the zeroed-padding path
+    (PROMPT, FRAMES, dict(guidance_scale=1.0, negative_prompt="blurry")),  # unguided: the negative prompt unused
+], ids=["one-prompt", "two-prompts", "one-frame", "two-videos-per-prompt", "unguided"])
+def test_same_frames_as_diffusers(folder, pipe, prompt, frames, kw):
+    exp_lat, exp, got_lat, got = run_both(folder, pipe, prompt, frames, **kw)
+    B = (1 if isinstance(prompt, str) else len(prompt)) * kw.get("videos", 1)
     assert got_lat.shape == exp_lat.shape == (B, 4, frames, 8, 8)
     assert_parity(got_lat, exp_lat, tol=FP32_OTHER_KERNEL, what="latents vs diffusers")
     assert len(got) == len(exp) == B and all(len(v) == frames for v in got)
@@ -69,7 +72,10 @@ def test_the_prompt_and_the_batch_reach_the_frames(pipe):
         return pixels(pipe(prompt, generator=torch.Generator().manual_seed(0), progress=False, **SIZE))
     alone = video(PROMPT)
     assert np.abs(video("a green dog") - alone).max() > 10
-    assert np.abs(video([PROMPT, PROMPT])[0] - alone[0]).max() > 0
+    shape = (1, 4, FRAMES, 8, 8)                  # the first video of a batch of 2 starts from the same noise ...
+    assert torch.equal(torch.randn((2, *shape[1:]), generator=torch.Generator().manual_seed(0))[:1],
+                       torch.randn(shape, generator=torch.Generator().manual_seed(0)))
+    assert np.abs(video([PROMPT, PROMPT])[0] - alone[0]).max() > 0   # ... and still differs: mask_feature
 
 
 def test_output_types_as_diffusers(folder, pipe):
