@@ -89,6 +89,16 @@ def test_output_types_as_diffusers(folder, pipe):
         assert_parity(got.float(), exp.float(), tol=2 / 255, what=f"{output_type} frames")
 
 
+def test_prompt_embeds_skip_the_text_stage(pipe):
+    """encode_prompt once, then the same video from its PromptEmbeds (the mask_feature rule applies to them too)."""
+    e = pipe.encode_prompt(PROMPT)
+    assert e.cond.shape == e.uncond.shape == (1, 120, 32) and int(e.cond_mask.sum()) < 120
+    kw = dict(generator=torch.Generator().manual_seed(0), output_type="latent", progress=False, **SIZE)
+    a = pipe(PROMPT, **kw)
+    kw["generator"] = torch.Generator().manual_seed(0)
+    assert torch.equal(pipe(prompt_embeds=e, **kw), a)
+
+
 def test_t5_is_staged_and_the_run_is_recorded(pipe):
     assert pipe.text.module is None                                   # not loaded by from_pretrained
     pipe(PROMPT, generator=torch.Generator().manual_seed(0), progress=False, **SIZE)

@@ -107,7 +107,10 @@ class LatteFamily(VideoFamily):
 
     def text_input(self, e: PromptEmbeds) -> PromptEmbeds:
         """mask_feature: one video -> cut both branches to the prompt's real tokens; several -> zero the
-        prompt's padding rows. No mask goes on to the transformer."""
+        prompt's padding rows. No mask goes on to the transformer. States without a mask (PromptEmbeds made by
+        hand) go unchanged, as diffusers leaves prompt_embeds given by the caller."""
+        if e.cond_mask is None:
+            return PromptEmbeds(e.cond, uncond=e.uncond)
         if e.cond.shape[0] == 1:
             keep = int(e.cond_mask.sum())
             return PromptEmbeds(e.cond[:, :keep], uncond=None if e.uncond is None else e.uncond[:, :keep])
