@@ -20,8 +20,18 @@ it takes (`check_frames`), whether its output carries a learned variance (`learn
 latents become frames (`decode`, per frame with the 2-D VAE by default). `VideoPipeline` does the rest
 (staging, noise, guidance, the sampler loop, output types), and a family's pipeline is `VideoPipeline`
 with its adapter and a `from_pretrained` that reads its folder. Open-Sora 1.0 (PixArt's T5 mask kept,
-IDDPM 100 steps, the SD VAE per frame) is a `VideoFamily` with its own `text_input` / `forward`;
-Open-Sora 1.2 also overrides `decode` (its temporal VAE) — a few lines each, plus their CLI rows.
+IDDPM 100 steps, the SD VAE per frame) would be, in outline:
+
+    class OpenSora10(VideoFamily):
+        name = "opensora-1.0"
+        def check_frames(self, stdit, frames): ...              # its trained 16 frames
+        def learn_sigma(self, stdit): return True               # [eps | v]
+        def forward(self, stdit, x, t, y, mask): return stdit(x, t, y, mask)   # the T5 mask kept
+    # + a VideoPipeline subclass whose from_pretrained loads the .pth, T5 and VAE with
+    #   sampler=Sampler("ddpm", spacing="iddpm", variance="learned_range") and __call__ defaults 100 / 7.0,
+    # + a `VideoModel` row in video_cli.py.
+
+Open-Sora 1.2 also overrides `decode` (its temporal VAE) and sets a rectified-flow sampler.
 
 Latte-1 (`LATTE`), exactly what diffusers' `LattePipeline` (and the official `sample/pipeline_latte.py`)
 computes from the same folder (tests/test_pipeline_latte.py):
