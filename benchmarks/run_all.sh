@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p benchmarks/results
 for script in dit_forward pixart_transformer sd3_transformer hunyuan_transformer t5_encoder vae_decode attention_memory \
-        plan_validation; do
+        stdit_forward plan_validation; do
     echo "== $script"
     python "benchmarks/$script.py" "$@" 2>&1 | tee "benchmarks/results/$script.txt"
 done

@@ -288,9 +288,7 @@ class PixArt(nn.Module):
         self.config = c = config
         D = c.hidden_size
         self.x_embedder = PatchEmbed(c.patch_size, c.in_channels, D)
-        self.t_embedder = TimestepEmbedder(D)
-        self.t_block = nn.Sequential(nn.SiLU(), nn.Linear(D, 6 * D))
-        self.y_embedder = CaptionEmbedder(c.caption_channels, D, c.class_dropout_prob, c.model_max_length)
+        self.t_embedder, self.t_block, self.y_embedder = conditioning_embedders(c)
         if c.micro_condition:
             self.csize_embedder = SizeEmbedder(D // 3)    # (h, w) -> 2 x D/3
             self.ar_embedder = SizeEmbedder(D // 3)       # h / w  -> D/3
@@ -349,6 +347,14 @@ class PixArt(nn.Module):
             raise ValueError("a caption mask row is all zeros: every caption needs at least one real token "
                              "(T5 always emits </s>)")
         return mask
+
+
+def conditioning_embedders(c):
+    """PixArt's timestep embedder, adaLN-single `t_block` (SiLU, Linear(D, 6D)) and caption embedder, for
+    a config with hidden_size, caption_channels, class_dropout_prob and model_max_length (PixArt, STDiT)."""
+    D = c.hidden_size
+    return (TimestepEmbedder(D), nn.Sequential(nn.SiLU(), nn.Linear(D, 6 * D)),
+            CaptionEmbedder(c.caption_channels, D, c.class_dropout_prob, c.model_max_length))
 
 
 def initialize_pixart_weights(model: nn.Module, extra_embedders=()):

@@ -118,6 +118,11 @@ def _check(x, F: int, S: int, what: str):
         raise InputError(f"{what}: expected (B, F*S = {F}*{S}, D) tokens, got {tuple(x.shape)}")
 
 
+def _check_seqs(x, length: int, groups: int, what: str):
+    if x.ndim != 3 or x.shape[1] != length or x.shape[0] % groups:
+        raise InputError(f"{what}: expected (B*{groups}, {length}, D) sequences, got {tuple(x.shape)}")
+
+
 def to_spatial(x, F: int, S: int):
     """(B, F*S, D) -> (B*F, S, D): each frame is one sequence (attention stays inside a frame)."""
     _check(x, F, S, "to_spatial")
@@ -127,6 +132,7 @@ def to_spatial(x, F: int, S: int):
 
 def from_spatial(x, F: int, S: int):
     """(B*F, S, D) -> (B, F*S, D), the inverse of `to_spatial`."""
+    _check_seqs(x, S, F, "from_spatial")
     BF, _, D = x.shape
     return x.reshape(BF // F, F * S, D)                           # (B, F*S, D)
 
@@ -141,6 +147,7 @@ def to_temporal(x, F: int, S: int):
 
 def from_temporal(x, F: int, S: int):
     """(B*S, F, D) -> (B, F*S, D), the inverse of `to_temporal`."""
+    _check_seqs(x, F, S, "from_temporal")
     BS, _, D = x.shape
     x = x.reshape(BS // S, S, F, D).transpose(1, 2)               # (B, F, S, D)
     return x.reshape(BS // S, F * S, D)                           # (B, F*S, D)

@@ -18,8 +18,8 @@ state dicts whose keys are this module's attribute names (`weights_loader.load_s
 
 Why it could start from PixArt-α (as Open-Sora 1.0 did): `attn_temp.proj` is zero-initialised, so
 at step 0 every temporal branch adds 0 and each frame goes through exactly PixArt-α's network
-(`tests/test_stdit_loading.py` checks this numerically). The checkpoint's x_embedder weight is
-PixArt's Conv2d weight with a time axis of 1 (`weight[:, :, None]`).
+(`tests/test_stdit.py` and `tests/test_stdit_loading.py` check this numerically). The x_embedder
+weight starts as PixArt's Conv2d weight with a time axis of 1 (`weights_loader.opensora.stdit_from_pixart`).
 
 `attention="full"` (a forward argument) is NOT the released model: the same weights with `attn`
 over all F*S tokens of a clip and `attn_temp` unused (the temporal table is added to block 0's
@@ -46,9 +46,9 @@ import torch
 from torch import nn
 
 from .attention import Attention
-from .embed import TimestepEmbedder, cached_2d_sincos_pos_embed, pos_embed_temporal
+from .embed import cached_2d_sincos_pos_embed, pos_embed_temporal
 from .errors import InputError
-from .pixart import (CAPTION_TOKENS, CaptionEmbedder, PixArtBlock, T2IFinalLayer, embed_caption,
+from .pixart import (CAPTION_TOKENS, PixArtBlock, T2IFinalLayer, conditioning_embedders, embed_caption,
                      initialize_pixart_weights, t2i_modulate)
 from .spacetime import (ATTENTION_MODES, PatchEmbed3D, spacetime_attention, spatial_attention,
                         temporal_attention, token_grid, unpatchify3d)
@@ -124,9 +124,7 @@ class STDiT(nn.Module):
         self.config = c = config
         D = c.hidden_size
         self.x_embedder = PatchEmbed3D(c.patch_size, c.in_channels, D)
-        self.t_embedder = TimestepEmbedder(D)
-        self.t_block = nn.Sequential(nn.SiLU(), nn.Linear(D, 6 * D))
-        self.y_embedder = CaptionEmbedder(c.caption_channels, D, c.class_dropout_prob, c.model_max_length)
+        self.t_embedder, self.t_block, self.y_embedder = conditioning_embedders(c)     # PixArt's, same keys
         self.blocks = nn.ModuleList([STDiTBlock(D, c.num_heads, c.mlp_ratio) for _ in range(c.depth)])
         # T2IFinalLayer's Linear has patch^2 * C_out rows; with "patch" 1 it has prod(tubelet) * C_out
         self.final_layer = T2IFinalLayer(D, 1, prod(c.patch_size) * c.out_channels)

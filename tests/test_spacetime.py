@@ -67,6 +67,8 @@ def test_factorized_reshapes_by_index():
     assert torch.equal(from_spatial(xs, F, S), x) and torch.equal(from_temporal(xt, F, S), x)
     with pytest.raises(InputError, match="F\\*S"):
         to_temporal(x, 4, S)
+    with pytest.raises(InputError, match="from_temporal"):
+        from_temporal(xt[:-1], F, S)
 
 
 def test_factorized_attention_equals_explicit_loops():

@@ -103,3 +103,36 @@ def test_errors_name_the_problem():
     flat = {**sd, "x_embedder.proj.weight": sd["x_embedder.proj.weight"][:, :, 0]}
     with pytest.raises(CheckpointError, match="Conv3d weight"):
         load_stdit(flat)
+
+
+def test_stdit_from_pixart_alpha_is_the_image_model_on_every_frame(tmp_path):
+    """Open-Sora 1.0's start: PixArt-α-512's weights in a fresh STDiT. With the 256² preset's space_scale 0.5
+    each frame's 16 x 16 tokens sit at positions 0, 2, ..., 30: PixArt-α-512's own [0, 32) span, so
+    frame by frame the new video model is PixArt-α at 256² (tiny here: 3 x 3 tokens at 0, 2, 4; file 6 x 6)."""
+    from helpers.layouts.pixart import documented_original_keys
+    from minidit.pixart import PixArtConfig
+    from weights_loader import load_pixart
+    from weights_loader.opensora import stdit_from_pixart
+    pix_config = PixArtConfig(input_size=12, hidden_size=D, depth=DEPTH, num_heads=2, caption_channels=CAP,
+                              model_max_length=TOKENS)
+    sd = random_state_dict({k: s for k, s in documented_original_keys(pix_config).items() if k != "pos_embed"}, 5)
+    sd["pos_embed"] = official_pos_embed(D, 6, 6, 1.0)
+    torch.save({"state_dict": sd}, tmp_path / "PixArt-tiny.pth")
+    config = STDiTConfig(input_size=(FRAMES, 6, 6), hidden_size=D, depth=DEPTH, num_heads=2, caption_channels=CAP,
+                         model_max_length=TOKENS, space_scale=0.5)
+    video_model = stdit_from_pixart(tmp_path / "PixArt-tiny.pth", config)
+    image_model = load_pixart(tmp_path / "PixArt-tiny.pth")
+    assert all(b.attn_temp.proj.weight.abs().max() == 0 for b in video_model.blocks)
+    g = torch.Generator().manual_seed(6)
+    x, y = torch.randn(2, C, FRAMES, 6, 6, generator=g), torch.randn(2, TOKENS, CAP, generator=g)
+    mask, t = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]), torch.tensor([400.0, 5.0])
+    with torch.no_grad():
+        video = video_model(x, t, y, mask)
+        frames = image_model(x.transpose(1, 2).flatten(0, 1), t.repeat_interleave(FRAMES),
+                             y.repeat_interleave(FRAMES, 0), mask.repeat_interleave(FRAMES, 0))
+    assert_parity(video, frames.unflatten(0, (2, FRAMES)).transpose(1, 2), tol=FP32,
+                  what="STDiT from PixArt-α vs PixArt-α per frame")
+    with pytest.raises(CheckpointError, match="keys with a different shape: y_embedder.y_embedding"):
+        stdit_from_pixart(sd, STDiTConfig(**{**config.__dict__, "model_max_length": 120}))
+    with pytest.raises(CheckpointError, match="already has temporal attention"):
+        stdit_from_pixart(official_file(), config)

@@ -14,6 +14,11 @@ the blocks, heads = width / 72, caption width and length from `y_embedder.y_embe
 from the final layer; the training size and `space_scale` / `time_scale` from the two stored tables
 (the 256^2 files: 16 x 16 tokens, space_scale 0.5; 512^2: 32 x 32, 1.0). A given config is checked
 against the stored tables, so a wrong preset fails instead of silently shifting every position.
+
+`stdit_from_pixart` is how Open-Sora 1.0 began training: a PixArt-α `.pth` (its `reparameter`: the
+Conv2d patch weight gets a time axis of 1, `pos_embed` is dropped) loaded into a fresh STDiT whose
+`attn_temp` keeps its initialisation (qkv xavier-uniform, proj zero), so the new model is, frame by
+frame, the image model.
 """
 from __future__ import annotations
 
@@ -48,6 +53,27 @@ def load_stdit(source, config: STDiTConfig | None = None, *, overrides: dict | N
     for key in RECOMPUTED:
         sd.pop(key, None)
     return load_into(build_on_meta(STDiT, config), sd, dtype=dtype, device=device, what=what)
+
+
+def stdit_from_pixart(source, config: STDiTConfig, *, dtype=torch.float32, device="cpu", seed: int = 0) -> STDiT:
+    """A fresh STDiT (`config`) initialised from a PixArt-α original `.pth` (or its state dict): every
+    PixArt weight is used, strictly; only `attn_temp` is new (seeded initialisation, proj = 0)."""
+    sd = strip_prefix(read_state_dict(source, dtype=reading_dtype(dtype)), ("module.",))
+    if "blocks.0.attn_temp.qkv.weight" in sd:
+        raise CheckpointError("this checkpoint already has temporal attention (an STDiT): load it with load_stdit")
+    if "x_embedder.proj.weight" not in sd or sd["x_embedder.proj.weight"].ndim != 4:
+        raise CheckpointError("stdit_from_pixart needs an original PixArt-α checkpoint (a 4-D x_embedder.proj.weight, "
+                              "keys as in weights_loader.load_pixart's original layout)")
+    sd.pop("pos_embed", None)                                            # a fixed table: recomputed
+    sd["x_embedder.proj.weight"] = sd["x_embedder.proj.weight"][:, :, None]   # (D, C, p, p) -> (D, C, 1, p, p)
+    torch.manual_seed(seed)
+    fresh = STDiT(config)                                                # attn_temp: the official initialisation
+    new = {k: v for k, v in fresh.state_dict().items() if ".attn_temp." in k}
+    unexpected_new = sorted(set(new) & set(sd))
+    if unexpected_new:
+        raise CheckpointError(f"the PixArt checkpoint holds STDiT-only keys {unexpected_new[:4]}")
+    what = "PixArt-α checkpoint" if isinstance(source, dict) else f"PixArt-α checkpoint {source}"
+    return load_into(fresh, {**sd, **new}, dtype=dtype, device=device, what=what + " (as an STDiT)")
 
 
 def _check_is_stdit(sd) -> None:
