@@ -25,12 +25,12 @@ from pathlib import Path
 from weights_loader import CheckpointError
 from . import plan_fit, plan_models, plan_train
 from .errors import InputError, NonFiniteError
-from .pipelines import dit_cli, hunyuan_cli, pixart_cli, sd3_cli, toy
+from .pipelines import dit_cli, hunyuan_cli, pixart_cli, sd3_cli, toy, video_cli
 from .pipelines.checks import (check_device, check_guidance, check_int, check_output_path, check_seed,
                                check_steps)
 from .pipelines.common import hub_download
 
-FAMILIES = {module.FAMILY: module for module in (dit_cli, pixart_cli, sd3_cli, hunyuan_cli)}
+FAMILIES = {module.FAMILY: module for module in (dit_cli, pixart_cli, sd3_cli, hunyuan_cli, video_cli)}
 MODELS = {entry.name: entry for module in FAMILIES.values() for entry in module.MODELS}
 
 
@@ -69,6 +69,8 @@ def _generate(args) -> int:
     entry = MODELS[args.model]
     family = FAMILIES[entry.family]
     check_generate_arguments(args)
+    if hasattr(family, "check_arguments"):           # the family's own options, before any file is looked at
+        family.check_arguments(args, entry)
     if args.weights is None or not Path(args.weights).exists():
         missing = "no --weights given" if args.weights is None else f"{args.weights} does not exist"
         print(f"{missing}.\n{family.how_to_get(entry)}", file=sys.stderr)
@@ -85,7 +87,7 @@ def _models(args) -> int:
     for name, entry in MODELS.items():
         d = defaults(entry)
         print(f"{name:28s} {entry.summary}\n{'':28s} defaults: {d['steps']} steps, guidance {d['guidance']}\n"
-              f"{'':28s} get it: {hub_download(entry)}  (or the original {entry.original})")
+              f"{'':28s} get it: {hub_download(entry)}" + (f"  (or the original {entry.original})" if entry.original else ""))
     return 0
 
 

@@ -232,14 +232,15 @@ class AttentionKVCompress(Attention):
 
 
 class PixArtBlock(nn.Module):
-    """A PixArt block: adaLN-single-modulated self-attention and MLP, unmodulated cross-attention."""
+    """A PixArt block: adaLN-single-modulated self-attention and MLP, unmodulated cross-attention.
+    `cross_attention=False` leaves the cross-attention out (Latte's temporal blocks, `minidit/latte.py`)."""
 
     def __init__(self, hidden_size: int, num_heads: int, mlp_ratio: float = 4.0, sampling: str | None = None,
-                 sr_ratio: int = 1, qk_norm: bool = False):
+                 sr_ratio: int = 1, qk_norm: bool = False, cross_attention: bool = True):
         super().__init__()
         self.norm1 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
         self.attn = AttentionKVCompress(hidden_size, num_heads, sampling, sr_ratio, qk_norm)
-        self.cross_attn = MultiHeadCrossAttention(hidden_size, num_heads)
+        self.cross_attn = MultiHeadCrossAttention(hidden_size, num_heads) if cross_attention else None
         self.norm2 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
         self.mlp = Mlp(hidden_size, int(hidden_size * mlp_ratio), approximate="tanh")
         self.scale_shift_table = nn.Parameter(torch.randn(6, hidden_size) / hidden_size**0.5)
@@ -251,8 +252,10 @@ class PixArtBlock(nn.Module):
         return table.chunk(6, dim=1)
 
     def cross_attn_and_mlp(self, x, y, mask, shift_mlp, scale_mlp, gate_mlp):
-        """The block after its self-attention: unmodulated, ungated cross-attention, then the modulated MLP."""
-        x = x + self.cross_attn(x, y, mask)
+        """The block after its self-attention: unmodulated, ungated cross-attention (if the block has one),
+        then the modulated MLP."""
+        if self.cross_attn is not None:
+            x = x + self.cross_attn(x, y, mask)
         return torch.addcmul(x, gate_mlp, self.mlp(t2i_modulate(self.norm2(x), shift_mlp, scale_mlp)))
 
     def forward(self, x, y, t0, mask=None, hw=None):
