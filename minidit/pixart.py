@@ -251,11 +251,12 @@ class PixArtBlock(nn.Module):
         table = self.scale_shift_table[None] + t0.reshape(t0.shape[0], 6, -1)  # (B, 6, D)
         return table.chunk(6, dim=1)
 
-    def cross_attn_and_mlp(self, x, y, mask, shift_mlp, scale_mlp, gate_mlp):
-        """The block after its self-attention: unmodulated, ungated cross-attention (if the block has one),
-        then the modulated MLP."""
-        if self.cross_attn is not None:
-            x = x + self.cross_attn(x, y, mask)
+    def cross_attn_residual(self, x, y, mask):
+        """x + cross_attn(x, y): unmodulated and ungated (x unchanged if the block has no cross-attention)."""
+        return x if self.cross_attn is None else x + self.cross_attn(x, y, mask)
+
+    def mlp_residual(self, x, shift_mlp, scale_mlp, gate_mlp):
+        """x + gate_mlp * mlp(modulate(norm2(x))), as one addcmul."""
         return torch.addcmul(x, gate_mlp, self.mlp(t2i_modulate(self.norm2(x), shift_mlp, scale_mlp)))
 
     def forward(self, x, y, t0, mask=None, hw=None):
@@ -263,7 +264,10 @@ class PixArtBlock(nn.Module):
         shift_msa, scale_msa, gate_msa, *mlp = self.modulation(t0)              # (B, 1, D) each
         # x + gate * branch, fused into one addcmul (no (B, T, D) temporary for gate * branch)
         x = torch.addcmul(x, gate_msa, self.attn(t2i_modulate(self.norm1(x), shift_msa, scale_msa), hw))
-        return self.cross_attn_and_mlp(x, y, mask, *mlp)                       # (B, T, D)
+        # one residual step per line, x rebound each time: a tensor passed into a call stays referenced by
+        # the caller until the call returns, so chaining the steps in one call would keep one more B*T*D
+        x = self.cross_attn_residual(x, y, mask)
+        return self.mlp_residual(x, *mlp)                                      # (B, T, D)
 
 
 class T2IFinalLayer(nn.Module):

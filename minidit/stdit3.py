@@ -136,7 +136,10 @@ class STDiT3Block(PixArtBlock):
             h = temporal_attention(lambda seqs: self.attn(seqs, rope), h, T, S)
         else:                                                                  # (B*T, S, D) sequences
             h = spatial_attention(self.attn, h, T, S)
-        return self.cross_attn_and_mlp(torch.addcmul(x, gate_msa, h), y, mask, *mlp)      # (B, T*S, D)
+        x = torch.addcmul(x, gate_msa, h)
+        del h
+        x = self.cross_attn_residual(x, y, mask)
+        return self.mlp_residual(x, *mlp)                                      # (B, T*S, D)
 
 
 class STDiT3(nn.Module):
