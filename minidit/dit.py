@@ -30,7 +30,8 @@ import torch
 from torch import nn
 
 from .attention import Attention, Mlp
-from .embed import LabelEmbedder, PatchEmbed, TimestepEmbedder, cached_2d_sincos_pos_embed, unpatchify
+from .embed import (LabelEmbedder, PatchEmbed, TimestepEmbedder, cached_2d_sincos_pos_embed, init_linears_and_patch_embed,
+                    unpatchify)
 from .guidance import cfg
 
 
@@ -116,14 +117,7 @@ class DiT(nn.Module):
 
     def initialize_weights(self):
         """The official initialisation; adaLN-Zero = every residual gate and the output start at 0."""
-        def _basic_init(module):
-            if isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-        self.apply(_basic_init)
-        w = self.x_embedder.proj.weight
-        nn.init.xavier_uniform_(w.view(w.shape[0], -1))                       # like a Linear
+        init_linears_and_patch_embed(self)
         nn.init.zeros_(self.x_embedder.proj.bias)
         nn.init.normal_(self.y_embedder.embedding_table.weight, std=0.02)
         nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02)

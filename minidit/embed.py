@@ -79,6 +79,20 @@ class PatchEmbed(nn.Module):
         return self.proj(x).flatten(2).transpose(1, 2).contiguous()   # (B, T, D)
 
 
+def init_linears_and_patch_embed(model: nn.Module) -> None:
+    """The initialisation DiT's code starts every model from (PixArt and Open-Sora keep it): each
+    Linear xavier-uniform with a zero bias, and the patch embedding's convolution xavier-uniform as
+    if it were the Linear (D, C*p*p) it is. The models then zero or re-draw their special layers."""
+    def _basic_init(module):
+        if isinstance(module, nn.Linear):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    model.apply(_basic_init)
+    w = model.x_embedder.proj.weight
+    nn.init.xavier_uniform_(w.view(w.shape[0], -1))                       # like a Linear
+
+
 # --------------------------------------------------------------------------------------------
 # Timesteps and labels
 # --------------------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import Attention, MultiHeadCrossAttention, Mlp, attention, merge_heads
-from .embed import PatchEmbed, TimestepEmbedder, cached_2d_sincos_pos_embed, unpatchify
+from .embed import PatchEmbed, TimestepEmbedder, cached_2d_sincos_pos_embed, init_linears_and_patch_embed, unpatchify
 
 KV_SAMPLINGS = ("conv", "ave", "uniform")
 # Caption length in T5 tokens, per model family: the null caption's rows and the pipelines' default
@@ -366,14 +366,7 @@ def initialize_pixart_weights(model: nn.Module, extra_embedders=()):
     Linears (and the patch embedding, as a Linear), N(0, 0.02) timestep / t_block / caption MLPs,
     and zeros for every block's cross-attn output and the final Linear; the scale_shift_tables keep
     their randn / sqrt(D) init."""
-    def _basic_init(module):
-        if isinstance(module, nn.Linear):
-            nn.init.xavier_uniform_(module.weight)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-    model.apply(_basic_init)
-    w = model.x_embedder.proj.weight
-    nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+    init_linears_and_patch_embed(model)
     linears = [e.mlp[i] for e in [model.t_embedder, *extra_embedders] for i in (0, 2)]
     for linear in linears + [model.t_block[1], model.y_embedder.y_proj.fc1, model.y_embedder.y_proj.fc2]:
         nn.init.normal_(linear.weight, std=0.02)
