@@ -23,7 +23,7 @@ from minidit.dit import PRESETS, DiT, DiTConfig
 from minidit.embed import get_2d_sincos_pos_embed
 from .configs import check_class_name, component_folder, read_config, translate_config
 from .errors import CheckpointError
-from .header import read_shapes
+from .header import read_family_config
 from .io import apply_overrides, build_on_meta, load_into, read_state_dict
 from .stream import reading_dtype
 from .keymap import KeyMap, count_blocks, strip_prefix
@@ -66,14 +66,9 @@ def load_dit(source, config: DiTConfig | None = None, *, overrides: dict | None 
 def read_dit_config(source, overrides: dict | None = None) -> DiTConfig:
     """The `DiTConfig` `load_dit(source, overrides=...)` would build, without reading a weight: a diffusers
     folder's config.json, or an original `.pt`'s keys and shapes (`header.read_shapes`)."""
-    folder = component_folder(source, "transformer")
-    if folder is not None:
-        return apply_overrides(_folder_config(folder), overrides)
-    sd = strip_prefix(read_shapes(source), ("module.", "model."))
-    if "transformer_blocks.0.norm1.linear.weight" in sd:
-        raise CheckpointError(f"{source} is a diffusers DiT state dict without its config.json: pass the folder "
-                              "that holds config.json")
-    return apply_overrides(detect_dit_config(sd), overrides)
+    return read_family_config(source, folder_config=_folder_config, detect=detect_dit_config, what="DiT",
+                              diffusers_key="transformer_blocks.0.norm1.linear.weight", overrides=overrides,
+                              prepare=lambda sd: strip_prefix(sd, ("module.", "model.")))
 
 
 def _folder_config(folder, config=None) -> DiTConfig:

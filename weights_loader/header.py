@@ -25,7 +25,8 @@ from safetensors import SafetensorError, safe_open
 
 from .configs import read_json_file
 from .errors import CheckpointError
-from .io import StateDict, _read_pickle, find_weight_file, take_wrapped, unwrap_state_dict, wrong_file_message
+from .configs import component_folder
+from .io import StateDict, _read_pickle, apply_overrides, take_wrapped, unwrap_state_dict, weight_file, wrong_file_message
 
 # safetensors' dtype names (the header's "dtype" field) -> torch
 SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
@@ -39,11 +40,7 @@ def read_shapes(source, *, unwrap: bool | str = True, only_prefix: str | None = 
     keys named in `values` (a key that is one of them or ends in "." + one: `module.pos_embed`), whose
     values are read. `unwrap`, `only_prefix`: as `io.read_state_dict`."""
     values = set(values)
-    path = Path(source)
-    if not path.exists():
-        raise CheckpointError(f"{path} does not exist. Check the path (download it first if needed).")
-    if path.is_dir():
-        path = find_weight_file(path)
+    path = weight_file(source)
     if path.name.endswith(".index.json"):
         shards = sorted(set(read_json_file(path).get("weight_map", {}).values()))
         sd = {k: v for shard in shards for k, v in _safetensors_shapes(path.parent / shard, values).items()}
@@ -63,6 +60,22 @@ def read_shapes(source, *, unwrap: bool | str = True, only_prefix: str | None = 
     if only_prefix is not None and any(k.startswith(only_prefix) for k in sd):
         sd = {k: v for k, v in sd.items() if k.startswith(only_prefix)}
     return sd
+
+
+def read_family_config(source, *, folder_config, detect, diffusers_key: str, what: str, overrides: dict | None = None,
+                       prepare=None, **read):
+    """A family's config without its weights (`read_dit_config`, ...): `folder_config(folder)` for a diffusers
+    folder (pipeline root or transformer/), else `detect(sd)` on the file's `read_shapes(source, **read)`,
+    after `prepare(sd)` (prefixes); a diffusers state dict (it holds `diffusers_key`) has no config to detect."""
+    folder = component_folder(source, "transformer")
+    if folder is not None:
+        return apply_overrides(folder_config(folder), overrides)
+    sd = read_shapes(source, **read)
+    sd = sd if prepare is None else prepare(sd)
+    if diffusers_key in sd:
+        raise CheckpointError(f"{source} is a diffusers {what} state dict without its config.json: pass the folder "
+                              "that holds config.json")
+    return apply_overrides(detect(sd), overrides)
 
 
 def _named(key: str, values: set) -> bool:

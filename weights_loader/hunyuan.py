@@ -26,7 +26,7 @@ import torch
 from minidit.hunyuan import SIZE_DIMS, SIZE_FREQS, HunyuanConfig, HunyuanDiT
 from .configs import check_class_name, component_folder, read_config, translate_config
 from .errors import CheckpointError
-from .header import read_shapes
+from .header import read_family_config
 from .io import apply_overrides, build_on_meta, load_into, read_state_dict
 from .stream import reading_dtype
 from .keymap import KeyMap, count_blocks
@@ -72,15 +72,11 @@ def read_hunyuan_config(source, *, load_key: str = "ema", overrides: dict | None
     torch.save zip archive is memory-mapped, only its index is read)."""
     if not isinstance(load_key, str) or load_key not in LOAD_KEYS:
         raise ValueError(f"load_key must be one of {LOAD_KEYS} (the official --load-key), not {load_key!r}")
-    folder = component_folder(source, "transformer")
-    if folder is not None:
-        return apply_overrides(_folder_config(folder), overrides)
-    path = original_weight_file(source, load_key)
-    sd = read_shapes(path, unwrap=load_key)
-    if "blocks.0.attn1.to_q.weight" in sd:
-        raise CheckpointError(f"{path} is a diffusers Hunyuan-DiT state dict without its config.json: pass the "
-                              "folder that holds config.json")
-    return apply_overrides(detect_hunyuan_config(sd, f"Hunyuan-DiT checkpoint {path}"), overrides)
+    if component_folder(source, "transformer") is None:
+        source = original_weight_file(source, load_key)
+    return read_family_config(source, folder_config=_folder_config, what="Hunyuan-DiT", unwrap=load_key,
+                              detect=lambda sd: detect_hunyuan_config(sd, f"Hunyuan-DiT checkpoint {source}"),
+                              diffusers_key="blocks.0.attn1.to_q.weight", overrides=overrides)
 
 
 def _folder_config(folder, config=None) -> HunyuanConfig:

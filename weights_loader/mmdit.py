@@ -26,7 +26,7 @@ import torch
 from minidit.mmdit import HEAD_DIM, MMDiT, MMDiTConfig
 from .configs import check_class_name, component_folder, read_config, translate_config
 from .errors import CheckpointError
-from .header import read_shapes
+from .header import read_family_config
 from .io import apply_overrides, build_on_meta, load_into, read_state_dict
 from .stream import reading_dtype
 from .keymap import KeyMap, count_blocks, select_prefix
@@ -62,16 +62,10 @@ def load_mmdit(source, config: MMDiTConfig | None = None, *, overrides: dict | N
 def read_mmdit_config(source, overrides: dict | None = None) -> MMDiTConfig:
     """The `MMDiTConfig` `load_mmdit(source)` would build, without reading a weight: a diffusers folder's
     config.json, or an official file's keys and shapes (`header.read_shapes`: a safetensors header)."""
-    folder = component_folder(source, "transformer")
-    if folder is not None:
-        return apply_overrides(_folder_config(folder), overrides)
-    sd = read_shapes(source, only_prefix=PREFIX)
-    if any(k.startswith(PREFIX) for k in sd):
-        sd = select_prefix(sd, PREFIX)
-    if "transformer_blocks.0.attn.to_q.weight" in sd:
-        raise CheckpointError(f"{source} is a diffusers SD3 state dict without its config.json: pass the folder "
-                              "that holds config.json")
-    return apply_overrides(detect_mmdit_config(sd), overrides)
+    return read_family_config(source, folder_config=_folder_config, detect=detect_mmdit_config, what="SD3",
+                              diffusers_key="transformer_blocks.0.attn.to_q.weight", overrides=overrides,
+                              prepare=lambda sd: select_prefix(sd, PREFIX) if any(k.startswith(PREFIX) for k in sd)
+                              else sd, only_prefix=PREFIX)
 
 
 def _folder_config(folder, config=None) -> MMDiTConfig:

@@ -1,11 +1,13 @@
 """What every pipeline does the same way: noise, guidance, text-encoder lifetime, prompt embeddings, output.
 
-Functions, not a base class: each pipeline (`dit.py`, `pixart.py`, `toy.py`, ...) reads top to
-bottom and calls these where it needs them.
+Functions, and one small base class for the staged components: each pipeline (`dit.py`, `pixart.py`,
+`toy.py`, ...) reads top to bottom and calls these where it needs them.
 
     initial_noise       x_T ~ N(0, I), drawn as diffusers' randn_tensor draws it
     guided_model_fn     classifier-free guidance around one batched network call
     Staged              a component loaded (or moved to the device) for its stage, freed (or offloaded) after it
+    StagedPipeline      the pipelines' base: the transformer kept, or a meta skeleton until the denoising
+                        (`stage_transformer`, `staged_or_loaded`: keep_transformer=False in every pipeline)
     PromptEmbeds        the text conditioning of one call, for any number of encoders' outputs
     check_output_type / to_output     "pil" | "np" | "pt" | "latent"
     pipeline_windows    the pipelines' `window=` option (pixels) -> a `minidit.windows.WindowedModel` factory

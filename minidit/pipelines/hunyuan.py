@@ -12,6 +12,8 @@ The run, in stages (each timed, its peak memory in `pipe.last_run_stats`):
               v-prediction; the other 4 are the learned sigma, unused at sampling), guides
               (uncond + s (cond - uncond)), optionally rescales (`guidance_rescale`) -> latents.
   3. decode   latents / 0.13025 -> the SDXL VAE (sdxl-vae-fp16-fix) -> image.
+  With `from_pretrained(..., keep_transformer=False)` the transformer lives for stage 2 only: a meta skeleton
+  (its config) until then, loaded after BERT and mT5 are freed, freed before the decode.
 
 Sampling (`HunyuanSampling`): v-prediction, scaled-linear betas 0.00085 -> 0.02 (v1.2) or -> 0.03 (v1.0 /
 v1.1: the official `--beta-end 0.03` that goes with `--use-style-cond`), 1000 training steps.

@@ -19,7 +19,8 @@ The run, in stages (each timed, its peak memory recorded in `pipe.last_run_stats
               trained size) and `last_run_stats["denoise"]` records the windows and network calls.
   3. decode   VAE decode of latents / scaling_factor, in 512-px tiles (128-px overlap) when the
               image has more than TILE_ABOVE_PIXELS pixels; resize + centre crop to the asked size.
-  With `from_pretrained(..., keep_transformer=False)` the transformer, too, lives for its stage only:
+  With `from_pretrained(..., keep_transformer=False)` (or `from_original`; every pipeline has it, shared in
+  `common.StagedPipeline`) the transformer, too, lives for its stage only:
   loaded after T5 is freed, freed before the decode, so the run peaks at its largest stage, not at the
   sum of the three models (measured: benchmarks/pipeline_memory.py). `offload=True` keeps every
   component on the CPU between its stages and moves it to the device for its own (`common.Staged`).

@@ -13,6 +13,8 @@ The run, in stages (each timed, its peak memory in `pipe.last_run_stats`):
               `torch.manual_seed(seed)` draw and diffusers' randn_tensor) -> N steps of the sampler,
               each one MM-DiT call on [cond | uncond] (classifier-free guidance) -> latents.
   3. decode   latents / 1.5305 + 0.0609 (the SD3 VAE's scaling and shift) -> VAE -> image.
+  With keep_transformer=False (`from_pretrained`, `from_single_file`) the MM-DiT lives for stage 2 only: a
+  meta skeleton (its config) until then, loaded after the text encoders are freed, freed before the decode.
 
 Two ways to sample (`SD3Sampling`):
   official (`from_single_file`, Stability-AI/sd3.5 `sd3_infer.py`): the model's own CONFIGS entry —
