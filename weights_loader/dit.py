@@ -23,6 +23,7 @@ from minidit.dit import PRESETS, DiT, DiTConfig
 from minidit.embed import get_2d_sincos_pos_embed
 from .configs import check_class_name, component_folder, read_config, translate_config
 from .errors import CheckpointError
+from .header import read_family_config
 from .io import apply_overrides, build_on_meta, load_into, read_state_dict
 from .stream import reading_dtype
 from .keymap import KeyMap, count_blocks, strip_prefix
@@ -45,9 +46,7 @@ def load_dit(source, config: DiTConfig | None = None, *, overrides: dict | None 
     """
     folder = component_folder(source, "transformer")
     if folder is not None:
-        cfg = read_config(folder)                  # the config first: a wrong folder fails before any weight is read
-        check_class_name(cfg, CLASS_NAMES, "a DiT transformer", "Pass the DiT pipeline folder or its transformer/.")
-        config = config or translate_config(dit_config_from_diffusers, cfg)
+        config = _folder_config(folder, config)    # the config first: a wrong folder fails before any weight is read
         sd = dit_from_diffusers(read_state_dict(folder, dtype=reading_dtype(dtype)), config.depth)
         what = f"diffusers DiT folder {folder}"
     else:
@@ -62,6 +61,21 @@ def load_dit(source, config: DiTConfig | None = None, *, overrides: dict | None 
     sd = _check_and_drop_pos_embed(sd, config)
     model = build_on_meta(DiT, config)
     return load_into(model, sd, dtype=dtype, device=device, what=what)
+
+
+def read_dit_config(source, overrides: dict | None = None) -> DiTConfig:
+    """The `DiTConfig` `load_dit(source, overrides=...)` would build, without reading a weight: a diffusers
+    folder's config.json, or an original `.pt`'s keys and shapes (`header.read_shapes`)."""
+    return read_family_config(source, folder_config=_folder_config, detect=detect_dit_config, what="DiT",
+                              diffusers_key="transformer_blocks.0.norm1.linear.weight", overrides=overrides,
+                              prepare=lambda sd: strip_prefix(sd, ("module.", "model.")))
+
+
+def _folder_config(folder, config=None) -> DiTConfig:
+    """`config`, or the one of `folder`'s config.json (whose model class is checked either way)."""
+    cfg = read_config(folder)
+    check_class_name(cfg, CLASS_NAMES, "a DiT transformer", "Pass the DiT pipeline folder or its transformer/.")
+    return config or translate_config(dit_config_from_diffusers, cfg)
 
 
 

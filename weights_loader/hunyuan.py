@@ -26,6 +26,7 @@ import torch
 from minidit.hunyuan import SIZE_DIMS, SIZE_FREQS, HunyuanConfig, HunyuanDiT
 from .configs import check_class_name, component_folder, read_config, translate_config
 from .errors import CheckpointError
+from .header import read_family_config
 from .io import apply_overrides, build_on_meta, load_into, read_state_dict
 from .stream import reading_dtype
 from .keymap import KeyMap, count_blocks
@@ -47,11 +48,7 @@ def load_hunyuan(source, config: HunyuanConfig | None = None, *, load_key: str =
         raise ValueError(f"load_key must be one of {LOAD_KEYS} (the official --load-key), not {load_key!r}")
     folder = component_folder(source, "transformer")
     if folder is not None:
-        cfg = read_config(folder)                  # invalid JSON, a missing field: a ConfigError naming the file
-        check_class_name(cfg, CLASS_NAMES, "a Hunyuan-DiT transformer",
-                         "Pass the Hunyuan-DiT pipeline folder or its transformer/.")
-        if config is None:
-            config = translate_config(hunyuan_config_from_diffusers, cfg)
+        config = _folder_config(folder, config)
         sd = hunyuan_from_diffusers(read_state_dict(folder, dtype=reading_dtype(dtype)), config)
         what = f"diffusers Hunyuan-DiT folder {folder}"
     else:
@@ -67,6 +64,26 @@ def load_hunyuan(source, config: HunyuanConfig | None = None, *, load_key: str =
             config = detect_hunyuan_config(sd, what)
     config = apply_overrides(config, overrides)
     return load_into(build_on_meta(HunyuanDiT, config), sd, dtype=dtype, device=device, what=what)
+
+
+def read_hunyuan_config(source, *, load_key: str = "ema", overrides: dict | None = None) -> HunyuanConfig:
+    """The `HunyuanConfig` `load_hunyuan(source, load_key=...)` would build, without reading a weight: a
+    diffusers folder's config.json, or an original `.pt`'s keys and shapes (`header.read_shapes`: a
+    torch.save zip archive is memory-mapped, only its index is read)."""
+    if not isinstance(load_key, str) or load_key not in LOAD_KEYS:
+        raise ValueError(f"load_key must be one of {LOAD_KEYS} (the official --load-key), not {load_key!r}")
+    if component_folder(source, "transformer") is None:
+        source = original_weight_file(source, load_key)
+    return read_family_config(source, folder_config=_folder_config, what="Hunyuan-DiT", unwrap=load_key,
+                              detect=lambda sd: detect_hunyuan_config(sd, f"Hunyuan-DiT checkpoint {source}"),
+                              diffusers_key="blocks.0.attn1.to_q.weight", overrides=overrides)
+
+
+def _folder_config(folder, config=None) -> HunyuanConfig:
+    """`config`, or the one of `folder`'s config.json (whose model class is checked either way)."""
+    cfg = read_config(folder)                  # invalid JSON, a missing field: a ConfigError naming the file
+    check_class_name(cfg, CLASS_NAMES, "a Hunyuan-DiT transformer", "Pass the Hunyuan-DiT pipeline folder or its transformer/.")
+    return config or translate_config(hunyuan_config_from_diffusers, cfg)
 
 
 def original_weight_file(source, load_key: str) -> Path:

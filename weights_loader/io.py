@@ -86,11 +86,7 @@ def read_state_dict(source, *, unwrap: bool | str = True, only_prefix: str | Non
     if isinstance(source, Mapping):
         sd = dict(source)
     else:
-        path = Path(source)
-        if not path.exists():
-            raise CheckpointError(f"{path} does not exist. Check the path (download it first if needed).")
-        if path.is_dir():
-            path = find_weight_file(path)
+        path = weight_file(source)
         if path.name.endswith(".index.json"):
             sd, cast_later = _read_sharded(path, dtype), False
         elif path.suffix == ".safetensors":
@@ -116,6 +112,14 @@ def read_state_dict(source, *, unwrap: bool | str = True, only_prefix: str | Non
     if cast_later:          # a dict, or a pickle whose tensors are still on disk (memory-mapped)
         sd = cast_entries(sd, dtype, mapped=mapped)
     return sd
+
+
+def weight_file(source) -> Path:
+    """The file to read for `source`: the path itself, or for a folder `find_weight_file`'s choice."""
+    path = Path(source)
+    if not path.exists():
+        raise CheckpointError(f"{path} does not exist. Check the path (download it first if needed).")
+    return find_weight_file(path) if path.is_dir() else path
 
 
 def find_weight_file(folder: Path) -> Path:

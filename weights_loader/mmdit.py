@@ -26,6 +26,7 @@ import torch
 from minidit.mmdit import HEAD_DIM, MMDiT, MMDiTConfig
 from .configs import check_class_name, component_folder, read_config, translate_config
 from .errors import CheckpointError
+from .header import read_family_config
 from .io import apply_overrides, build_on_meta, load_into, read_state_dict
 from .stream import reading_dtype
 from .keymap import KeyMap, count_blocks, select_prefix
@@ -40,9 +41,7 @@ def load_mmdit(source, config: MMDiTConfig | None = None, *, overrides: dict | N
     fields set after the config is read off the folder or the file."""
     folder = component_folder(source, "transformer")
     if folder is not None:
-        cfg = read_config(folder)
-        check_class_name(cfg, ("SD3Transformer2DModel",), "an SD3 MM-DiT", "Pass the SD3 pipeline folder or its transformer/.")
-        config = config or translate_config(mmdit_config_from_diffusers, cfg)
+        config = _folder_config(folder, config)
         sd = mmdit_from_diffusers(read_state_dict(folder, dtype=reading_dtype(dtype)), config)
         what = f"diffusers SD3 folder {folder}"
     else:
@@ -58,6 +57,22 @@ def load_mmdit(source, config: MMDiTConfig | None = None, *, overrides: dict | N
         config = config or detect_mmdit_config(sd)
     config = apply_overrides(config, overrides)
     return load_into(build_on_meta(MMDiT, config), sd, dtype=dtype, device=device, what=what)
+
+
+def read_mmdit_config(source, overrides: dict | None = None) -> MMDiTConfig:
+    """The `MMDiTConfig` `load_mmdit(source)` would build, without reading a weight: a diffusers folder's
+    config.json, or an official file's keys and shapes (`header.read_shapes`: a safetensors header)."""
+    return read_family_config(source, folder_config=_folder_config, detect=detect_mmdit_config, what="SD3",
+                              diffusers_key="transformer_blocks.0.attn.to_q.weight", overrides=overrides,
+                              prepare=lambda sd: select_prefix(sd, PREFIX) if any(k.startswith(PREFIX) for k in sd)
+                              else sd, only_prefix=PREFIX)
+
+
+def _folder_config(folder, config=None) -> MMDiTConfig:
+    """`config`, or the one of `folder`'s config.json (whose model class is checked either way)."""
+    cfg = read_config(folder)
+    check_class_name(cfg, ("SD3Transformer2DModel",), "an SD3 MM-DiT", "Pass the SD3 pipeline folder or its transformer/.")
+    return config or translate_config(mmdit_config_from_diffusers, cfg)
 
 
 def detect_mmdit_config(sd) -> MMDiTConfig:

@@ -32,6 +32,7 @@ from minidit.embed import get_2d_sincos_pos_embed
 from minidit.pixart import CAPTION_TOKENS, KVCompressConfig, PixArt, PixArtConfig
 from .configs import check_class_name, component_folder, read_config, read_json_file, translate_config
 from .errors import CheckpointError
+from .header import read_shapes
 from .io import apply_overrides, build_on_meta, load_into, read_state_dict
 from .stream import reading_dtype
 from .keymap import KeyMap, count_blocks, strip_prefix
@@ -91,15 +92,36 @@ def load_pixart(source, config: PixArtConfig | None = None, *, overrides: dict |
 
 
 def read_pixart_config(source, overrides: dict | None = None) -> PixArtConfig:
-    """The `PixArtConfig` of a diffusers PixArt folder (pipeline root or `transformer/`), read from its
-    config.json alone (no weight is read: what a pipeline needs to plan before it loads the weights)."""
+    """The `PixArtConfig` `load_pixart(source)` would build, without loading the weights: a diffusers folder's
+    (pipeline root or `transformer/`) config.json alone, or an original `.pth`'s keys and shapes
+    (`header.read_shapes`: the file memory-mapped, only its index and the `pos_embed` table read)."""
+    return pixart_skeleton(source, overrides=overrides).config
+
+
+def pixart_skeleton(source, config: PixArtConfig | None = None, *, overrides: dict | None = None) -> PixArt:
+    """The PixArt `load_pixart(source, config, overrides=...)` would build, on the meta device (no weights),
+    with the real null caption of an original file (`y_embedder.y_embedding`, read by itself: 120 or 300
+    x 4096 values) and `has_null_caption = False` for a diffusers folder: what a pipeline that loads the
+    transformer only for the denoising needs before (its config, and the official unconditional input)."""
     folder = component_folder(source, "transformer")
-    if folder is None:
-        raise CheckpointError(f"{source} is not a diffusers PixArt folder (no transformer/config.json): the "
-                              "config of an original .pth is read off its weights, by load_pixart")
-    cfg = read_config(folder)
-    check_class_name(cfg, CLASS_NAMES, "a PixArt transformer", "Pass the PixArt pipeline folder or its transformer/.")
-    return apply_overrides(translate_config(pixart_config_from_diffusers, cfg, _caption_length(folder)), overrides)
+    null = None
+    if folder is not None:
+        if config is None:
+            cfg = read_config(folder)
+            check_class_name(cfg, CLASS_NAMES, "a PixArt transformer", "Pass the PixArt pipeline folder or its transformer/.")
+            config = translate_config(pixart_config_from_diffusers, cfg, _caption_length(folder))
+    else:
+        sd = strip_prefix(read_shapes(source, values=("pos_embed", "y_embedder.y_embedding")), ("module.",))
+        if "transformer_blocks.0.attn1.to_q.weight" in sd:
+            raise CheckpointError(f"{source} is a diffusers PixArt state dict without its config.json: pass the "
+                                  "folder that holds config.json")
+        config = config or detect_pixart_config(sd)
+        null = sd.get("y_embedder.y_embedding")
+    model = build_on_meta(PixArt, apply_overrides(config, overrides))
+    model.y_embedder.has_null_caption = null is not None
+    if null is not None:                                    # a real tensor in the meta module: the one value kept
+        model.y_embedder.y_embedding = null
+    return model
 
 
 def detect_pixart_config(sd) -> PixArtConfig:

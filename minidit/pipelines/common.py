@@ -1,11 +1,13 @@
 """What every pipeline does the same way: noise, guidance, text-encoder lifetime, prompt embeddings, output.
 
-Functions, not a base class: each pipeline (`dit.py`, `pixart.py`, `toy.py`, ...) reads top to
-bottom and calls these where it needs them.
+Functions, and one small base class for the staged components: each pipeline (`dit.py`, `pixart.py`,
+`toy.py`, ...) reads top to bottom and calls these where it needs them.
 
     initial_noise       x_T ~ N(0, I), drawn as diffusers' randn_tensor draws it
     guided_model_fn     classifier-free guidance around one batched network call
     Staged              a component loaded (or moved to the device) for its stage, freed (or offloaded) after it
+    StagedPipeline      the pipelines' base: the transformer kept, or a meta skeleton until the denoising
+                        (`stage_transformer`, `staged_or_loaded`: keep_transformer=False in every pipeline)
     PromptEmbeds        the text conditioning of one call, for any number of encoders' outputs
     check_output_type / to_output     "pil" | "np" | "pt" | "latent"
     check_prompt_input  a call's prompt / negative prompt, or its PromptEmbeds
@@ -35,7 +37,9 @@ from minidit.guidance import cfg
 from minidit.errors import InputError
 from minidit.vae import decode_latents, to_pil
 from minidit.windows import WindowedModel, check_window_options, window_grid
-from .checks import OUTPUT_TYPES, check_negative_prompts, check_output_type, check_prompts  # noqa: F401  (check_output_type: re-exported)
+from weights_loader import CheckpointError
+from .checks import (OUTPUT_TYPES, check_flag, check_negative_prompts, check_output_type,  # noqa: F401 (re-exported)
+                     check_prompts)
 from .memory import format_stats, release_freed_memory
 
 
@@ -171,11 +175,46 @@ class Staged:
 
 class StagedPipeline:
     """What the staged pipelines share: `self.denoiser` and `self.decoder` are `Staged` components,
-    `staged_parts()` lists every Staged part (text encoders first, in stage order)."""
+    `staged_parts()` lists every Staged part (text encoders first, in stage order).
+
+    The transformer, the same way in every pipeline (`stage_transformer`): loaded once and kept, or, with
+    a loader, built at construction as a skeleton on the meta device (`weights_loader.io.build_on_meta`:
+    its config, no weights) and loaded by the loader when the denoising starts; with keep_transformer=False
+    it is freed when the denoising ends, so the text encoders, the transformer and the VAE decode never
+    share memory. The pipelines read it inside `with self.denoising(record) as model:` and hand it to a
+    method, so that no local variable of `__call__` still holds it once the stage frees it."""
+
+    def stage_transformer(self, transformer, loader=None, *, keep: bool = True, offload: bool = False, device=None,
+                          what: str = "transformer") -> None:
+        """`self.denoiser` for `transformer`, a loaded module, or, with `loader`, its skeleton on meta: then
+        `loader()` loads it for the denoising (checked to have the skeleton's config) and keep=False frees it
+        after. offload=True: it waits on the CPU and is moved to `device` for its stage."""
+        check_flag(keep, "keep_transformer")
+        check_flag(offload, "offload")
+        self._skeleton = transformer.eval()
+        if loader is not None:
+            loader = _checked_loader(loader, transformer, what)
+        self.denoiser = Staged(None if loader is not None else transformer, loader, keep=keep, what=what)
+        if offload:
+            offload_to(device, self.denoiser)
 
     @property
     def transformer(self):
-        return self.denoiser.module
+        """The loaded transformer, or, while it is not in memory (keep_transformer=False), its skeleton on
+        the meta device: its config, no weights."""
+        module = self.denoiser.module
+        return module if module is not None else getattr(self, "_skeleton", None)
+
+    @contextlib.contextmanager
+    def denoising(self, record: dict):
+        """`with self.denoising(record) as model:` the real transformer for the denoising stage (loaded if
+        staged, the seconds in record["transformer_load_s"]; moved to the device if offloaded)."""
+        loading = self.denoiser.module is None
+        with self.denoiser.use() as model:
+            if loading:
+                record["transformer_load_s"] = round(self.denoiser.last_load_seconds, 2)
+            yield model
+            del model
 
     @property
     def vae(self):
@@ -188,6 +227,25 @@ class StagedPipeline:
     def moves(self) -> list[tuple[str, str]]:
         """Every device move of an offloaded component so far: (component, device)."""
         return [m for part in self.staged_parts() if part is not None for m in part.moves]
+
+
+def staged_or_loaded(loader, skeleton, keep: bool) -> tuple:
+    """(transformer, loader) for `StagedPipeline.stage_transformer`: keep=True loads it now, (loader(), None);
+    keep=False builds only its skeleton, (skeleton(), loader): the weights wait for the denoising."""
+    if check_flag(keep, "keep_transformer"):
+        return loader(), None
+    return skeleton(), loader
+
+
+def _checked_loader(loader, skeleton, what: str):
+    """`loader`, whose module must have the config the pipeline was built for (the skeleton's)."""
+    def load():
+        module = loader()
+        if getattr(module, "config", None) != getattr(skeleton, "config", None):
+            raise CheckpointError(f"the {what} loaded now has the config {module.config}, not the pipeline's "
+                             f"{skeleton.config}: its file changed since the pipeline was made; make the pipeline again")
+        return module
+    return load
 
 
 def offload_to(device, *parts: "Staged | None") -> None:

@@ -34,9 +34,12 @@ from minidit.samplers import Sampler
 from minidit.scheduler_config import sampler_from_scheduler_config
 from minidit.vae import SD_VAE, AutoencoderKL
 from weights_loader import PipelineFolder, load_dit, load_vae
+from weights_loader.dit import read_dit_config
+from weights_loader.io import build_on_meta
 from .checks import (check_finite, check_flag, check_generator, check_guidance, check_steps, finite_steps, is_integer,
                      precision_hint)
-from .common import Staged, StagedPipeline, check_output_type, decode_tiled_if_large, guided_model_fn, initial_noise, offload_to, to_output
+from .common import (Staged, StagedPipeline, check_output_type, decode_tiled_if_large, guided_model_fn, initial_noise, offload_to,
+                     staged_or_loaded, to_output)
 
 CLASS_NAMES_FILE = Path(__file__).resolve().parents[1] / "assets" / "imagenet_classes.txt"
 
@@ -154,25 +157,33 @@ class DiTPipeline(StagedPipeline):
     """
 
     def __init__(self, transformer: DiT, vae: AutoencoderKL, sampling: DiTSampling = OFFICIAL_SAMPLING, *,
-                 offload: bool = False, device=None):
+                 offload: bool = False, device=None, transformer_loader=None, keep_transformer: bool = True):
         """`offload=True`: the transformer and the VAE wait on the CPU and each is moved to `device` for
-        its stage only."""
+        its stage only. `transformer_loader`: then `transformer` is a skeleton on the meta device (its
+        config, no weights), the real one is loaded by `transformer_loader()` for the denoising and, with
+        keep_transformer=False, freed before the VAE decodes (`StagedPipeline.stage_transformer`)."""
         check_flag(offload, "offload")
-        self._device = torch.device(device if device is not None else next(transformer.parameters()).device)
-        self.denoiser = Staged(transformer.eval(), what="DiT transformer")
+        if device is None:
+            device = "cpu" if transformer_loader is not None else next(transformer.parameters()).device
+        self._device = torch.device(device)
+        self.stage_transformer(transformer, transformer_loader, keep=keep_transformer, offload=offload, device=device,
+                               what="DiT transformer")
         self.decoder = Staged(vae.eval(), what="VAE")
         self.sampling = sampling
         if offload:
-            offload_to(self._device, self.denoiser, self.decoder)
+            offload_to(self._device, self.decoder)
 
     @classmethod
     def from_pretrained(cls, folder, *, follow: str = "official", dtype=torch.float32,
-                        vae_dtype=torch.float32, device="cpu", offload: bool = False) -> "DiTPipeline":
+                        vae_dtype=torch.float32, device="cpu", keep_transformer: bool = True,
+                        offload: bool = False) -> "DiTPipeline":
         """A diffusers DiT folder (`huggingface-cli download facebook/DiT-XL-2-256 --local-dir DIR`).
 
         follow="official": DiT's own sampler and timestep embedding (the weights were trained so);
         follow="diffusers": exactly what diffusers' DiTPipeline computes from this folder.
-        `offload=True`: see `DiTPipeline(...)`.
+        `offload=True`: see `DiTPipeline(...)`. keep_transformer=False: only transformer/config.json is
+        read here; the transformer is loaded for the denoising and freed before the VAE decodes (each call
+        reads it from disk again).
         """
         if follow not in ("official", "diffusers"):
             raise ValueError(f"follow must be 'official' or 'diffusers', not {follow!r}")
@@ -180,21 +191,54 @@ class DiTPipeline(StagedPipeline):
                                             "--local-dir DIR`")
         parts.require("transformer", "vae", "scheduler")
         load_to = "cpu" if check_flag(offload, "offload") else device       # offloaded parts wait on the CPU
-        transformer = load_dit(parts.component("transformer"), dtype=dtype, device=load_to,
-                               overrides={"timestep_freq_shift": 1 if follow == "diffusers" else 0})
+        transformer_dir = parts.component("transformer")
+        overrides = {"timestep_freq_shift": 1 if follow == "diffusers" else 0}
+        transformer, transformer_loader = staged_or_loaded(
+            lambda: load_dit(transformer_dir, dtype=dtype, device=load_to, overrides=overrides),
+            lambda: build_on_meta(DiT, read_dit_config(transformer_dir, overrides)), keep_transformer)
         vae = load_vae(parts.component("vae"), dtype=vae_dtype, device=load_to)
         sampling = OFFICIAL_SAMPLING if follow == "official" else sampling_from_scheduler_config(parts.scheduler_config())
-        return cls(transformer, vae, sampling, offload=offload, device=device)
+        return cls(transformer, vae, sampling, offload=offload, device=device, transformer_loader=transformer_loader,
+                   keep_transformer=keep_transformer)
 
     @classmethod
     def from_original(cls, checkpoint, vae, *, config=None, dtype=torch.float32, vae_dtype=torch.float32,
-                      device="cpu") -> "DiTPipeline":
+                      device="cpu", keep_transformer: bool = True, offload: bool = False) -> "DiTPipeline":
         """An original `DiT-XL-2-256x256.pt` plus a VAE: a diffusers folder (`stabilityai/sd-vae-ft-mse`)
         or an ldm file (read as the SD VAE, scaling 0.18215, as the official `sample.py` does).
-        `config` (a `DiTConfig`) is only needed for checkpoints whose size is not one of the paper's."""
-        transformer = load_dit(checkpoint, config, dtype=dtype, device=device)
+        `config` (a `DiTConfig`) is only needed for checkpoints whose size is not one of the paper's.
+        keep_transformer=False, offload: as in `from_pretrained`; the config is then read off the file's keys
+        and shapes (`weights_loader.dit.read_dit_config`: a torch.save zip archive is memory-mapped and only
+        its index read; a legacy pre-zip pickle is read whole once for that, then freed)."""
+        load_to = "cpu" if check_flag(offload, "offload") else device
+        transformer, transformer_loader = staged_or_loaded(
+            lambda: load_dit(checkpoint, config, dtype=dtype, device=load_to),
+            lambda: build_on_meta(DiT, config or read_dit_config(checkpoint)), keep_transformer)
         vae_config = None if Path(vae).is_dir() else SD_VAE
-        return cls(transformer, load_vae(vae, vae_config, dtype=vae_dtype, device=device))
+        return cls(transformer, load_vae(vae, vae_config, dtype=vae_dtype, device=load_to), offload=offload,
+                   device=device, transformer_loader=transformer_loader, keep_transformer=keep_transformer)
+
+    def _denoise(self, model: DiT, labels, x_T, steps: int, guidance_scale: float, generator, progress: bool):
+        """x_T (B, C, S, S) -> the sampler's run with the (guided) transformer -> latents (B, C, S, S)."""
+        s, cfg, guided = self.sampling, model.config, guidance_scale > 1
+        dtype = next(model.parameters()).dtype
+        if guided:   # one network call on [cond | null class]
+            y = torch.cat([labels, torch.full_like(labels, cfg.num_classes)])               # (2B,)
+            model_fn = guided_model_fn(lambda x2, t2: model(x2.to(dtype), t2, y).float(), guidance_scale,
+                                       guided_channels=s.cfg_channels)
+        else:
+            def model_fn(x_t, t):
+                return model(x_t.to(dtype), t, labels).float()
+        sampler = s.sampler
+        if sampler.variance == "learned_range" and not cfg.learn_sigma:
+            sampler = replace(sampler, variance="fixed_large")   # official create_diffusion without learned sigma
+        step_generator = generator if s.step_noise == "generator" else None
+        hint = precision_hint(model, "the DiT transformer", "dtype")
+        latents = sampler.run(finite_steps(model_fn, "denoising", hint), x_T, steps, learn_sigma=cfg.learn_sigma,
+                              generator=step_generator, noise_fn=null_half_noise(step_generator) if guided else None,
+                              progress=progress)                                           # (B, C, S, S)
+        check_finite(latents, "denoising", hint)
+        return latents
 
     @torch.no_grad()
     def __call__(self, class_labels, num_inference_steps: int = 250, guidance_scale: float = 4.0,
@@ -211,32 +255,15 @@ class DiTPipeline(StagedPipeline):
         check_steps(num_inference_steps)
         guidance_scale = check_guidance(guidance_scale)
         check_generator(generator)
-        model, s = self.transformer, self.sampling
-        cfg = model.config
-        device = self._device
-        dtype = next(model.parameters()).dtype
+        cfg, device = self.transformer.config, self._device
         labels = torch.tensor(class_ids(class_labels, cfg.num_classes), device=device)
         B, C, S = len(labels), cfg.in_channels, cfg.input_size
         x_T = initial_noise((B, C, S, S), generator, device)                               # (B, C, S, S)
-        guided = guidance_scale > 1
-        if guided:   # one network call on [cond | null class]
-            y = torch.cat([labels, torch.full_like(labels, cfg.num_classes)])               # (2B,)
-            model_fn = guided_model_fn(lambda x2, t2: model(x2.to(dtype), t2, y).float(), guidance_scale,
-                                       guided_channels=s.cfg_channels)
-        else:
-            def model_fn(x_t, t):
-                return model(x_t.to(dtype), t, labels).float()
-        sampler = s.sampler
-        if sampler.variance == "learned_range" and not cfg.learn_sigma:
-            sampler = replace(sampler, variance="fixed_large")   # official create_diffusion without learned sigma
-        step_generator = generator if s.step_noise == "generator" else None
-        hint = precision_hint(model, "the DiT transformer", "dtype")
-        model_fn = finite_steps(model_fn, "denoising", hint)
-        with self.denoiser.use():
-            latents = sampler.run(model_fn, x_T, num_inference_steps, learn_sigma=cfg.learn_sigma,
-                                  generator=step_generator, noise_fn=null_half_noise(step_generator) if guided else None,
-                                  progress=progress)                                       # (B, C, S, S)
-        check_finite(latents, "denoising", hint)
+        self.last_run_stats = {"denoise": {}}        # the transformer's load time, when staged (no stage timing here)
+        with self.denoising(self.last_run_stats["denoise"]) as model:
+            # a method, so that no local of this frame still holds the transformer when the stage frees it
+            latents = self._denoise(model, labels, x_T, num_inference_steps, guidance_scale, generator, progress)
+            del model
         if output_type == "latent":
             return latents
         with self.decoder.use() as vae:

@@ -12,6 +12,8 @@ The run, in stages (each timed, its peak memory in `pipe.last_run_stats`):
               v-prediction; the other 4 are the learned sigma, unused at sampling), guides
               (uncond + s (cond - uncond)), optionally rescales (`guidance_rescale`) -> latents.
   3. decode   latents / 0.13025 -> the SDXL VAE (sdxl-vae-fp16-fix) -> image.
+  With `from_pretrained(..., keep_transformer=False)` the transformer lives for stage 2 only: a meta skeleton
+  (its config) until then, loaded after BERT and mT5 are freed, freed before the decode.
 
 Sampling (`HunyuanSampling`): v-prediction, scaled-linear betas 0.00085 -> 0.02 (v1.2) or -> 0.03 (v1.0 /
 v1.1: the official `--beta-end 0.03` that goes with `--use-style-cond`), 1000 training steps.
@@ -60,11 +62,12 @@ from minidit.scheduler_config import sampler_from_scheduler_config
 from minidit.vae import AutoencoderKL
 from minidit.windows import tile_batch
 from weights_loader import MissingPartError, PipelineFolder, load_hunyuan, load_vae
-from weights_loader.hunyuan import LOAD_KEYS
+from weights_loader.hunyuan import LOAD_KEYS, read_hunyuan_config
+from weights_loader.io import build_on_meta
 from .checks import (check_count, check_finite, check_flag, check_generator, check_guidance, check_guidance_rescale,
                      check_int, check_negative_prompts, check_prompts, check_steps, finite_steps, precision_hint)
 from .common import (Staged, StagedPipeline, check_output_type, decode_tiled_if_large, initial_noise, offload_to, pipeline_windows,
-                     to_output)
+                     staged_or_loaded, to_output)
 from .hunyuan_text import NEGATIVE_PROMPT, HunyuanTextEncoders
 from .memory import memory_method, stage
 
@@ -161,16 +164,23 @@ class HunyuanPipeline(StagedPipeline):
     guidance_scale=None, generator=None) -> list[PIL.Image]; None = the sampling's defaults."""
 
     def __init__(self, transformer: HunyuanDiT, vae: AutoencoderKL, text: HunyuanTextEncoders,
-                 sampling: HunyuanSampling, *, offload: bool = False, device=None):
+                 sampling: HunyuanSampling, *, offload: bool = False, device=None, transformer_loader=None,
+                 keep_transformer: bool = True):
         """`offload=True`: the transformer, the VAE and the text encoders wait on the CPU and each is moved
-        to `device` for its stage only (the text encoders are freed after theirs unless kept)."""
+        to `device` for its stage only (the text encoders are freed after theirs unless kept).
+        `transformer_loader`: then `transformer` is a skeleton on the meta device (its config, no weights),
+        the real one is loaded by `transformer_loader()` for the denoising and, with keep_transformer=False,
+        freed before the VAE decodes (`StagedPipeline.stage_transformer`)."""
         check_flag(offload, "offload")
-        self._device = torch.device(device if device is not None else next(transformer.parameters()).device)
-        self.denoiser = Staged(transformer.eval(), what="Hunyuan-DiT transformer")
+        if device is None:
+            device = "cpu" if transformer_loader is not None else next(transformer.parameters()).device
+        self._device = torch.device(device)
+        self.stage_transformer(transformer, transformer_loader, keep=keep_transformer, offload=offload, device=device,
+                               what="Hunyuan-DiT transformer")
         self.decoder = Staged(vae.eval(), what="VAE")
         self.text, self.sampling = text, sampling
         if offload:
-            offload_to(self._device, self.denoiser, self.decoder, text.bert, text.mt5)
+            offload_to(self._device, self.decoder, text.bert, text.mt5)
         self.last_run_stats: dict = {}
 
     def staged_parts(self) -> tuple:
@@ -180,13 +190,20 @@ class HunyuanPipeline(StagedPipeline):
     def from_pretrained(cls, folder, *, follow: str = "official", sampling: HunyuanSampling | None = None,
                         sampler: str = "ddpm", load_key: str | None = None, dtype=None, text_dtype=None,
                         vae_dtype=torch.float32, device="cpu", keep_text_encoders: bool = False,
-                        offload: bool = False) -> "HunyuanPipeline":
+                        keep_transformer: bool = True, offload: bool = False) -> "HunyuanPipeline":
         """A diffusers HunyuanDiTPipeline root (model_index.json) or the original repository's layout
         (`ckpts/` or `ckpts/t2i/`: model/pytorch_model_<load_key>.pt, clip_text_encoder/, tokenizer/, mt5/,
         sdxl-vae-fp16-fix/; load_key None = "ema", or "distill" for a folder named *distill*).
         follow="official" | "diffusers" (module docstring); `sampler` ("ddpm" | "ddim" | "dpmms") picks
         the official sampler; `sampling=` replaces either. Dtypes: see "Precision". `offload=True`: see
-        `HunyuanPipeline(...)`."""
+        `HunyuanPipeline(...)`.
+
+        Memory. BERT and mT5 are loaded for the text stage and freed after it (keep_text_encoders=False).
+        keep_transformer=False: the transformer is not loaded here either, only its config read (a diffusers
+        folder's transformer/config.json; the original `.pt`'s keys and shapes, memory-mapped: a torch.save
+        zip archive's index only, a legacy pickle read whole once and freed); it is loaded when the denoising
+        starts and freed when it ends (before the VAE decodes), so the run peaks at its largest stage, not at
+        the sum of the models. Each call then reads it from disk again."""
         if not isinstance(follow, str) or follow not in ("official", "diffusers"):
             raise InputError(f"follow must be 'official' or 'diffusers', not {follow!r}")
         official_scheduler_config(sampler)                           # an unknown sampler fails before loading
@@ -205,7 +222,10 @@ class HunyuanPipeline(StagedPipeline):
             parts = PipelineFolder(folder, hint=MISSING_PARTS)
             parts.pipeline_class(("HunyuanDiTPipeline",))             # model_index.json, read by the shared reader
             parts.require("transformer", "vae", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2")
-            transformer = load_hunyuan(parts.component("transformer"), dtype=dtype, device=device)
+            transformer_dir = parts.component("transformer")
+            transformer, transformer_loader = staged_or_loaded(
+                lambda: load_hunyuan(transformer_dir, dtype=dtype, device=device),
+                lambda: build_on_meta(HunyuanDiT, read_hunyuan_config(transformer_dir)), keep_transformer)
             vae = load_vae(parts.component("vae"), dtype=vae_dtype, device=device)
             text = HunyuanTextEncoders.from_pretrained(folder, mt5_dtype=text_dtype, device=device,
                                                        keep=keep_text_encoders)
@@ -218,7 +238,9 @@ class HunyuanPipeline(StagedPipeline):
             if missing:                                              # one error for every part, before any load
                 raise MissingPartError(f"no {', '.join(missing)} in {t2i}. {MISSING_PARTS}")
             key = ("distill" if distilled else "ema") if load_key is None else load_key
-            transformer = load_hunyuan(t2i, load_key=key, dtype=dtype, device=device)
+            transformer, transformer_loader = staged_or_loaded(
+                lambda: load_hunyuan(t2i, load_key=key, dtype=dtype, device=device),
+                lambda: build_on_meta(HunyuanDiT, read_hunyuan_config(t2i, load_key=key)), keep_transformer)
             vae = load_vae(t2i / "sdxl-vae-fp16-fix", dtype=vae_dtype, device=device)
             text = HunyuanTextEncoders.from_original(t2i, mt5_dtype=text_dtype, device=device, keep=keep_text_encoders)
             scheduler = None
@@ -228,7 +250,8 @@ class HunyuanPipeline(StagedPipeline):
                 scheduler = official_scheduler_config("ddpm", 0.03 if size_cond else 0.02)
             sampling = (official_sampling(size_cond, sampler, distilled=distilled) if follow == "official" else
                         diffusers_sampling(scheduler))
-        return cls(transformer, vae, text, sampling, offload=offload, device=run_on)
+        return cls(transformer, vae, text, sampling, offload=offload, device=run_on,
+                   transformer_loader=transformer_loader, keep_transformer=keep_transformer)
 
     @property
     def device(self):
@@ -269,6 +292,50 @@ class HunyuanPipeline(StagedPipeline):
         default = self.sampling.negative_prompt
         return [default if neg == "" else neg for neg in check_negative_prompts(negative_prompt, n)]
 
+    def _denoise(self, model: HunyuanDiT, bert, mt5, h: int, w: int, generator, guidance: float,
+                 guidance_rescale: float, steps: int, original_size, progress: bool, windows, record: dict):
+        """Stage 2: noise (B, C, h, w) -> the sampler's run with the guided (maybe windowed) transformer ->
+        latents; the windows' counts go into `record`."""
+        s, device, guided = self.sampling, self.device, guidance > 1
+        f, p = self.vae.config.downsample_factor, model.config.patch_size
+        dtype = next(model.parameters()).dtype
+        C, B = model.config.in_channels, bert.cond.shape[0]
+        x_T = initial_noise((B, C, h, w), generator, device)                                # (B, C, h, w)
+        states, mask, _ = bert.batched(uncond_first=True)                                   # (2B, 77, 1024)
+        states_t5, mask_t5, _ = mt5.batched(uncond_first=True)                              # (2B, 256, 2048)
+        text = dict(encoder_hidden_states=states.to(dtype), text_embedding_mask=mask,
+                    encoder_hidden_states_t5=states_t5.to(dtype), text_embedding_mask_t5=mask_t5)
+        ropes = {}                           # per grid: the whole latent's, or a window's
+
+        def network(x, t):                   # x: the latent, or k stacked windows of it (the text tiled k times)
+            gh, gw = x.shape[-2:]
+            if (gh, gw) not in ropes:
+                ropes[gh, gw] = get_2d_rope(model.config.head_dim, gh // p, gw // p, convention=s.rope)
+            cos, sin = ropes[gh, gw]
+            n = x.shape[0]
+            inputs = {k: tile_batch(v, n) for k, v in text.items()}
+            size = self.size_inputs(gh * f, gw * f, original_size, n)      # the size of what the model sees
+            return model(x.to(dtype), t, **inputs, **size, cos_cis_img=cos, sin_cis_img=sin)
+        if windows is not None:
+            network = windows.wrap(network, (h, w))
+
+        def v_prediction(x, t):              # the network's first C channels: v; the learned sigma is dropped
+            return network(x, t)[:, :C].float()
+
+        def model_fn(x, t):
+            if not guided:
+                return v_prediction(x, t)
+            uncond, cond = v_prediction(torch.cat([x, x]), torch.cat([t, t])).chunk(2)
+            v = cfg(cond, uncond, guidance)
+            return rescale_cfg(v, cond, guidance_rescale) if guidance_rescale > 0 else v
+        hint = precision_hint(model, "the Hunyuan-DiT transformer", "dtype")
+        latents = s.sampler.run(finite_steps(model_fn, "denoising", hint), x_T, steps, generator=generator,
+                                progress=progress)                                          # (B, C, h, w)
+        check_finite(latents, "denoising", hint)
+        if windows is not None:
+            record.update(network.stats(h, w))
+        return latents
+
     @torch.no_grad()
     def __call__(self, prompt, negative_prompt=None, height: int = 1024, width: int = 1024,
                  num_inference_steps: int | None = None, guidance_scale: float | None = None,
@@ -291,7 +358,7 @@ class HunyuanPipeline(StagedPipeline):
         window gets the RoPE of its own grid and (v1.0/1.1) its own size as the target-size condition, as
         a window-sized image would; the size is floored to multiples of 16 and not binned."""
         check_output_type(output_type)
-        s, model, device = self.sampling, self.transformer, self.device
+        s, device = self.sampling, self.device
         steps = check_steps(s.steps if num_inference_steps is None else num_inference_steps)
         guidance = check_guidance(s.guidance if guidance_scale is None else guidance_scale)
         guidance_rescale = check_guidance_rescale(guidance_rescale)
@@ -306,7 +373,7 @@ class HunyuanPipeline(StagedPipeline):
         prompts = [p.strip() for p in prompts] if s.strip_prompt else prompts
         negatives = self._negatives(negative_prompt, len(prompts))    # checked even when unguided
         H, W = self.generation_size(height, width, False if window is not None else use_resolution_binning)
-        f, p = self.vae.config.downsample_factor, model.config.patch_size
+        f, p = self.vae.config.downsample_factor, self.transformer.config.patch_size
         windows = pipeline_windows(window, window_overlap, window_blend, windows_per_call, factor=f, patch=p,
                                    size=(H, W))
         stats = self.last_run_stats = {"device": str(device), "memory": memory_method(device)}
@@ -314,44 +381,12 @@ class HunyuanPipeline(StagedPipeline):
             bert, mt5 = self.text.encode(prompts, negatives if guided else None,
                                          num_images_per_prompt=num_images_per_prompt, device=device)
 
-        with stage(stats, "denoise", device) as record, self.denoiser.use():
-            dtype = next(model.parameters()).dtype
-            C, B = model.config.in_channels, bert.cond.shape[0]
-            x_T = initial_noise((B, C, H // f, W // f), generator, device)                  # (B, C, h, w)
-            states, mask, _ = bert.batched(uncond_first=True)                               # (2B, 77, 1024)
-            states_t5, mask_t5, _ = mt5.batched(uncond_first=True)                          # (2B, 256, 2048)
-            text = dict(encoder_hidden_states=states.to(dtype), text_embedding_mask=mask,
-                        encoder_hidden_states_t5=states_t5.to(dtype), text_embedding_mask_t5=mask_t5)
-            ropes = {}                       # per grid: the whole latent's, or a window's
-
-            def network(x, t):               # x: the latent, or k stacked windows of it (the text tiled k times)
-                h, w = x.shape[-2:]
-                if (h, w) not in ropes:
-                    ropes[h, w] = get_2d_rope(model.config.head_dim, h // p, w // p, convention=s.rope)
-                cos, sin = ropes[h, w]
-                n = x.shape[0]
-                inputs = {k: tile_batch(v, n) for k, v in text.items()}
-                size = self.size_inputs(h * f, w * f, original_size, n)      # the size of what the model sees
-                return model(x.to(dtype), t, **inputs, **size, cos_cis_img=cos, sin_cis_img=sin)
-            if windows is not None:
-                network = windows.wrap(network, (H // f, W // f))
-
-            def v_prediction(x, t):          # the network's first C channels: v; the learned sigma is dropped
-                return network(x, t)[:, :C].float()
-
-            def model_fn(x, t):
-                if not guided:
-                    return v_prediction(x, t)
-                uncond, cond = v_prediction(torch.cat([x, x]), torch.cat([t, t])).chunk(2)
-                v = cfg(cond, uncond, guidance)
-                return rescale_cfg(v, cond, guidance_rescale) if guidance_rescale > 0 else v
-            hint = precision_hint(model, "the Hunyuan-DiT transformer", "dtype")
-            latents = s.sampler.run(finite_steps(model_fn, "denoising", hint), x_T, steps, generator=generator,
-                                    progress=progress)                                      # (B, C, h, w)
-            check_finite(latents, "denoising", hint)
+        with stage(stats, "denoise", device) as record, self.denoising(record) as model:
+            # a method, so that no local of this frame still holds the transformer when the stage frees it
+            latents = self._denoise(model, bert, mt5, H // f, W // f, generator, guidance, guidance_rescale, steps,
+                                    original_size, progress, windows, record)
+            del model
             record.update(size=f"{H}x{W}", steps=steps, sampler=s.sampler.name)
-            if windows is not None:
-                record.update(network.stats(H // f, W // f))
         if output_type == "latent":
             return latents
         with stage(stats, "decode", device) as record, self.decoder.use() as vae:

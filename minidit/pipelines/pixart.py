@@ -19,7 +19,8 @@ The run, in stages (each timed, its peak memory recorded in `pipe.last_run_stats
               trained size) and `last_run_stats["denoise"]` records the windows and network calls.
   3. decode   VAE decode of latents / scaling_factor, in 512-px tiles (128-px overlap) when the
               image has more than TILE_ABOVE_PIXELS pixels; resize + centre crop to the asked size.
-  With `from_pretrained(..., keep_transformer=False)` the transformer, too, lives for its stage only:
+  With `from_pretrained(..., keep_transformer=False)` (or `from_original`; every pipeline has it, shared in
+  `common.StagedPipeline`) the transformer, too, lives for its stage only:
   loaded after T5 is freed, freed before the decode, so the run peaks at its largest stage, not at the
   sum of the three models (measured: benchmarks/pipeline_memory.py). `offload=True` keeps every
   component on the CPU between its stages and moves it to the device for its own (`common.Staged`).
@@ -67,12 +68,11 @@ from minidit.text.t5 import guard_fp16
 from minidit.vae import SD_VAE, SDXL_VAE, AutoencoderKL, decode_latents
 from minidit.windows import tile_batch
 from weights_loader import PipelineFolder, load_pixart, load_t5, load_t5_tokenizer, load_vae
-from weights_loader.io import build_on_meta
-from weights_loader.pixart import CAPTION_LENGTH, PIPELINE_VARIANTS, read_pixart_config
+from weights_loader.pixart import CAPTION_LENGTH, PIPELINE_VARIANTS, pixart_skeleton
 from .checks import (check_count, check_finite, check_flag, check_generator, check_guidance, check_max_sequence_length,
                      check_negative_prompts, check_prompts, check_size, check_steps, finite_steps, precision_hint)
 from .common import (PromptEmbeds, Staged, StagedPipeline, check_output_type, check_prompt_input, guided_model_fn,
-                     initial_noise, pipeline_windows, to_output)
+                     initial_noise, offload_to, pipeline_windows, staged_or_loaded, to_output)
 from .memory import memory_method, stage
 from .resolution import SIDES, classify_height_width_bin, inference_bins, resize_and_crop
 
@@ -156,16 +156,12 @@ class PixArtPipeline(StagedPipeline):
         if device is None:
             device = "cpu" if transformer_loader is not None else next(transformer.parameters()).device
         self._device = torch.device(device)
-        self._skeleton = transformer.eval()
-        if offload:                                # the skeleton (on meta) has nothing to move
-            vae.to("cpu")
-            if transformer_loader is None:
-                transformer.to("cpu")
-        self.denoiser = Staged(None if transformer_loader is not None else transformer, transformer_loader,
-                               keep=keep_transformer, what="PixArt transformer", offload=offload, device=device)
-        self.decoder = Staged(vae.eval(), what="VAE", offload=offload, device=device)
-        self.text = Staged(text_encoder, text_encoder_loader, keep=keep_text_encoder, what="T5 text encoder",
-                           offload=offload, device=device)
+        self.stage_transformer(transformer, transformer_loader, keep=keep_transformer, offload=offload, device=device,
+                               what="PixArt transformer")
+        self.decoder = Staged(vae.eval(), what="VAE")
+        self.text = Staged(text_encoder, text_encoder_loader, keep=keep_text_encoder, what="T5 text encoder")
+        if offload:
+            offload_to(device, self.decoder, self.text)
         self.tokenizer, self.sampling = tokenizer, sampling
         self.variant = variant or variant_of(transformer)
         self.last_run_stats: dict = {}
@@ -200,11 +196,8 @@ class PixArtPipeline(StagedPipeline):
 
         def transformer_loader():
             return load_pixart(transformer_dir, dtype=dtype or d, device=load_to, overrides=overrides)
-        if keep_transformer:
-            transformer, transformer_loader = transformer_loader(), None
-        else:                         # a skeleton for the config: built on meta, no memory (weights_loader.io)
-            transformer = build_on_meta(PixArt, read_pixart_config(transformer_dir, overrides))
-            transformer.y_embedder.has_null_caption = False      # diffusers folders do not store it
+        transformer, transformer_loader = staged_or_loaded(
+            transformer_loader, lambda: pixart_skeleton(transformer_dir, overrides=overrides), keep_transformer)
         text_dir = parts.component("text_encoder")
         sched = parts.scheduler_config()
         if sched is None:
@@ -221,33 +214,39 @@ class PixArtPipeline(StagedPipeline):
     @classmethod
     def from_original(cls, checkpoint, text_encoder, vae, *, tokenizer=None, config=None,
                       sampling: PixArtSampling | None = None, dtype=None, text_encoder_dtype=None,
-                      vae_dtype=None, device="cpu", keep_text_encoder: bool = False) -> "PixArtPipeline":
+                      vae_dtype=None, device="cpu", keep_text_encoder: bool = False, keep_transformer: bool = True,
+                      offload: bool = False) -> "PixArtPipeline":
         """An original `.pth` (`PixArt-Sigma-XL-2-1024-MS.pth`, ...) + a T5 folder (a transformers
         T5 folder such as PixArt-alpha's `t5-v1_1-xxl/`, or a pipeline root such as
         `pixart_sigma_sdxlvae_T5_diffusers`) + a VAE (diffusers folder, or an ldm file: read as the
         SD VAE for α, the SDXL VAE for Σ). The tokenizer's spiece.model is looked up in `tokenizer`,
         else in `text_encoder`. Samples the official way (`OFFICIAL_ALPHA_SAMPLING` /
-        `OFFICIAL_SAMPLING`) unless `sampling=` says otherwise (e.g. `DIFFUSERS_SAMPLING`)."""
+        `OFFICIAL_SAMPLING`) unless `sampling=` says otherwise (e.g. `DIFFUSERS_SAMPLING`).
+        keep_transformer=False, offload: as in `from_pretrained`. The config is then read off the file's
+        keys and shapes (`weights_loader.pixart.pixart_skeleton`: a torch.save zip archive is memory-mapped
+        and only its index, `pos_embed` and the null caption are read; a legacy pre-zip pickle is read whole
+        once for that, then freed); the file is checked in full when the transformer is first loaded."""
         d, te, v = default_dtypes(device)
-        transformer = load_pixart(checkpoint, config, dtype=dtype or d, device=device)
+        load_to = "cpu" if check_flag(offload, "offload") else device
+        transformer, transformer_loader = staged_or_loaded(
+            lambda: load_pixart(checkpoint, config, dtype=dtype or d, device=load_to),
+            lambda: pixart_skeleton(checkpoint, config), keep_transformer)
+        if transformer_loader is not None and transformer.y_embedder.has_null_caption:   # as the loader casts it
+            transformer.y_embedder.y_embedding = transformer.y_embedder.y_embedding.to(dtype or d)
         alpha = variant_of(transformer) == "alpha"
         vae_config = None if Path(vae).is_dir() else SD_VAE if alpha else SDXL_VAE
-        return cls(transformer, load_vae(vae, vae_config, dtype=vae_dtype or v, device=device),
+        return cls(transformer, load_vae(vae, vae_config, dtype=vae_dtype or v, device=load_to),
                    load_t5_tokenizer(tokenizer or text_encoder),
                    sampling=sampling or (OFFICIAL_ALPHA_SAMPLING if alpha else OFFICIAL_SAMPLING),
-                   text_encoder_loader=lambda: load_t5(text_encoder, dtype=text_encoder_dtype or te, device=device),
-                   keep_text_encoder=keep_text_encoder, variant="alpha" if alpha else "sigma")
+                   text_encoder_loader=lambda: load_t5(text_encoder, dtype=text_encoder_dtype or te, device=load_to),
+                   keep_text_encoder=keep_text_encoder, variant="alpha" if alpha else "sigma",
+                   transformer_loader=transformer_loader, keep_transformer=keep_transformer, offload=offload,
+                   device=device)
 
     @property
     def device(self):
         """Where the stages run (with offload=True the components wait on the CPU in between)."""
         return self._device
-
-    @property
-    def transformer(self) -> PixArt:
-        """The loaded transformer, or, while it is not in memory (keep_transformer=False), its skeleton
-        on the meta device: its config, no weights."""
-        return self.denoiser.module if self.denoiser.module is not None else self._skeleton
 
     def staged_parts(self) -> tuple:
         return (self.text, self.denoiser, self.decoder)
@@ -279,7 +278,7 @@ class PixArtPipeline(StagedPipeline):
             raise ValueError("the stored null caption replaces the negative prompt, and has exactly "
                              f"{self.transformer.config.model_max_length} tokens: pass negative_prompt='' and "
                              "max_sequence_length=None, or sample with uncond='negative_prompt'")
-        null = self.transformer.y_embedder.null_caption() if null_caption else None   # raises if not stored
+        null = self.transformer.y_embedder.null_caption().to(self.device) if null_caption else None   # raises if not stored
         with self.text.use() as t5:                          # staged: loaded here, freed after unless kept
             cond, cond_mask = self._t5(t5, prompts, L)
             uncond = uncond_mask = None
@@ -323,13 +322,14 @@ class PixArtPipeline(StagedPipeline):
             n = x.shape[0]
             return model(x.to(dtype), t, tile_batch(y, n), tile_batch(mask, n), **micro).float()
         network = forward if windows is None else windows.wrap(forward, (H // f, W // f))
-        self._windowed = None if windows is None else network
         model_fn = guided_model_fn(network, guidance_scale, uncond_first=True) if guided else network
         hint = precision_hint(model, "the PixArt transformer", "dtype")
         model_fn = finite_steps(model_fn, "denoising", hint)
         latents = self.sampling.sampler.run(model_fn, x_T, steps, learn_sigma=model.config.pred_sigma,
                                             progress=progress)                             # (B, C, h, w)
         check_finite(latents, "denoising", hint)
+        # the windows' counts, kept as numbers: the windowed network would keep the transformer alive
+        self._window_stats = {} if windows is None else network.stats(H // f, W // f)
         return latents
 
     @torch.no_grad()
@@ -363,10 +363,10 @@ class PixArtPipeline(StagedPipeline):
         if decode_tiling is not None:
             check_flag(decode_tiling, "decode_tiling")
         check_prompt_input(prompt, negative_prompt, prompt_embeds)
-        model, device, guided = self.transformer, self.device, guidance_scale > 1
-        side = model.config.input_size * self.vae.config.downsample_factor
+        config, device, guided = self.transformer.config, self.device, guidance_scale > 1
+        side = config.input_size * self.vae.config.downsample_factor
         asked = (side if height is None else height, side if width is None else width)
-        f, p = self.vae.config.downsample_factor, model.config.patch_size
+        f, p = self.vae.config.downsample_factor, config.patch_size
         if window is not None:             # windows: the asked size itself, no bucket (see the docstring)
             use_resolution_binning = False
         H, W = self.generation_size(height, width, use_resolution_binning)
@@ -385,15 +385,11 @@ class PixArtPipeline(StagedPipeline):
             if guided and not e.guided:
                 raise ValueError("prompt_embeds has no unconditional half: encode with guided=True")
 
-        with stage(stats, "denoise", device) as record, self.denoiser.use():
-            if self.denoiser.loader is not None and not self.denoiser.keep:
-                record["transformer_load_s"] = round(self.denoiser.last_load_seconds, 2)
+        with stage(stats, "denoise", device) as record, self.denoising(record) as model:
             # a method, so that no local of this frame still holds the transformer when the stage frees it
-            latents = self._denoise(self.denoiser.module, e, H, W, generator, guidance_scale, num_inference_steps,
-                                    progress, windows)
-            record.update(size=f"{H}x{W}", steps=num_inference_steps)
-            if windows is not None:
-                record.update(self._windowed.stats(H // f, W // f))
+            latents = self._denoise(model, e, H, W, generator, guidance_scale, num_inference_steps, progress, windows)
+            del model
+            record.update(size=f"{H}x{W}", steps=num_inference_steps, **self._window_stats)
         if output_type == "latent":
             return latents
 

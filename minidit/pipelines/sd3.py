@@ -13,6 +13,8 @@ The run, in stages (each timed, its peak memory in `pipe.last_run_stats`):
               `torch.manual_seed(seed)` draw and diffusers' randn_tensor) -> N steps of the sampler,
               each one MM-DiT call on [cond | uncond] (classifier-free guidance) -> latents.
   3. decode   latents / 1.5305 + 0.0609 (the SD3 VAE's scaling and shift) -> VAE -> image.
+  With keep_transformer=False (`from_pretrained`, `from_single_file`) the MM-DiT lives for stage 2 only: a
+  meta skeleton (its config) until then, loaded after the text encoders are freed, freed before the decode.
 
 Two ways to sample (`SD3Sampling`):
   official (`from_single_file`, Stability-AI/sd3.5 `sd3_infer.py`): the model's own CONFIGS entry —
@@ -43,10 +45,12 @@ from minidit.scheduler_config import sampler_from_scheduler_config
 from minidit.vae import SD3_VAE, AutoencoderKL
 from minidit.windows import tile_batch
 from weights_loader import PipelineFolder, load_mmdit, load_vae
+from weights_loader.io import build_on_meta
+from weights_loader.mmdit import read_mmdit_config
 from .checks import (check_count, check_finite, check_flag, check_generator, check_guidance, check_max_sequence_length,
                      check_negative_prompts, check_prompts, check_size, check_steps, finite_steps, precision_hint)
 from .common import (Staged, StagedPipeline, check_output_type, decode_tiled_if_large, guided_model_fn, initial_noise, offload_to,
-                     pipeline_windows, to_output)
+                     pipeline_windows, staged_or_loaded, to_output)
 from .memory import memory_method, stage
 from .sd3_text import SD3TextEncoders
 
@@ -122,16 +126,22 @@ class SD3Pipeline(StagedPipeline):
     guidance_scale=None, generator=None) -> list[PIL.Image]; None = the sampling's defaults."""
 
     def __init__(self, transformer: MMDiT, vae: AutoencoderKL, text: SD3TextEncoders, sampling: SD3Sampling, *,
-                 offload: bool = False, device=None):
+                 offload: bool = False, device=None, transformer_loader=None, keep_transformer: bool = True):
         """`offload=True`: the MM-DiT, the VAE and the text encoders wait on the CPU and each is moved to
-        `device` for its stage only (the text encoders are freed after theirs unless kept)."""
+        `device` for its stage only (the text encoders are freed after theirs unless kept).
+        `transformer_loader`: then `transformer` is a skeleton on the meta device (its config, no weights),
+        the real one is loaded by `transformer_loader()` for the denoising and, with keep_transformer=False,
+        freed before the VAE decodes (`StagedPipeline.stage_transformer`)."""
         check_flag(offload, "offload")
-        self._device = torch.device(device if device is not None else next(transformer.parameters()).device)
-        self.denoiser = Staged(transformer.eval(), what="MM-DiT")
+        if device is None:
+            device = "cpu" if transformer_loader is not None else next(transformer.parameters()).device
+        self._device = torch.device(device)
+        self.stage_transformer(transformer, transformer_loader, keep=keep_transformer, offload=offload, device=device,
+                               what="MM-DiT")
         self.decoder = Staged(vae.eval(), what="VAE")
         self.text, self.sampling = text, sampling
         if offload:
-            offload_to(self._device, self.denoiser, self.decoder, text.clip_l, text.clip_g, text.t5)
+            offload_to(self._device, self.decoder, text.clip_l, text.clip_g, text.t5)
         self.last_run_stats: dict = {}
 
     def staged_parts(self) -> tuple:
@@ -140,17 +150,27 @@ class SD3Pipeline(StagedPipeline):
     @classmethod
     def from_pretrained(cls, folder, *, base=None, follow: str = "diffusers", sampling: SD3Sampling | None = None,
                         drop_t5: bool = False, dtype=torch.float32, text_dtype=None, vae_dtype=torch.float32,
-                        device="cpu", keep_text_encoders: bool = False, offload: bool = False) -> "SD3Pipeline":
+                        device="cpu", keep_text_encoders: bool = False, keep_transformer: bool = True,
+                        offload: bool = False) -> "SD3Pipeline":
         """A diffusers StableDiffusion3Pipeline folder (`base`: another one for the parts it lacks).
         follow="diffusers": exactly what diffusers computes from it; "official": the release's
         official sampling (`OFFICIAL_SAMPLING`, the release read off the network and, for Turbo, the
-        folder's name); `sampling=` replaces either. `offload=True`: see `SD3Pipeline(...)`."""
+        folder's name); `sampling=` replaces either. `offload=True`: see `SD3Pipeline(...)`.
+
+        Memory. The text encoders are loaded for the text stage and freed after it (keep_text_encoders=False).
+        keep_transformer=False: the MM-DiT is not loaded here either, only transformer/config.json read; it
+        is loaded when the denoising starts (the text encoders already freed) and freed when it ends
+        (before the VAE decodes), so the run peaks at its largest stage, not at the sum of the models. Each
+        call then reads it from disk again."""
         if follow not in ("diffusers", "official"):
             raise ValueError(f"follow must be 'diffusers' or 'official', not {follow!r}")
         parts = PipelineFolder(folder, base, hint=MISSING_PARTS)
         parts.pipeline_class(("StableDiffusion3Pipeline",))
         load_to = "cpu" if check_flag(offload, "offload") else device        # offloaded parts wait on the CPU
-        transformer = load_mmdit(parts.component("transformer"), dtype=dtype, device=load_to)
+        transformer_dir = parts.component("transformer")
+        transformer, transformer_loader = staged_or_loaded(
+            lambda: load_mmdit(transformer_dir, dtype=dtype, device=load_to),
+            lambda: build_on_meta(MMDiT, read_mmdit_config(transformer_dir)), keep_transformer)
         vae = load_vae(parts.component("vae"), dtype=vae_dtype, device=load_to)
         text = SD3TextEncoders.from_pretrained(folder, base=base, drop_t5=drop_t5, clip_dtype=text_dtype,
                                                t5_dtype=text_dtype, device=load_to, keep=keep_text_encoders,
@@ -158,14 +178,16 @@ class SD3Pipeline(StagedPipeline):
         if sampling is None:
             sampling = (diffusers_sampling(parts.scheduler_config()) if follow == "diffusers" else
                         OFFICIAL_SAMPLING[release_name(transformer, str(Path(folder).resolve()))])
-        return cls(transformer, vae, text, sampling, offload=offload, device=device)
+        return cls(transformer, vae, text, sampling, offload=offload, device=device,
+                   transformer_loader=transformer_loader, keep_transformer=keep_transformer)
 
     @classmethod
     def from_single_file(cls, checkpoint, *, tokenizers=None, text_encoders=None, text: SD3TextEncoders | None = None,
                          transformer_config=None, vae_config=SD3_VAE, drop_t5: bool = False,
                          sampling: SD3Sampling | None = None,
                          dtype=torch.float32, text_dtype=None, vae_dtype=torch.float32, device="cpu",
-                         keep_text_encoders: bool = False, offload: bool = False) -> "SD3Pipeline":
+                         keep_text_encoders: bool = False, keep_transformer: bool = True,
+                         offload: bool = False) -> "SD3Pipeline":
         """An official file (`sd3_medium.safetensors`, `sd3.5_large.safetensors`, ...; MM-DiT and VAE
         inside) + its text encoders: `text_encoders`, a folder with clip_l.safetensors,
         clip_g.safetensors and t5xxl_fp16.safetensors (`text_encoders/` of the repository), or None
@@ -173,9 +195,12 @@ class SD3Pipeline(StagedPipeline):
         folder holding tokenizer/, tokenizer_2/, tokenizer_3/; or `text`, an `SD3TextEncoders` made
         elsewhere. Samples the official way for the release (`OFFICIAL_SAMPLING`) unless `sampling=`.
         `transformer_config` / `vae_config`: only for networks that are not a release's (tests).
-        `offload=True`: see `SD3Pipeline(...)`."""
+        `offload=True`: see `SD3Pipeline(...)`. keep_transformer=False: as in `from_pretrained`; the config
+        is then read off the file's safetensors header (keys and shapes, no weights: `read_mmdit_config`)."""
         load_to = "cpu" if check_flag(offload, "offload") else device
-        transformer = load_mmdit(checkpoint, transformer_config, dtype=dtype, device=load_to)
+        transformer, transformer_loader = staged_or_loaded(
+            lambda: load_mmdit(checkpoint, transformer_config, dtype=dtype, device=load_to),
+            lambda: build_on_meta(MMDiT, transformer_config or read_mmdit_config(checkpoint)), keep_transformer)
         vae = load_vae(checkpoint, vae_config, dtype=vae_dtype, device=load_to)
         if text is None:
             if tokenizers is None:
@@ -191,27 +216,29 @@ class SD3Pipeline(StagedPipeline):
                                               clip_dtype=text_dtype, t5_dtype=text_dtype, device=load_to,
                                               keep=keep_text_encoders, context_width=transformer.config.context_dim)
         return cls(transformer, vae, text, sampling or OFFICIAL_SAMPLING[release_name(transformer, str(checkpoint))],
-                   offload=offload, device=device)
+                   offload=offload, device=device, transformer_loader=transformer_loader,
+                   keep_transformer=keep_transformer)
 
     @property
     def device(self):
         """Where the stages run (with offload the components wait on the CPU in between)."""
         return self._device
 
-    def _model_fn(self, e, guidance_scale: float, num_steps: int, windows=None, latent_hw=None):
+    def _model_fn(self, model: MMDiT, e, guidance_scale: float, num_steps: int, windows=None, latent_hw=None,
+                  windowed_calls: list | None = None):
         """The sampler's model_fn: the MM-DiT's velocity, guided (and with skip-layer guidance); with
-        `windows` (`common.pipeline_windows`) every network call runs on windows of the latent."""
-        model, s = self.transformer, self.sampling
+        `windows` (`common.pipeline_windows`) every network call runs on windows of the latent (each
+        windowed network appended to `windowed_calls`, for its counts)."""
+        s = self.sampling
         dtype = next(model.parameters()).dtype
         context, _, pooled = e.batched(uncond_first=s.uncond_first)
         context, pooled = context.to(dtype), pooled.to(dtype)
-        self._windowed = []
 
         def windowed(network):      # the network call as it is, or on windows (text tiled to k windows)
             if windows is None:
                 return network
-            self._windowed.append(windows.wrap(network, latent_hw))
-            return self._windowed[-1]
+            windowed_calls.append(windows.wrap(network, latent_hw))
+            return windowed_calls[-1]
 
         def forward(x, t):          # x: (2B, ...) when guided ([cond | uncond] as e.batched), else (B, ...)
             n = x.shape[0]
@@ -243,6 +270,25 @@ class SD3Pipeline(StagedPipeline):
             return slg.scale * (cond - skipped)
         return guided_model_fn(forward, guidance_scale, uncond_first=s.uncond_first, extra=skip_layer_term)
 
+    def _denoise(self, model: MMDiT, e, h: int, w: int, generator, guidance: float, steps: int, progress: bool,
+                 windows, record: dict) -> torch.Tensor:
+        """Stage 2: noise (B, C, h, w) -> the sampler's run with the (guided, maybe windowed) MM-DiT -> latents;
+        the windows' counts go into `record`."""
+        s, p = self.sampling, model.config.patch_size
+        x_T = initial_noise((e.cond.shape[0], model.config.in_channels, h, w), generator, self.device)
+        seen = (h, w) if windows is None else windows.window                               # what the network sees
+        hint = precision_hint(model, "the MM-DiT", "dtype")
+        windowed = []
+        model_fn = self._model_fn(model, e, guidance, steps, windows, (h, w), windowed)
+        latents = s.sampler.run(finite_steps(model_fn, "denoising", hint), x_T, steps, progress=progress,
+                                image_seq_len=(seen[0] // p) * (seen[1] // p))      # for a dynamic-shift grid
+        check_finite(latents, "denoising", hint)
+        if windows is not None:
+            record.update(windowed[0].stats(h, w))
+            record["forward_calls"] = sum(net.calls for net in windowed)
+            record["window_evaluations"] = sum(net.evaluations for net in windowed)
+        return latents
+
     @torch.no_grad()
     def __call__(self, prompt, negative_prompt="", height: int = 1024, width: int = 1024,
                  num_inference_steps: int | None = None, guidance_scale: float | None = None,
@@ -260,35 +306,28 @@ class SD3Pipeline(StagedPipeline):
         window is centre-cropped from the position table as a window-sized image would be, and a
         dynamic-shift grid is chosen for the window's token count (what the model sees)."""
         check_output_type(output_type)
-        s, model, device = self.sampling, self.transformer, self.device
+        s, config, device = self.sampling, self.transformer.config, self.device
         steps = check_steps(s.steps if num_inference_steps is None else num_inference_steps)
         guidance = check_guidance(s.guidance if guidance_scale is None else guidance_scale)
         check_generator(generator)
         check_count(num_images_per_prompt, "num_images_per_prompt")
         check_max_sequence_length(max_sequence_length)
         check_negative_prompts(negative_prompt, len(check_prompts(prompt)))
-        step = self.vae.config.downsample_factor * model.config.patch_size
+        step = self.vae.config.downsample_factor * config.patch_size
         check_size(height, width, step, "VAE x patch")
-        f, p = self.vae.config.downsample_factor, model.config.patch_size
+        f, p = self.vae.config.downsample_factor, config.patch_size
         windows = pipeline_windows(window, window_overlap, window_blend, windows_per_call, factor=f, patch=p,
                                    size=(height, width))
         stats = self.last_run_stats = {"device": str(device), "memory": memory_method(device)}
         with stage(stats, "text", device):
             e = self.text.encode(prompt, negative_prompt, guided=guidance > 1, num_images_per_prompt=num_images_per_prompt,
                                  t5_length=s.t5_length, max_sequence_length=max_sequence_length, device=device)
-        with stage(stats, "denoise", device) as record, self.denoiser.use():
-            x_T = initial_noise((e.cond.shape[0], model.config.in_channels, height // f, width // f), generator, device)
-            seen = (height // f, width // f) if windows is None else windows.window    # what the network sees
-            hint = precision_hint(model, "the MM-DiT", "dtype")
-            model_fn = self._model_fn(e, guidance, steps, windows, (height // f, width // f))
-            latents = s.sampler.run(finite_steps(model_fn, "denoising", hint), x_T, steps, progress=progress,
-                                    image_seq_len=(seen[0] // p) * (seen[1] // p))  # for a dynamic-shift grid
-            check_finite(latents, "denoising", hint)
+        with stage(stats, "denoise", device) as record, self.denoising(record) as model:
+            # a method, so that no local of this frame still holds the MM-DiT when the stage frees it
+            latents = self._denoise(model, e, height // f, width // f, generator, guidance, steps, progress, windows,
+                                    record)
+            del model
             record.update(size=f"{height}x{width}", steps=steps, text_tokens=e.cond.shape[1])
-            if windows is not None:
-                record.update(self._windowed[0].stats(height // f, width // f))
-                record["forward_calls"] = sum(w.calls for w in self._windowed)
-                record["window_evaluations"] = sum(w.evaluations for w in self._windowed)
         if output_type == "latent":
             return latents
         with stage(stats, "decode", device) as record, self.decoder.use() as vae:
