@@ -89,6 +89,8 @@ def prose(path: Path) -> str:
     if path.suffix == ".ipynb":
         return notebook_cells(path)
     text = path.read_text(encoding="utf-8")
+    if path.suffix == ".md":        # HTML comments are not shown (README's results blocks: tests/test_readme_tables.py)
+        text = re.sub(r"<!--.*?-->", "", text, flags=re.S)
     return python_prose(text) if path.suffix == ".py" else text
 
 
