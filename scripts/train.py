@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--save-every", type=int, default=0)
     g.add_argument("--out", default="runs/train")
     g.add_argument("--resume", default=None)
-    g.add_argument("--no-export", action="store_true")
+    g.add_argument("--no-export", action="store_true", help="no ema.pt / ema.pth at the end")
+    g.add_argument("--export-diffusers", action="store_true", help="also OUT/ema_diffusers/, a diffusers transformer folder")
     return p
 
 
@@ -145,7 +146,8 @@ def main(argv=None) -> dict:
                           ema_warmup=args.ema_warmup, p_uncond=args.p_uncond, objective=args.objective,
                           checkpointing=args.checkpointing, precision=args.precision, distributed=args.distributed,
                           seed=args.seed, log_every=args.log_every, save_every=args.save_every, out=args.out,
-                          resume=args.resume, export=not args.no_export)
+                          resume=args.resume, export=not args.no_export,
+                          export_diffusers=args.export_diffusers)
         if world.main:
             n = sum(p.numel() for p in model.parameters())
             print(f"{type(model).__name__} {n / 1e6:.2f} M parameters, {len(data)} items, {world.world_size} "
