@@ -35,6 +35,7 @@ from minidit.training import (DigitsData, ImageCaptionFolder, TextEmbeddingCache
 from minidit.training import distributed as D                  # noqa: E402
 from minidit.training.checkpointing import PRECISIONS          # noqa: E402
 from minidit.training.objectives import OBJECTIVES             # noqa: E402
+from weights_loader import load_dit, load_pixart, load_t5, load_t5_tokenizer, load_vae  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,7 +100,6 @@ def digits_setup(args):
     config = replace(TOY, hidden_size=args.hidden_size, depth=args.depth, num_heads=args.heads,
                      learn_sigma=args.objective != "flow")
     if args.init:
-        from weights_loader import load_dit                     # noqa: PLC0415  (scripts are not layered)
         model = load_dit(args.init, config).train()
     else:
         torch.manual_seed(args.seed)
@@ -108,7 +108,6 @@ def digits_setup(args):
 
 
 def folder_setup(args):
-    from weights_loader import load_pixart, load_t5, load_t5_tokenizer, load_vae  # noqa: PLC0415
     if not args.weights:
         raise InputError("a folder of images trains a PixArt: pass --weights <diffusers PixArt pipeline folder>")
     model = prepare_pixart(load_pixart(args.weights).train())
