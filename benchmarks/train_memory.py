@@ -48,7 +48,7 @@ PEFT_TARGETS = {"attention": r".*blocks\.\d+\.(attn\.(qkv|proj)|cross_attn\.(q_l
 
 def build(depth: int, checkpointing: bool, lora: str | None = None):
     """The model; with `lora`, PEFT's LoRA adapters (rank 64) on the planner's targets, the rest frozen (PEFT is
-    the test-only oracle; minidit's own LoRA is `minidit/lora.py`)."""
+    the test-only oracle here)."""
     torch.manual_seed(0)
     model = prepare_pixart(PixArt(replace(PIXART_SIGMA_512_MS, depth=depth))).train()
     if lora:
