@@ -65,20 +65,21 @@ def test_saved_activation_formula_matches_what_autograd_saves(checkpointing, lor
 def test_pixart_sigma_512_lora_terms_by_hand():
     stack = M.stack(MODELS["pixart-sigma-512"])
     plan = training_memory(stack, 512, 512, train="lora", rank=64)
-    terms = plan["terms"]
     N, D, L, b = 1024, 1152, 300, 2                          # 64 x 64 latent, patch 2; 300 T5 tokens; bf16
     BND, BLD = N * D * b, L * D * b
     # LoRA: (10 + r) = 14 B·N·D + K, V per block + the rank-64 A outputs (four N-token Linears, one L-token)
-    assert terms["saved activations"] == 28 * (14 * BND + 2 * BLD + (4 * N + L) * 64 * b) + BND + BLD
-    full = training_memory(stack, 512, 512, train="full")["terms"]
-    assert full["saved activations"] == 28 * (23 * BND + 2 * BLD) + 3 * BND + 3 * BLD
-    assert terms["LoRA r=64 (attention): 33.0 M x 16 B"] == 33_030_144 * 16
+    assert plan["saved"] == 28 * (14 * BND + 2 * BLD + (4 * N + L) * 64 * b) + BND + BLD
+    assert plan["gradients"] == 33_030_144 * 4                 # fp32 adapters
     params = sum(p.numel() for p in M.module_on_meta("pixart", stack.denoiser).parameters())
-    assert terms["weights (bf16)"] == (params + 300 * 4096) * 2   # + the null caption buffer (300, 4096)
-    assert plan["total"] < 16e9                              # the article's "under 16 GB" holds for this LoRA
+    weights = (params + 300 * 4096) * 2                       # + the null caption buffer (300, 4096)
+    transient = 2 * 4 * BND
+    assert plan["total"] == weights + 33_030_144 * 12 + max(plan["saved"], plan["gradients"]) + transient
+    assert plan["total"] < 16e9                               # the article's "under 16 GB" holds for this LoRA
     ckpt = training_memory(stack, 512, 512, train="lora", rank=64, checkpointing=True)
-    one_block = 14 * BND + 2 * BLD + (4 * N + L) * 64 * b
-    assert ckpt["terms"]["saved activations (checkpointing)"] == 28 * BND + one_block + BND + BLD
+    assert ckpt["saved"] == 28 * BND + (14 * BND + 2 * BLD + (4 * N + L) * 64 * b) + BND + BLD
+    full = training_memory(stack, 512, 512, train="full")
+    assert full["saved"] == 28 * (23 * BND + 2 * BLD) + 3 * BND + 3 * BLD
+    assert full["gradients"] == params * 4 and full["total"] == weights + params * 12 + params * 4 + transient
 
 
 def test_command_line(capsys):
