@@ -14,7 +14,8 @@ and T5 is freed before training; images go to the nearest of PixArt's aspect-rat
 Under torchrun every process runs this script; --batch-size is per process, so the global batch is
 batch-size x grad-accum x processes (one process with that batch trains the same run). Outputs in
 --out: checkpoint-NNNNNNN.pt (resume with --resume), ema.pt / ema.pth (the EMA weights in the
-official layout: `weights_loader.load_dit` / `load_pixart` read them), log.json (the loss per step).
+official layout: `weights_loader.load_dit` / `load_pixart` read them), log.json (the loss per step);
+with --lora-rank, lora.safetensors instead: the EMA of the adapters only (`minidit.lora.load_lora`).
 """
 from __future__ import annotations
 
@@ -35,6 +36,9 @@ from minidit.training import (DigitsData, ImageCaptionFolder, TextEmbeddingCache
 from minidit.training import distributed as D                  # noqa: E402
 from minidit.training.checkpointing import PRECISIONS          # noqa: E402
 from minidit.training.objectives import OBJECTIVES             # noqa: E402
+from weights_loader import load_dit, load_pixart, load_t5, load_t5_tokenizer, load_vae  # noqa: E402
+from minidit.lora import add_lora                              # noqa: E402
+from minidit.plan_train import FUSED, LORA_TARGETS             # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,6 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--heads", type=int, default=TOY.num_heads)
     g.add_argument("--weights", help="folder data: a diffusers PixArt pipeline folder")
     g.add_argument("--side", type=int, default=512, help="folder data: the bucket table's side (256/512/1024/2048)")
+    g = p.add_argument_group("LoRA: train low-rank adapters only (minidit.lora), the model frozen")
+    g.add_argument("--lora-rank", type=int, default=0, help="the adapters' rank (0: no LoRA, train the model)")
+    g.add_argument("--lora-alpha", type=float, default=None, help="(default: the rank, scale 1)")
+    g.add_argument("--lora-targets", default="attention",
+                   help="attention | attention+mlp (the planner's sets, minidit.plan_train.LORA_TARGETS) or a regex")
+    g.add_argument("--lora-split", action="store_true",
+                   help="one adapter per q, k, v (as diffusers / PEFT store them) instead of one on the fused layer")
     g.add_argument("--text-cache", default=None, help="folder of cached T5 states (default: OUT/text_cache)")
     g = p.add_argument_group("optimisation")
     g.add_argument("--steps", type=int, default=1000)
@@ -77,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--save-every", type=int, default=0)
     g.add_argument("--out", default="runs/train")
     g.add_argument("--resume", default=None)
-    g.add_argument("--no-export", action="store_true")
+    g.add_argument("--no-export", action="store_true", help="no ema.pt / ema.pth at the end")
+    g.add_argument("--export-diffusers", action="store_true", help="also OUT/ema_diffusers/, a diffusers transformer folder")
     return p
 
 
@@ -98,7 +110,6 @@ def digits_setup(args):
     config = replace(TOY, hidden_size=args.hidden_size, depth=args.depth, num_heads=args.heads,
                      learn_sigma=args.objective != "flow")
     if args.init:
-        from weights_loader import load_dit                     # noqa: PLC0415  (scripts are not layered)
         model = load_dit(args.init, config).train()
     else:
         torch.manual_seed(args.seed)
@@ -107,7 +118,6 @@ def digits_setup(args):
 
 
 def folder_setup(args):
-    from weights_loader import load_pixart, load_t5, load_t5_tokenizer, load_vae  # noqa: PLC0415
     if not args.weights:
         raise InputError("a folder of images trains a PixArt: pass --weights <diffusers PixArt pipeline folder>")
     model = prepare_pixart(load_pixart(args.weights).train())
@@ -136,6 +146,9 @@ def main(argv=None) -> dict:
     world = D.setup(args.device)
     try:
         model, data, betas = digits_setup(args) if args.data == "digits" else folder_setup(args)
+        if args.lora_rank:
+            targets = list(LORA_TARGETS.get(args.lora_targets, ())) or args.lora_targets
+            add_lora(model, targets, args.lora_rank, args.lora_alpha, split=FUSED if args.lora_split else None)
         objective = make_objective(args.objective, learn_sigma=args.objective != "flow" and
                                    getattr(model.config, "learn_sigma", getattr(model.config, "pred_sigma", True)),
                                    beta_schedule=betas, density=args.density)
@@ -145,7 +158,8 @@ def main(argv=None) -> dict:
                           ema_warmup=args.ema_warmup, p_uncond=args.p_uncond, objective=args.objective,
                           checkpointing=args.checkpointing, precision=args.precision, distributed=args.distributed,
                           seed=args.seed, log_every=args.log_every, save_every=args.save_every, out=args.out,
-                          resume=args.resume, export=not args.no_export)
+                          resume=args.resume, export=not args.no_export,
+                          export_diffusers=args.export_diffusers)
         if world.main:
             n = sum(p.numel() for p in model.parameters())
             print(f"{type(model).__name__} {n / 1e6:.2f} M parameters, {len(data)} items, {world.world_size} "

@@ -9,7 +9,7 @@
             loss.backward()                                  DDP averages gradients at the last micro-batch
         clip the gradient norm; AdamW step; LR schedule step; EMA update (optim.py)
         log the loss averaged over the processes; save a resumable checkpoint every `save_every` steps
-    export the EMA weights in the official layout (state.py)
+    export the EMA weights in the official layout (state.py), or, for LoRA, the adapters only
 
 Dividing each micro-batch's mean loss by k and summing the k gradients gives the gradient of the
 mean over all k x batch_size samples: accumulation = one k times larger batch (same draws, tested).
@@ -31,12 +31,14 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
                                                      set_optimizer_state_dict)
 from torch.nn.parallel import DistributedDataParallel
 
+from minidit.lora import lora_layers, save_lora
+
 from . import distributed as D
 from .buckets import BucketBatchSampler
 from .checkpointing import autocast, enable_checkpointing
 from .objectives import draw_batch
 from .optim import EMA, make_optimizer
-from .state import export_weights, read_checkpoint, save_checkpoint, set_rng_state
+from .state import export_diffusers, export_weights, read_checkpoint, save_checkpoint, set_rng_state
 
 FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)     # whole tensors, on the CPU (rank 0 with FSDP)
 
@@ -65,6 +67,7 @@ class TrainConfig:
     out: str = "runs/train"
     resume: str | None = None         # a checkpoint to continue from
     export: bool = True               # write the EMA weights in the official layout at the end
+    export_diffusers: bool = False    # ... and as a diffusers transformer/ folder (out/ema_diffusers/)
 
     def record(self, world_size: int) -> dict:
         return {**asdict(self), "world_size": world_size,
@@ -148,10 +151,18 @@ def train(cfg: TrainConfig, model, data, objective, world: D.World | None = None
 
     path = checkpoint(cfg.steps)
     exported = None
-    if cfg.export:
+    if cfg.export and lora_layers(core):                 # LoRA: the adapters only, from the EMA (minidit.lora)
+        ema.copy_to(core)
+        if world.main:
+            exported = out / "lora.safetensors"
+            save_lora(core, exported)
+        D.barrier(world)
+    elif cfg.export:
         shadow = D.full_state(ema.shadow)
         if world.main:
             exported = export_weights(out / "ema", core, shadow)                # ema.pt (DiT) / ema.pth (PixArt)
+            if cfg.export_diffusers:
+                export_diffusers(out / "ema_diffusers", core, shadow)
         D.barrier(world)
     if world.main:
         (out / "log.json").write_text(json.dumps({"config": record, "losses": losses, "log": log}, indent=1))
