@@ -26,6 +26,7 @@ run sd3_transformer benchmarks/sd3_transformer.py --latents 64,128 --rounds 2 --
 run hunyuan_transformer benchmarks/hunyuan_transformer.py --latents 128 --rounds 2 --repeats 1 "$@"
 run stdit_forward benchmarks/stdit_forward.py
 run plan_validation benchmarks/plan_validation.py
+run train_memory benchmarks/train_memory.py
 # sliding-window denoising: several configurations in one results file
 echo "== windowed_denoise"
 {

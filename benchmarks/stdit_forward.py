@@ -12,9 +12,10 @@ temporal attention over (B*256, 16); `full` is one attention over all 4096 token
 attention paths of `minidit.attention`: `sdpa` (fused, O(N) memory) and `manual` (the explicit
 softmax, which materialises the score matrix). Batch 1 (one conditional forward), 120 T5 tokens (40
 real), timestep 500, random weights N(0, 0.02), the same in every process. Each (path, mode) runs in a
-fresh process (`--rounds` of them, alternating the order; the fastest is kept): median wall time and
-the peak resident-memory increase over the weights and inputs (`benchmarks/common.py`). The second
-table is the cost model (`minidit.spacetime.attention_cost`), computed, not measured.
+fresh process, `--rounds` times, all four cases in each round with the order alternating, and the
+fastest round is kept: median wall time and the peak resident-memory increase over the weights and
+inputs (`benchmarks/common.py`). The second table is the cost model (`minidit.spacetime.attention_cost`),
+computed, not measured.
 """
 from __future__ import annotations
 
@@ -94,15 +95,15 @@ def main(argv=None) -> str:
         shape["depth"] = args.depth
     latent = TINY_LATENT if args.tiny else LATENT
     work = tempfile.mkdtemp(prefix="stdit_bench_")
-    rows, outs = [], {}
+    outs = {(b, m): os.path.join(work, f"{b}_{m}.pt") for b in args.backends for m in MODES}
+    # all cases in one set of rounds (alternating order), so the load drift of a shared machine is spread
+    cases = {f"{b} {m}": dict(shape=shape, latent=latent, mode=m, backend=b, repeats=args.repeats, out=outs[b, m])
+             for b, m in outs}
+    res = run_rounds(__file__, cases, args.rounds)
+    rows = []
     for backend in args.backends:
-        cases = {}
-        for mode in MODES:
-            outs[backend, mode] = os.path.join(work, f"{backend}_{mode}.pt")
-            cases[mode] = dict(shape=shape, latent=latent, mode=mode, backend=backend, repeats=args.repeats,
-                               out=outs[backend, mode])
-        res = run_rounds(__file__, cases, args.rounds)
-        rows += [{"attention": r.pop("impl"), **r} for r in comparison_rows(res, "factorized", path=backend)]
+        mine = {m: res[f"{backend} {m}"] for m in MODES}
+        rows += [{"attention": r.pop("impl"), **r} for r in comparison_rows(mine, "factorized", path=backend)]
     for row in rows:                           # both paths compute the same numbers
         if len(args.backends) > 1:
             a, b = (torch.load(outs[k, row["attention"]], weights_only=True) for k in args.backends[:2])

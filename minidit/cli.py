@@ -4,6 +4,7 @@
     python -m minidit generate --model NAME ...   an official checkpoint you downloaded
     python -m minidit models                      what `generate` can run and how to get the weights
     python -m minidit plan --model NAME ...       memory and FLOPs per stage, and the settings that fit a card
+    python -m minidit plan --model NAME --train lora|full [--checkpointing]   the memory of a training step
 
 Everything `generate` knows comes from one model table, `MODELS`, whose rows each family's
 command-line module gives (`pipelines/dit_cli.py`, `pixart_cli.py`, `sd3_cli.py`, `hunyuan_cli.py`): the name, the
@@ -22,14 +23,14 @@ import sys
 from pathlib import Path
 
 from weights_loader import CheckpointError
-from . import plan_fit, plan_models
+from . import plan_fit, plan_models, plan_train
 from .errors import InputError, NonFiniteError
-from .pipelines import dit_cli, hunyuan_cli, pixart_cli, sd3_cli, toy
+from .pipelines import dit_cli, hunyuan_cli, pixart_cli, sd3_cli, toy, video_cli
 from .pipelines.checks import (check_device, check_guidance, check_int, check_output_path, check_seed,
                                check_steps)
 from .pipelines.common import hub_download
 
-FAMILIES = {module.FAMILY: module for module in (dit_cli, pixart_cli, sd3_cli, hunyuan_cli)}
+FAMILIES = {module.FAMILY: module for module in (dit_cli, pixart_cli, sd3_cli, hunyuan_cli, video_cli)}
 MODELS = {entry.name: entry for module in FAMILIES.values() for entry in module.MODELS}
 
 
@@ -68,6 +69,8 @@ def _generate(args) -> int:
     entry = MODELS[args.model]
     family = FAMILIES[entry.family]
     check_generate_arguments(args)
+    if hasattr(family, "check_arguments"):           # the family's own options, before any file is looked at
+        family.check_arguments(args, entry)
     if args.weights is None or not Path(args.weights).exists():
         missing = "no --weights given" if args.weights is None else f"{args.weights} does not exist"
         print(f"{missing}.\n{family.how_to_get(entry)}", file=sys.stderr)
@@ -84,7 +87,7 @@ def _models(args) -> int:
     for name, entry in MODELS.items():
         d = defaults(entry)
         print(f"{name:28s} {entry.summary}\n{'':28s} defaults: {d['steps']} steps, guidance {d['guidance']}\n"
-              f"{'':28s} get it: {hub_download(entry)}  (or the original {entry.original})")
+              f"{'':28s} get it: {hub_download(entry)}" + (f"  (or the original {entry.original})" if entry.original else ""))
     return 0
 
 
@@ -94,6 +97,12 @@ def _plan(args) -> int:
     stack = plan_models.stack(MODELS[args.model])
     height = stack.side if args.height is None else args.height
     width = stack.side if args.width is None else args.width
+    if args.train:                                         # one training step instead of a sampling run
+        check_int(args.batch, "--batch", minimum=1)
+        print(plan_train.report(stack, height, width, train=args.train, rank=args.lora_rank, targets=args.lora_targets,
+                                checkpointing=args.checkpointing, batch=args.batch, dtype=args.dtype or "bf16",
+                                optimizer=args.optimizer, gpu_memory=args.gpu_memory))
+        return 0
     memory = plan_fit.GPUS[args.gpu][4] if args.gpu_memory is None else args.gpu_memory
     window = None if args.window is None else plan_fit.window_latent(args.window)
     d = defaults(MODELS[args.model])                       # the model's own steps and guidance unless given
@@ -171,6 +180,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="PixArt-Σ KV compression: keys/values downsampled SxS on the second half of the blocks (default: off)")
     p.add_argument("--window", type=int, default=None, metavar="PX",
                    help="force sliding windows of PX pixels (overlap a quarter) (default: only if nothing else fits)")
+    g = p.add_argument_group("training (PixArt): the memory of one training step instead of a sampling run")
+    g.add_argument("--train", choices=["lora", "full"], default=None, help="LoRA or full fine-tune")
+    g.add_argument("--checkpointing", action="store_true", help="gradient checkpointing per block")
+    g.add_argument("--lora-rank", type=int, default=64, help="(default: %(default)s)")
+    g.add_argument("--lora-targets", choices=list(plan_train.LORA_TARGETS), default="attention",
+                   help="adapted Linear layers (default: %(default)s: q, k, v, out of self- and cross-attention)")
+    g.add_argument("--batch", type=int, default=1, help="images per step (default: %(default)s)")
+    g.add_argument("--optimizer", choices=list(plan_train.OPTIMIZER_BYTES), default="fp32",
+                   help="full fine-tune: fp32 master + grads + AdamW (16 B/param) or all bf16 (8 B) (default: %(default)s)")
     p.set_defaults(func=_plan)
     for command in sub.choices.values():     # --debug after the command too (SUPPRESS keeps the parent's value)
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,

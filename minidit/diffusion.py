@@ -307,32 +307,46 @@ def discretized_gaussian_log_likelihood(x, means, log_scales):
     return log_probs
 
 
-def vb_terms_bpd(schedule: Schedule, model_output, x0, x_t, t):
+def vb_terms_bpd(schedule: Schedule, model_output, x0, x_t, t, prediction_type: str = "epsilon"):
     """One term of the variational bound in bits per dimension: KL(q || p) for t > 0, the decoder
     NLL for t = 0. Shape (B,)."""
     true_mean, _, true_log_var = q_posterior_mean_variance(schedule, x0, x_t, t)
-    out = p_mean_variance(schedule, model_output, x_t, t, learn_sigma=True)
+    out = p_mean_variance(schedule, model_output, x_t, t, learn_sigma=True, prediction_type=prediction_type)
     kl = mean_flat(normal_kl(true_mean, true_log_var, out["mean"], out["log_variance"])) / math.log(2.0)
     nll = -mean_flat(discretized_gaussian_log_likelihood(
         x0, means=out["mean"], log_scales=0.5 * out["log_variance"])) / math.log(2.0)
     return torch.where(t == 0, nll, kl)
 
 
-def training_losses(model_fn, schedule: Schedule, x0, t, noise=None, *, learn_sigma: bool = True):
+def v_target(schedule: Schedule, x0, t, noise):
+    """The v-prediction target v = sqrt(a_bar_t) eps - sqrt(1 - a_bar_t) x_0 (Salimans & Ho,
+    arXiv:2202.00512 §4; `predict_x0`'s "v_prediction" inverts it: x_0 = sqrt(a_bar) x_t - sqrt(1 - a_bar) v)."""
+    abar = schedule.alphas_cumprod
+    return extract(abar.sqrt(), t, x0.shape) * noise - extract((1.0 - abar).sqrt(), t, x0.shape) * x0
+
+
+def training_losses(model_fn, schedule: Schedule, x0, t, noise=None, *, learn_sigma: bool = True,
+                    prediction_type: str = "epsilon"):
     """DDPM/IDDPM training loss for one batch: dict(loss, mse, vb), each (B,).
 
-    `model_fn(x_t, t)` returns eps, or [eps | v] with `learn_sigma`. With learned sigma the loss is
-    the IDDPM hybrid: mse + vb, where vb sees eps detached so it trains only the variance.
+    `model_fn(x_t, t)` returns the prediction, or [prediction | v_var] with `learn_sigma`; the
+    prediction is eps ("epsilon", DDPM/DiT/PixArt) or v ("v_prediction", `v_target`). With learned
+    sigma the loss is the IDDPM hybrid: mse + vb, where vb sees the prediction detached so it
+    trains only the variance.
     """
+    if prediction_type not in ("epsilon", "v_prediction"):
+        raise ValueError(f"DDPM training predicts 'epsilon' or 'v_prediction', not {prediction_type!r} "
+                         "(flow matching: minidit.flow.flow_loss)")
     if noise is None:
         noise = torch.randn_like(x0)
     x_t = q_sample(schedule, x0, t, noise)
     model_output = model_fn(x_t, schedule.timesteps.to(t.device)[t])
-    eps, v = split_output(model_output, x0, learn_sigma)
-    terms = {"mse": mean_flat((noise - eps) ** 2)}
+    pred, v = split_output(model_output, x0, learn_sigma)
+    target = noise if prediction_type == "epsilon" else v_target(schedule, x0, t, noise)
+    terms = {"mse": mean_flat((target - pred) ** 2)}
     if learn_sigma:
-        frozen = torch.cat([eps.detach(), v], dim=1)
-        terms["vb"] = vb_terms_bpd(schedule, frozen, x0, x_t, t)
+        frozen = torch.cat([pred.detach(), v], dim=1)
+        terms["vb"] = vb_terms_bpd(schedule, frozen, x0, x_t, t, prediction_type)
         terms["loss"] = terms["mse"] + terms["vb"]
     else:
         terms["loss"] = terms["mse"]

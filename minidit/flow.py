@@ -23,6 +23,8 @@ Where to sample (the grid's shift; the same maths, applied at sampling time):
 
     SD3's shift         s = sqrt(m / n) for an image with m / n times the pixels the shift-free
                         schedule was made for (`resolution_shift`); SD3.5's official configs use s = 3
+    Open-Sora 1.2       s = sqrt(H W / 512^2) * sqrt(T'), T' = num_frames // 17 * 5 latent frames
+                        (1 for an image): its `use_timestep_transform` (`opensora_shift`)
     dynamic shifting    diffusers' `use_dynamic_shifting` (Flux and others; `DynamicShift`):
                         mu = linear in the image's token count, from base_shift at
                         base_image_seq_len to max_shift at max_image_seq_len, then
@@ -33,7 +35,9 @@ The same path is a diffusion with alpha = 1 - sigma (not variance preserving: al
 in between), which is how `samplers.Grid` stores it, so DPM-Solver++ runs on it unchanged.
 
 The model is fed `timestep = sigma * num_train_timesteps` (1000), as SD3's official code and
-diffusers' `FlowMatchEulerDiscreteScheduler` do.
+diffusers' `FlowMatchEulerDiscreteScheduler` do. Open-Sora 1.2 feeds the same t * 1000 but its network
+predicts the opposite velocity, x_0 - eps (its Euler step is z + v dt with dt > 0): negate its output
+to use it as a "flow" model here.
 
 Shape legend: B batch, any further dims are the sample's.
 """
@@ -43,6 +47,8 @@ import math
 from dataclasses import dataclass
 
 import torch
+
+from .errors import InputError
 
 
 def _per_sample(sigma, x):
@@ -141,6 +147,34 @@ def resolution_shift(num_pixels: int, base_pixels: int) -> float:
     if num_pixels <= 0 or base_pixels <= 0:
         raise ValueError(f"pixel counts must be positive, got {num_pixels} and {base_pixels}")
     return math.sqrt(num_pixels / base_pixels)
+
+
+# Open-Sora 1.2 (hpcaitech/Open-Sora v1.2.0, `opensora/schedulers/rf/rectified_flow.py timestep_transform`)
+OPENSORA_BASE_PIXELS = 512 * 512          # base_resolution: the shift is 1 for a 512 x 512 image
+OPENSORA_CLIP = (17, 5)                   # 17 frames -> 5 latent frames (hard-coded there: the VAE's rate)
+
+
+def opensora_shift(height: int, width: int, num_frames: int, scale: float = 1.0) -> float:
+    """Open-Sora 1.2's `timestep_transform` as a shift: t' = s t / (1 + (s - 1) t) = `shift_sigmas(t, s)`,
+
+        s = sqrt(height * width / 512^2) * sqrt(T') * scale,   T' = num_frames // 17 * 5  (1 if num_frames == 1)
+
+    with height, width, num_frames the PIXEL video's (the model_kwargs of the official sampler) and
+    `scale` its `transform_scale` (1 at inference). Examples: 512^2, 17 frames -> sqrt(5); 240 x 426
+    (240p 9:16), 51 frames -> 0.6245 * sqrt(15) = 2.419; a 1024^2 image -> 2.
+
+    The official code evaluates this in the run's dtype (bfloat16 by default: height * width and the
+    square roots round to 8 bits, ~0.4 %); here it is exact (float64)."""
+    if min(height, width) <= 0 or num_frames < 1:
+        raise InputError(f"height, width and num_frames must be positive, got {height}, {width}, {num_frames}")
+    frames_in, latents_out = OPENSORA_CLIP
+    latent_frames = 1 if num_frames == 1 else num_frames // frames_in * latents_out
+    if latent_frames == 0:
+        raise InputError(f"Open-Sora's timestep transform is undefined for {num_frames} frames: it counts "
+                         f"num_frames // {frames_in} * {latents_out} = 0 latent frames, a shift of 0 that maps "
+                         f"every t to 0 (no denoising at all). Use 1 frame (an image) or at least {frames_in} "
+                         "(51 = its \"2s\", 102 = \"4s\")")
+    return math.sqrt(height * width / OPENSORA_BASE_PIXELS) * math.sqrt(latent_frames) * scale
 
 
 TIME_SHIFT_TYPES = ("exponential", "linear")

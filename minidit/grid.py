@@ -21,6 +21,8 @@ Spacing functions (all in this file):
     "time_uniform"  the official PixArt DPM-Solver grid (continuous time, fractional timesteps)
     "flow"          the shifted rectified-flow grid of SD3 / FlowMatchEulerDiscreteScheduler
                     (static or dynamic shift), alpha = 1 - sigma
+    "flow_opensora" Open-Sora 1.2's rflow sampler: t_i = 1 - i/N (i < N, ending at 1/N, not 1/T), each
+                    shifted by `flow.opensora_shift` (its `use_timestep_transform`), then 0
     "flow_k_diffusion"
                     the same points as SD3.5's official sampler sees them: its `sample_euler` and
                     `sample_dpmpp_2m` are k-diffusion's, which treat x as x0 + sigma eps (alpha = 1).
@@ -41,7 +43,7 @@ import torch
 from .diffusion import Schedule, space_timesteps
 from .flow import TIME_SHIFT_TYPES, shift_sigmas, time_shift
 
-SPACINGS = ("iddpm", "leading", "trailing", "linspace", "time_uniform", "flow", "flow_k_diffusion")
+SPACINGS = ("iddpm", "leading", "trailing", "linspace", "time_uniform", "flow", "flow_k_diffusion", "flow_opensora")
 
 
 @dataclass(frozen=True)
@@ -193,3 +195,14 @@ def flow_grid(num_steps: int, shift: float = 1.0, num_train_timesteps: int = 100
     sigmas = flow_sigmas(num_steps, shift, num_train_timesteps, mu=mu, time_shift_type=time_shift_type)
     alphas = torch.ones_like(sigmas) if k_diffusion else 1.0 - sigmas
     return Grid(sigmas[:-1] * num_train_timesteps, alphas, sigmas)
+
+
+def opensora_flow_grid(num_steps: int, shift: float = 1.0, num_train_timesteps: int = 1000) -> Grid:
+    """Open-Sora 1.2's `RFLOW.sample` points: t_i = shift_sigmas(1 - i/N, shift) for i = 0..N-1, then 0;
+    the model is fed t_i * T (float) and each Euler step spans t_i - t_{i+1}. alpha = 1 - sigma.
+    `shift` is `flow.opensora_shift(height, width, num_frames)` with use_timestep_transform, else 1."""
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be at least 1, got {num_steps}")
+    t = 1.0 - torch.arange(num_steps, dtype=torch.float64) / num_steps                          # (N,)
+    sigmas = torch.cat([shift_sigmas(t, shift), torch.zeros(1, dtype=torch.float64)])          # (N+1,)
+    return Grid(sigmas[:-1] * num_train_timesteps, 1.0 - sigmas, sigmas)

@@ -232,14 +232,15 @@ class AttentionKVCompress(Attention):
 
 
 class PixArtBlock(nn.Module):
-    """A PixArt block: adaLN-single-modulated self-attention and MLP, unmodulated cross-attention."""
+    """A PixArt block: adaLN-single-modulated self-attention and MLP, unmodulated cross-attention.
+    `cross_attention=False` leaves the cross-attention out (Latte's temporal blocks, `minidit/latte.py`)."""
 
     def __init__(self, hidden_size: int, num_heads: int, mlp_ratio: float = 4.0, sampling: str | None = None,
-                 sr_ratio: int = 1, qk_norm: bool = False):
+                 sr_ratio: int = 1, qk_norm: bool = False, cross_attention: bool = True):
         super().__init__()
         self.norm1 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
         self.attn = AttentionKVCompress(hidden_size, num_heads, sampling, sr_ratio, qk_norm)
-        self.cross_attn = MultiHeadCrossAttention(hidden_size, num_heads)
+        self.cross_attn = MultiHeadCrossAttention(hidden_size, num_heads) if cross_attention else None
         self.norm2 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
         self.mlp = Mlp(hidden_size, int(hidden_size * mlp_ratio), approximate="tanh")
         self.scale_shift_table = nn.Parameter(torch.randn(6, hidden_size) / hidden_size**0.5)
@@ -250,9 +251,12 @@ class PixArtBlock(nn.Module):
         table = self.scale_shift_table[None] + t0.reshape(t0.shape[0], 6, -1)  # (B, 6, D)
         return table.chunk(6, dim=1)
 
-    def cross_attn_and_mlp(self, x, y, mask, shift_mlp, scale_mlp, gate_mlp):
-        """The block after its self-attention: unmodulated, ungated cross-attention, then the modulated MLP."""
-        x = x + self.cross_attn(x, y, mask)
+    def cross_attn_residual(self, x, y, mask):
+        """x + cross_attn(x, y): unmodulated and ungated (x unchanged if the block has no cross-attention)."""
+        return x if self.cross_attn is None else x + self.cross_attn(x, y, mask)
+
+    def mlp_residual(self, x, shift_mlp, scale_mlp, gate_mlp):
+        """x + gate_mlp * mlp(modulate(norm2(x))), as one addcmul."""
         return torch.addcmul(x, gate_mlp, self.mlp(t2i_modulate(self.norm2(x), shift_mlp, scale_mlp)))
 
     def forward(self, x, y, t0, mask=None, hw=None):
@@ -260,7 +264,10 @@ class PixArtBlock(nn.Module):
         shift_msa, scale_msa, gate_msa, *mlp = self.modulation(t0)              # (B, 1, D) each
         # x + gate * branch, fused into one addcmul (no (B, T, D) temporary for gate * branch)
         x = torch.addcmul(x, gate_msa, self.attn(t2i_modulate(self.norm1(x), shift_msa, scale_msa), hw))
-        return self.cross_attn_and_mlp(x, y, mask, *mlp)                       # (B, T, D)
+        # one residual step per line, x rebound each time: a tensor passed into a call stays referenced by
+        # the caller until the call returns, so chaining the steps in one call would keep one more B*T*D
+        x = self.cross_attn_residual(x, y, mask)
+        return self.mlp_residual(x, *mlp)                                      # (B, T, D)
 
 
 class T2IFinalLayer(nn.Module):

@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 from .diffusion import (PREDICTION_TYPES, Schedule, alpha_sigma, extract, get_beta_schedule, make_schedule,
                         p_mean_variance, predict_x0, split_output)
 from .flow import DynamicShift
-from .grid import SPACINGS, Grid, discrete_grid, flow_grid, time_uniform_grid, training_timesteps
+from .grid import SPACINGS, Grid, discrete_grid, flow_grid, opensora_flow_grid, time_uniform_grid, training_timesteps
 
 
 def _randn(x, generator):
@@ -303,7 +303,8 @@ class Sampler:
     lower_order_final_below: int | None = None   # dpm_solver++: first-order last step only below this
                                                  # many steps (None: always, as diffusers)
     spacing: str = "leading"              # grid.SPACINGS: iddpm | leading | trailing | linspace | time_uniform |
-                                          # flow | flow_k_diffusion (SD3.5's official samplers)
+                                          # flow | flow_k_diffusion (SD3.5's official samplers) |
+                                          # flow_opensora (Open-Sora 1.2's rflow; shift = flow.opensora_shift)
     steps_offset: int = 0                 # diffusers' steps_offset (leading spacing)
     num_train_timesteps: int = 1000
     beta_schedule: str = "linear"         # DDPM-trained models (diffusion.get_beta_schedule)
@@ -329,6 +330,11 @@ class Sampler:
         """The grid of a `num_steps` run. `image_seq_len` (the image's token count) is needed by a
         dynamic-shift sampler and ignored by every other one."""
         T = self.num_train_timesteps
+        if self.spacing == "flow_opensora":
+            if self.dynamic_shift is not None:
+                raise ValueError("flow_opensora takes its shift from flow.opensora_shift(height, width, num_frames) "
+                                 "as a static shift=, not a dynamic_shift")
+            return opensora_flow_grid(num_steps, self.shift, T)
         if self.spacing.startswith("flow"):
             k_diffusion = self.spacing == "flow_k_diffusion"
             if self.dynamic_shift is None:

@@ -113,7 +113,8 @@ class STDiTBlock(PixArtBlock):
             if tpe is not None:
                 x_m = (x_m.reshape(x.shape[0], F, S, -1) + tpe.reshape(1, F, 1, -1)).flatten(1, 2)
             x = torch.addcmul(x, gate_msa, spacetime_attention(self.attn, x_m))
-        return self.cross_attn_and_mlp(x, y, mask, *mlp)                       # (B, N, D)
+        x = self.cross_attn_residual(x, y, mask)
+        return self.mlp_residual(x, *mlp)                                      # (B, N, D)
 
 
 class STDiT(nn.Module):

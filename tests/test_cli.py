@@ -2,11 +2,13 @@
 import pytest
 
 from minidit import cli
-from minidit.pipelines import dit_cli, hunyuan_cli, pixart_cli, sd3_cli
+from minidit.pipelines import dit_cli, hunyuan_cli, pixart_cli, sd3_cli, video_cli
 
 # The pipelines' documented defaults (DiT's sample.py: 250 steps, cfg 4.0; PixArt: 20 DPM-Solver steps, 4.5;
 # the toy: 50 steps, guidance 2.0), written out here so the help text is checked against the numbers users read.
 DOCUMENTED = {"dit": (250, 4.0), "pixart": (20, 4.5)}
+# Latte-1: the official configs/t2x/t2v_sample.yaml (DDIM, num_sampling_steps 50, guidance_scale 7.5)
+DOCUMENTED["video"] = (50, 7.5)
 # SD3: each release's official sd3_infer.py CONFIGS entry
 SD3 = {"sd3-medium": (50, 5.0), "sd3.5-large": (40, 4.5), "sd3.5-large-turbo": (4, 1.0), "sd3.5-medium": (50, 5.0)}
 # Hunyuan-DiT: hydit/config.py (--infer-steps 100, --cfg-scale 6.0); v1.2-Distilled: the README's 25 steps
@@ -25,7 +27,7 @@ def help_text(capsys, *argv):
 
 def test_generate_help_lists_every_model_with_its_defaults(capsys):
     text = help_text(capsys, "generate")
-    assert len(cli.MODELS) == 15
+    assert len(cli.MODELS) == 16
     for name, entry in cli.MODELS.items():
         steps, guidance = documented(entry)
         row = next(line for line in text.splitlines() if line.startswith(name + " "))
@@ -63,7 +65,7 @@ def test_only_given_values_reach_the_pipeline(monkeypatch, tmp_path, argv, expec
 
 def test_dispatch_is_by_the_table(monkeypatch, tmp_path, capsys):
     seen = []
-    for module in (dit_cli, pixart_cli, sd3_cli, hunyuan_cli):
+    for module in (dit_cli, pixart_cli, sd3_cli, hunyuan_cli, video_cli):
         monkeypatch.setattr(module, "generate", lambda args, entry, kw, m=module: seen.append((m.FAMILY, entry.name)) or 0)
     for name in cli.MODELS:
         assert cli.main(["generate", "--model", name, "--weights", str(tmp_path)]) == 0

@@ -213,6 +213,15 @@ def pixart_from_diffusers(sd, depth: int):
     """Rename a diffusers PixArt state dict to the official (= minidit) keys. Every key must be used; a
     dict is emptied as it is renamed (KeyMap consume=True), so old and new tensors are not all alive together."""
     keys = KeyMap(sd, "diffusers PixArt", consume=True)
+    rename_pixart_top(keys)
+    for i in range(depth):
+        rename_pixart_block(keys, f"transformer_blocks.{i}.", f"blocks.{i}.")
+    return keys.finish()
+
+
+def rename_pixart_top(keys: KeyMap) -> None:
+    """The embedders and the final layer: diffusers' `pos_embed`, `caption_projection`, `adaln_single`,
+    `proj_out`, `scale_shift_table` -> PixArt's (also Latte's: `weights_loader/latte.py`)."""
     emb = "adaln_single.emb."
     top = [("pos_embed.proj", "x_embedder.proj"), ("caption_projection.linear_1", "y_embedder.y_proj.fc1"),
            ("caption_projection.linear_2", "y_embedder.y_proj.fc2"), ("adaln_single.linear", "t_block.1"),
@@ -226,14 +235,18 @@ def pixart_from_diffusers(sd, depth: int):
         for kind in ("weight", "bias"):
             keys.move(f"{src}.{kind}", f"{dst}.{kind}")
     keys.move("scale_shift_table", "final_layer.scale_shift_table")
-    for i in range(depth):
-        a, b = f"transformer_blocks.{i}.", f"blocks.{i}."
-        keys.move(a + "scale_shift_table", b + "scale_shift_table")
-        for kind in ("weight", "bias"):
-            keys.cat([a + f"attn1.to_{n}.{kind}" for n in "qkv"], b + f"attn.qkv.{kind}")
+
+
+def rename_pixart_block(keys: KeyMap, a: str, b: str, cross_attention: bool = True) -> None:
+    """One diffusers `BasicTransformerBlock` (ada_norm_single) under prefix `a` -> a `PixArtBlock` under `b`:
+    q/k/v fused into `attn.qkv`, k/v into `cross_attn.kv_linear` (absent with cross_attention=False)."""
+    keys.move(a + "scale_shift_table", b + "scale_shift_table")
+    renames = [("attn1.to_out.0", "attn.proj"), ("ff.net.0.proj", "mlp.fc1"), ("ff.net.2", "mlp.fc2")]
+    if cross_attention:
+        renames += [("attn2.to_q", "cross_attn.q_linear"), ("attn2.to_out.0", "cross_attn.proj")]
+    for kind in ("weight", "bias"):
+        keys.cat([a + f"attn1.to_{n}.{kind}" for n in "qkv"], b + f"attn.qkv.{kind}")
+        if cross_attention:
             keys.cat([a + f"attn2.to_{n}.{kind}" for n in "kv"], b + f"cross_attn.kv_linear.{kind}")
-            for src, dst in [("attn1.to_out.0", "attn.proj"), ("attn2.to_q", "cross_attn.q_linear"),
-                             ("attn2.to_out.0", "cross_attn.proj"), ("ff.net.0.proj", "mlp.fc1"),
-                             ("ff.net.2", "mlp.fc2")]:
-                keys.move(f"{a}{src}.{kind}", f"{b}{dst}.{kind}")
-    return keys.finish()
+        for src, dst in renames:
+            keys.move(f"{a}{src}.{kind}", f"{b}{dst}.{kind}")

@@ -8,6 +8,7 @@ bottom and calls these where it needs them.
     Staged              a component loaded (or moved to the device) for its stage, freed (or offloaded) after it
     PromptEmbeds        the text conditioning of one call, for any number of encoders' outputs
     check_output_type / to_output     "pil" | "np" | "pt" | "latent"
+    check_prompt_input  a call's prompt / negative prompt, or its PromptEmbeds
     pipeline_windows    the pipelines' `window=` option (pixels) -> a `minidit.windows.WindowedModel` factory
 
 The guidance convention, for every family: the sampler works on the B samples you keep; the
@@ -34,7 +35,7 @@ from minidit.guidance import cfg
 from minidit.errors import InputError
 from minidit.vae import decode_latents, to_pil
 from minidit.windows import WindowedModel, check_window_options, window_grid
-from .checks import OUTPUT_TYPES, check_output_type  # noqa: F401  (re-exported: the pipelines import it from here)
+from .checks import OUTPUT_TYPES, check_negative_prompts, check_output_type, check_prompts  # noqa: F401  (check_output_type: re-exported)
 from .memory import format_stats, release_freed_memory
 
 
@@ -248,6 +249,17 @@ class PromptEmbeds:
             return None if a is None else torch.cat([b, a] if uncond_first else [a, b])
         return (cat(self.cond, self.uncond), cat(self.cond_mask, self.uncond_mask),
                 cat(self.cond_pooled, self.uncond_pooled))
+
+
+def check_prompt_input(prompt, negative_prompt, prompt_embeds) -> None:
+    """A call's text input: a prompt (str or list) with its negative prompt(s), or the PromptEmbeds of
+    `encode_prompt`; an InputError otherwise, before any compute."""
+    if prompt_embeds is None:
+        if prompt is None:
+            raise InputError("pass a prompt (or prompt_embeds from encode_prompt)")
+        check_negative_prompts(negative_prompt, len(check_prompts(prompt)))
+    elif not isinstance(prompt_embeds, PromptEmbeds):
+        raise InputError(f"prompt_embeds must be the PromptEmbeds of encode_prompt, not {type(prompt_embeds).__name__}")
 
 
 def to_output(image: torch.Tensor, output_type: str):

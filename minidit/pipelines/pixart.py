@@ -60,7 +60,6 @@ from pathlib import Path
 
 import torch
 
-from minidit.errors import InputError
 from minidit.pixart import CAPTION_TOKENS, PixArt
 from minidit.samplers import Sampler
 from minidit.scheduler_config import sampler_from_scheduler_config
@@ -72,8 +71,8 @@ from weights_loader.io import build_on_meta
 from weights_loader.pixart import CAPTION_LENGTH, PIPELINE_VARIANTS, read_pixart_config
 from .checks import (check_count, check_finite, check_flag, check_generator, check_guidance, check_max_sequence_length,
                      check_negative_prompts, check_prompts, check_size, check_steps, finite_steps, precision_hint)
-from .common import (PromptEmbeds, Staged, StagedPipeline, check_output_type, guided_model_fn, initial_noise, pipeline_windows,
-                     to_output)
+from .common import (PromptEmbeds, Staged, StagedPipeline, check_output_type, check_prompt_input, guided_model_fn,
+                     initial_noise, pipeline_windows, to_output)
 from .memory import memory_method, stage
 from .resolution import SIDES, classify_height_width_bin, inference_bins, resize_and_crop
 
@@ -126,6 +125,17 @@ def default_dtypes(device) -> tuple[torch.dtype, torch.dtype, torch.dtype]:
     if torch.device(device).type == "cuda":
         return torch.float16, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32, torch.float32
     return torch.float32, torch.float32, torch.float32
+
+
+def t5_states(t5, tokenizer, texts: list[str], max_length: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """lower().strip() (diffusers without clean_caption) -> tokens padded to `max_length` -> T5 states
+    (B, L, C_cap) and mask (B, L). Also the video pipelines' (`pipelines/video.py`) T5 stage."""
+    tokens = tokenizer([t.lower().strip() for t in texts], max_length=max_length)
+    ids, mask = tokens["input_ids"].to(device), tokens["attention_mask"].to(device)
+    guard_fp16(t5)
+    states = t5(ids, attention_mask=mask).last_hidden_state
+    check_finite(states, "text encoding (T5)", precision_hint(t5, "T5", "text_encoder_dtype"))
+    return states, mask
 
 
 class PixArtPipeline(StagedPipeline):
@@ -253,13 +263,7 @@ class PixArtPipeline(StagedPipeline):
 
     # ---------------------------------------------------------------- stage 1: text
     def _t5(self, t5, texts, max_length: int):
-        """lower().strip() (diffusers without clean_caption) -> tokens -> T5 states (B, L, C_cap), mask (B, L)."""
-        tokens = self.tokenizer([t.lower().strip() for t in texts], max_length=max_length)
-        ids, mask = tokens["input_ids"].to(self.device), tokens["attention_mask"].to(self.device)
-        guard_fp16(t5)
-        states = t5(ids, attention_mask=mask).last_hidden_state
-        check_finite(states, "text encoding (T5)", precision_hint(t5, "T5", "text_encoder_dtype"))
-        return states, mask
+        return t5_states(t5, self.tokenizer, texts, max_length, self.device)
 
     @torch.no_grad()
     def encode_prompt(self, prompt, negative_prompt="", *, max_sequence_length: int | None = None,
@@ -358,12 +362,7 @@ class PixArtPipeline(StagedPipeline):
         check_max_sequence_length(max_sequence_length)
         if decode_tiling is not None:
             check_flag(decode_tiling, "decode_tiling")
-        if prompt_embeds is None:
-            if prompt is None:
-                raise InputError("pass a prompt (or prompt_embeds from encode_prompt)")
-            check_negative_prompts(negative_prompt, len(check_prompts(prompt)))
-        elif not isinstance(prompt_embeds, PromptEmbeds):
-            raise InputError(f"prompt_embeds must be the PromptEmbeds of encode_prompt, not {type(prompt_embeds).__name__}")
+        check_prompt_input(prompt, negative_prompt, prompt_embeds)
         model, device, guided = self.transformer, self.device, guidance_scale > 1
         side = model.config.input_size * self.vae.config.downsample_factor
         asked = (side if height is None else height, side if width is None else width)

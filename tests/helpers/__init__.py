@@ -6,6 +6,7 @@ directory of the rootless tests/conftest.py there).
     oracles.py       require(): import a test-only oracle or fail with the install command
     text.py          open_clip's reference code, real vocabularies and weights, a sentencepiece model
     pixart.py        tiny PixArt-α/Σ pipeline folders written by diffusers
+    latte.py         tiny Latte transformers and LattePipeline folders written by diffusers
     sd3_text.py      a tiny SD3 text stack (two CLIPs, T5, tokenizers) written by diffusers
     windows.py       the sliding-window oracle (hand_blend, ramp)
     layouts/         the documented original checkpoint layouts (key lists, rename rules) per family

@@ -36,10 +36,10 @@ def scale(name: str) -> float:
     return 0.6 if "caption_projection" in name else 0.15
 
 
-def build_pipeline_folder(folder: Path, which: str, spiece_dir: Path) -> Path:
-    """Write a tiny `PixArtSigmaPipeline` ("sigma") or `PixArtAlphaPipeline` ("alpha") to `folder`."""
-    from diffusers import (AutoencoderKL, DPMSolverMultistepScheduler, PixArtAlphaPipeline, PixArtSigmaPipeline,
-                           PixArtTransformer2DModel)
+def tiny_t5_and_vae(spiece_dir: Path, scaling_factor: float):
+    """(tokenizer, 2-layer T5 encoder, 4-level x8 VAE), seeded: the text and image parts of a tiny pipeline
+    (PixArt's here, Latte's in tests/helpers/latte.py)."""
+    from diffusers import AutoencoderKL
     from transformers import T5Config, T5EncoderModel, T5Tokenizer
     torch.manual_seed(0)
     if not (spiece_dir / "spiece.model").is_file():
@@ -49,7 +49,14 @@ def build_pipeline_folder(folder: Path, which: str, spiece_dir: Path) -> Path:
                                            num_heads=2, feed_forward_proj="gated-gelu")).eval()
     vae = AutoencoderKL(latent_channels=4, layers_per_block=1, block_out_channels=(8, 16, 16, 16), norm_num_groups=8,
                         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-                        scaling_factor=0.13025 if which == "sigma" else 0.18215)
+                        scaling_factor=scaling_factor)
+    return tokenizer, text_encoder, vae
+
+
+def build_pipeline_folder(folder: Path, which: str, spiece_dir: Path) -> Path:
+    """Write a tiny `PixArtSigmaPipeline` ("sigma") or `PixArtAlphaPipeline` ("alpha") to `folder`."""
+    from diffusers import DPMSolverMultistepScheduler, PixArtAlphaPipeline, PixArtSigmaPipeline, PixArtTransformer2DModel
+    tokenizer, text_encoder, vae = tiny_t5_and_vae(spiece_dir, 0.13025 if which == "sigma" else 0.18215)
     transformer = randomize(PixArtTransformer2DModel(**(SIGMA if which == "sigma" else ALPHA)), seed=1, scale=scale)
     cls = PixArtSigmaPipeline if which == "sigma" else PixArtAlphaPipeline
     cls(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer,
