@@ -1,9 +1,10 @@
-"""Embeddings shared by the DiT family: patches, timesteps, class labels, 2-D positions.
+"""Embeddings shared by the DiT family: patches, timesteps, class labels, 2-D and temporal positions.
 
 Papers: DiT (Peebles & Xie, arXiv:2212.09748) §3.1-3.2; ViT (arXiv:2010.11929) for patches;
 MAE (arXiv:2111.06377) for the fixed 2-D sin-cos table; PixArt-α (arXiv:2310.00426) for its
-`base_size` / `pe_interpolation` stretching. Official code: facebookresearch/DiT `models.py`,
-PixArt-alpha/PixArt-sigma `diffusion/model/nets/PixArt.py`.
+`base_size` / `pe_interpolation` stretching; Open-Sora (hpcaitech/Open-Sora `opensora/models/layers/
+blocks.py`) for the temporal sin-cos table and RoPE on the time axis (RoFormer, arXiv:2104.09864).
+Official code: facebookresearch/DiT `models.py`, PixArt-alpha/PixArt-sigma `diffusion/model/nets/PixArt.py`.
 
 Two conventions that look arbitrary but are fixed by the released weights (each has a test):
   * the timestep embedding is [cos, sin] (cos first),
@@ -194,6 +195,17 @@ def get_2d_sincos_pos_embed(embed_dim: int, grid_size, base_size=None, interpola
     return table.reshape(h * w, embed_dim)                                  # (T, D)
 
 
+def pos_embed_temporal(embed_dim: int, num_frames: int, scale: float = 1.0):
+    """The 1-D sin-cos table of a video's time axis: (num_frames, embed_dim) float32, [sin | cos].
+
+    Frame f sits at position f / scale (Open-Sora's `time_scale`, 1.0 in every released config) and
+    is encoded like one axis of the 2-D table: omega_k = 10000^(-k/(D/2)), sin first. STDiT adds it
+    to the temporal sequences of its first block only (`pos_embed_temporal`, a recomputed buffer).
+    """
+    pos = torch.arange(num_frames, dtype=torch.float64) / scale      # the official np.arange / scale: float64
+    return get_1d_sincos_pos_embed(embed_dim, pos).float()            # (F, D)
+
+
 @functools.lru_cache(maxsize=8)
 def cached_2d_sincos_pos_embed(embed_dim: int, h: int, w: int, base_size=None, interpolation_scale: float = 1.0,
                                device=None, dtype=None):
@@ -288,6 +300,17 @@ def get_2d_rope(head_dim: int, th: int, tw: int, base_size: int | None = 32, con
     w_of_token = pw[None, :].expand(th, tw).reshape(-1)                 # (T,)
     h_of_token = ph[:, None].expand(th, tw).reshape(-1)
     return rope_nd((head_dim // 2, head_dim // 2), (w_of_token, h_of_token))
+
+
+def rope_temporal(head_dim: int, num_frames: int, theta: float = 10000.0):
+    """1-D RoPE over a video's frames (Open-Sora 1.2's temporal attention) -> cos, sin (num_frames, head_dim).
+
+    Every channel of a head rotates with the frame index f = 0 .. F-1 (dim = head_dim), interleaved
+    pairs, freqs theta^(-2i/hd): the `rotary_embedding_torch.RotaryEmbedding(dim=head_dim)
+    .rotate_queries_or_keys` the official code uses, applied with `apply_rope(q, cos, sin)` to
+    q, k of shape (B*S, nh, F, hd).
+    """
+    return rope_1d(head_dim, torch.arange(num_frames, dtype=torch.float32), theta)
 
 
 def rotate_pairs(x):

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-ORACLES = ("diffusers", "transformers", "timm", "open_clip", "peft", "hypothesis", "sentence_transformers")
+ORACLES = ("diffusers", "transformers", "timm", "open_clip", "peft", "hypothesis", "sentence_transformers",
+           "rotary_embedding_torch")
 PROJECT = ("minidit", "weights_loader")
 
 
