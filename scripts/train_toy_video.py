@@ -2,7 +2,8 @@
 
     python scripts/train_toy_video.py                    # the shipped weights (factorized attention)
     python scripts/train_toy_video.py --attention full --out /tmp/full.safetensors
-    python scripts/train_toy_video.py --compare          # both, same budget -> benchmarks/results/toy_video_attention.txt
+    python scripts/train_toy_video.py --compare          # both at once, same budget -> the shipped file +
+                                                         # benchmarks/results/toy_video_attention.txt
     python scripts/train_toy_video.py --steps 100        # a quick look
 
 The digits toys' loop (`scripts/train_toy.py`'s `fit`: AdamW, warm-up + cosine learning rate,
@@ -124,16 +125,24 @@ def train_one(args) -> None:
 
 
 def compare(args) -> None:
-    """Train both attention patterns (one process each: separate peak-memory figures) and write RESULTS."""
-    rows = {}
+    """Train both attention patterns at once, one single-threaded process each (the same machine load
+    for both; separate peak-memory figures), then write RESULTS."""
+    rows, runs = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
-        for mode in ("factorized", "full"):
-            out = WEIGHTS if mode == "factorized" else Path(tmp) / "full.safetensors"
+        outs = {"factorized": Path(args.out), "full": Path(tmp) / "full.safetensors"}
+        for mode, out in outs.items():
             cmd = [sys.executable, __file__, "--attention", mode, "--out", str(out), "--steps", str(args.steps),
                    "--batch-size", str(args.batch_size), "--lr", str(args.lr), "--seed", str(args.seed),
-                   "--threads", str(args.threads)]
-            subprocess.run(cmd, check=True)
-            rows[mode] = read_video_metadata(out)[1]
+                   "--threads", str(args.threads), "--log-every", str(args.log_every)]
+            log = open(Path(tmp) / f"{mode}.log", "w")
+            runs[mode] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log)
+        for mode, (proc, log) in runs.items():
+            if proc.wait() != 0:
+                raise SystemExit(f"the {mode} run failed:\n{Path(log.name).read_text()[-3000:]}")
+            log.close()
+            print(f"--- {mode}\n" + "\n".join(l for l in Path(log.name).read_text().replace("\r", "\n").splitlines()
+                                              if l.startswith(("step", "done", "quality", "video"))))
+            rows[mode] = read_video_metadata(outs[mode])[1]
     write_results(rows)
 
 
@@ -157,7 +166,7 @@ def write_results(rows: dict) -> None:
 
 
 def main(argv=None):
-    parser = build_parser(__doc__, out=WEIGHTS, lr=2e-3, steps=800)
+    parser = build_parser(__doc__, out=WEIGHTS, lr=4e-3, steps=1200)
     parser.set_defaults(batch_size=64, threads=1, log_every=100, warmup=100)
     parser.add_argument("--attention", choices=("factorized", "full"), default="factorized")
     parser.add_argument("--compare", action="store_true",

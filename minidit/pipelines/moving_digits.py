@@ -5,8 +5,9 @@ pasted at an integer position on a black CANVAS x CANVAS canvas and moved SPEED 
 for FRAMES frames, in one of four directions. The conditioning of a clip is (digit class, direction);
 everything else (which of the 1797 digits, where the path starts) is drawn from a seeded generator.
 The path is straight and stays on the canvas: a digit moving right starts in the leftmost columns
-the travel allows (CANVAS - 8 - SPEED * (FRAMES - 1) + 1 = 2 choices) and at any of the 9 rows;
-nothing is ever clipped, so every frame holds the whole digit.
+the travel allows (CANVAS - 8 - SPEED * (FRAMES - 1) + 1 = 2 choices) and at row 3, 4 or 5 of the 9
+a digit can take (`ACROSS`: the middle +- 1; every row would be 3 times the variety for the same
+network to learn in the same CPU minutes); nothing is ever clipped, so every frame holds the whole digit.
 
     direction   index   (dy, dx) per frame
     right       0       (0, +1)
@@ -38,6 +39,7 @@ SPEED = 1                            # pixels per frame
 DIRECTIONS = ("right", "left", "down", "up")
 VELOCITY = torch.tensor([[0, 1], [0, -1], [1, 0], [-1, 0]])          # (4, 2): (dy, dx) per frame
 TRAVEL = SPEED * (FRAMES - 1)        # pixels a digit moves during a clip (7)
+ACROSS = (3, 4, 5)                   # the offsets across the motion a path may have (the middle +- 1)
 MOTION_TOLERANCE = (0.5, 0.25)       # slope along the direction in SPEED +- 0.5, across it within +- 0.25 px/frame
 INK_FLOOR = 0.2                      # the tracker ignores grey levels below this (faint background noise)
 WINDOW_TIE = 0.02                    # windows within 2 % of the most ink count as tied
@@ -69,7 +71,7 @@ def start_positions(directions: torch.Tensor, generator: torch.Generator | None 
     n = len(directions)
     free = CANVAS - DIGIT + 1                                                # 9 positions per axis
     along = torch.randint(0, free - TRAVEL, (n,), generator=generator)       # 0..1
-    across = torch.randint(0, free, (n,), generator=generator)               # 0..8
+    across = torch.randint(ACROSS[0], ACROSS[-1] + 1, (n,), generator=generator)  # 3..5
     v = VELOCITY[directions]                                                 # (N, 2)
     moving = v != 0                                                          # the axis that moves
     # a negative velocity starts at the far end: along -> free - 1 - along
