@@ -36,7 +36,7 @@ from minidit.pipelines import moving_digits as md
 from minidit.pipelines.memory import stage
 from minidit.pipelines.toy import save_toy_model
 from minidit.pipelines.toy_video import (DEFAULT_GUIDANCE, DEFAULT_STEPS, TOY_VIDEO, TOY_VIDEO_FULL, WEIGHTS,
-                                         read_video_metadata, sample_video)
+                                         load_video_model, read_video_metadata, sample_video)
 from minidit.video_dit import VideoDiT
 from train_toy import build_parser, fit                       # scripts/train_toy.py: the same loop
 
@@ -103,6 +103,15 @@ def train_one(args) -> None:
         return {"loss": flow_loss(lambda x, t: model(x, t, y, d), x0, sigma, torch.randn_like(x0), NUM_TIMESTEPS)}
 
     model = VideoDiT(config).train()
+    if args.init is not None:                    # continue a run: its weights (the EMA) as the start
+        init_config, init_info = read_video_metadata(args.init)
+        if init_config != config:
+            raise SystemExit(f"--init {args.init} holds a {init_config.attention} model with another config")
+        model.load_state_dict(load_video_model(args.init).state_dict())
+        previous = {"init": {"file": Path(args.init).name, "steps": init_info["steps"], "lr": init_info["lr"],
+                             "train_seconds": init_info["train_seconds"], "final_loss": init_info["final_loss"]}}
+    else:
+        previous = {}
     n_params = sum(p.numel() for p in model.parameters())
     print(f"video toy ({config.attention} attention): {n_params / 1e6:.3f} M parameters, "
           f"{args.steps} steps of batch {args.batch_size}, {args.threads} threads")
@@ -116,7 +125,7 @@ def train_one(args) -> None:
     torch.set_rng_state(rng)
     quality = grade(ema)
     info = {"objective": "rectified flow (velocity)", "density": "logit_normal", "attention": config.attention,
-            "parameters": n_params, **info, "cpu": cpu_name(), "quality": quality,
+            "parameters": n_params, **previous, **info, "cpu": cpu_name(), "quality": quality,
             "peak_rss_gib": round(memory["train"]["peak_gib"], 3) if memory["train"]["peak_gib"] else None,
             "saved_for_backward_mib": round(saved / 2**20, 1)}
     save_toy_model(ema, args.out, info)
@@ -169,6 +178,8 @@ def main(argv=None):
     parser = build_parser(__doc__, out=WEIGHTS, lr=4e-3, steps=1200)
     parser.set_defaults(batch_size=64, threads=1, log_every=100, warmup=100)
     parser.add_argument("--attention", choices=("factorized", "full"), default="factorized")
+    parser.add_argument("--init", type=str, default=None,
+                        help="start from the weights of a video-toy file (continue a run; recorded in the metadata)")
     parser.add_argument("--compare", action="store_true",
                         help=f"train both attention patterns and write {RESULTS.relative_to(ROOT)}")
     args = parser.parse_args(argv)
