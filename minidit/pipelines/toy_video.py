@@ -20,7 +20,10 @@ straight path, logit-normal sigma, Euler sampling on `grid.flow_grid`; guidance 
 Quality is measured, not looked at (`tests/test_toy_video.py`, `moving_digits.evaluate`): the
 project's digit classifier must recognise the requested digit in the tracked 8x8 crop of >= 90 % of
 the frames, and the tracked centre of the ink must move the requested way in >= 90 % of the clips.
-The figures of the shipped model are in the file's metadata (`read_video_metadata`).
+Measured on 120 clips (every digit x direction x 3) at the defaults: the motion target is met (98 %
+of the clips), the digit target not yet (57 % of the frames; chance is 10 %): 1200 steps of batch 64
+(13 min of one shared CPU core) teach the motion first and the strokes slowly (the digits come out
+hatched). The training-time figures (guidance 2) are in the file's metadata (`read_video_metadata`).
 
 Shape legend: N clips, F frames, H = W = 16 pixels; clips (N, F, H, W) in [0, 1]; the model's
 (N, 1, F, H, W) in [-1, 1].
