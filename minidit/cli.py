@@ -1,6 +1,7 @@
 """`python -m minidit ...` — the command line.
 
     python -m minidit sample                      the built-in digits model, no download needed
+    python -m minidit sample-video                the built-in video model: a digit moving, as a GIF
     python -m minidit generate --model NAME ...   an official checkpoint you downloaded
     python -m minidit models                      what `generate` can run and how to get the weights
     python -m minidit plan --model NAME ...       memory and FLOPs per stage, and the settings that fit a card
@@ -25,7 +26,7 @@ from pathlib import Path
 from weights_loader import CheckpointError
 from . import plan_fit, plan_models, plan_train
 from .errors import InputError, NonFiniteError
-from .pipelines import dit_cli, hunyuan_cli, pixart_cli, sd3_cli, toy, video_cli
+from .pipelines import dit_cli, hunyuan_cli, pixart_cli, sd3_cli, toy, toy_video, video_cli
 from .pipelines.checks import (check_device, check_guidance, check_int, check_output_path, check_seed,
                                check_steps)
 from .pipelines.common import hub_download
@@ -123,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Digits from the built-in toy DiT (trained on scikit-learn's 8x8 digits).")
     toy.add_sample_arguments(p)
     p.set_defaults(func=toy.cli_sample)
+
+    p = sub.add_parser("sample-video", help="a moving digit from the built-in video toy (no download)",
+                       description="An animated GIF of a digit moving right, left, down or up, from the built-in "
+                                   "spacetime DiT (trained on scikit-learn's 8x8 digits moving on a 16x16 canvas).")
+    toy_video.add_sample_video_arguments(p)
+    p.set_defaults(func=toy_video.cli_sample_video)
 
     p = sub.add_parser("generate", help="generate with an official checkpoint",
                        description="Generate with an official checkpoint you downloaded. Models (defaults from "

@@ -55,26 +55,37 @@ def lr_at(step: int, args) -> float:
 
 
 def train(args, config, loss_terms, record: dict) -> None:
-    """The training loop. `loss_terms(model, x0, y)` returns per-sample terms (B,) with "loss" (the
-    one minimised; the others are logged). Saves the EMA weights with `record` + the run's log."""
+    """The digits toys: `fit` a `DiT(config)` on scikit-learn's digits, save the EMA weights with
+    `record` + the run's log (`save_toy_model`)."""
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     x_data, y_data = load_digits_dataset()                       # (1797, 1, 16, 16) in [-1, 1], (1797,)
 
+    def batch(size):
+        idx = torch.randint(0, len(x_data), (size,))
+        return x_data[idx], y_data[idx]                          # (B, 1, H, W), (B,)
     model = DiT(config).train()                                  # official init: adaLN-Zero
+    print(f"toy DiT: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, {len(x_data)} images, "
+          f"{args.steps} steps of batch {args.batch_size}, {args.threads} threads")
+    ema, info = fit(args, model, batch, loss_terms)
+    save_toy_model(ema, args.out, {**record, **info})
+    print(f"EMA weights -> {args.out}")
+
+
+def fit(args, model, batch, loss_terms):
+    """The training loop, for any toy (the digits here, the moving digits of `train_toy_video.py`):
+    `batch(size)` -> (x0, condition) draws a batch, `loss_terms(model, x0, condition)` returns per-sample
+    terms (B,) with "loss" (the one minimised; the others are logged). -> (EMA copy of the model,
+    the run's record: optimizer settings, seconds, the loss log, torch version, machine)."""
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
-    n_params = sum(p.numel() for p in model.parameters())
-    print(f"toy DiT: {n_params / 1e6:.2f} M parameters, {len(x_data)} images, "
-          f"{args.steps} steps of batch {args.batch_size}, {args.threads} threads")
 
     losses, log = [], []
     t0 = time.perf_counter()
     bar = tqdm(range(args.steps), desc="train", mininterval=1.0)
     for step in bar:
-        idx = torch.randint(0, len(x_data), (args.batch_size,))
-        # the model drops 10% of the labels to the null class itself (train mode), for CFG
-        terms = loss_terms(model, x_data[idx], y_data[idx])                 # (B, 1, H, W), (B,) in
+        # the model drops 10% of the conditions to the null class itself (train mode), for CFG
+        terms = loss_terms(model, *batch(args.batch_size))                  # (B,) each
         loss = terms["loss"].mean()
 
         for group in opt.param_groups:
@@ -99,12 +110,12 @@ def train(args, config, loss_terms, record: dict) -> None:
                        + f"  lr {lr_at(step, args):.2e}  {time.perf_counter() - t0:.0f} s")
 
     seconds = time.perf_counter() - t0
-    info = {**record, "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "warmup": args.warmup,
+    info = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "warmup": args.warmup,
             "ema": args.ema, "seed": args.seed, "threads": args.threads, "train_seconds": round(seconds, 1),
-            **{f"final_{k}": log[-1][k] for k in terms}, "loss_log": log,
+            **{f"final_{k}": log[-1][k] for k in log[-1] if k not in ("step", "seconds")}, "loss_log": log,
             "torch": torch.__version__, "machine": f"{platform.machine()} {platform.processor()}".strip()}
-    save_toy_model(ema, args.out, info)
-    print(f"done in {seconds / 60:.1f} min; final loss {log[-1]['loss']:.4f}; EMA weights -> {args.out}")
+    print(f"done in {seconds / 60:.1f} min; final loss {log[-1]['loss']:.4f}")
+    return ema, info
 
 
 def main(argv=None):

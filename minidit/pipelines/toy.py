@@ -126,25 +126,27 @@ def save_toy_model(model: DiT, path, info: dict) -> None:
     save_safetensors(model.state_dict(), path, metadata=metadata)
 
 
-def read_toy_metadata(path=WEIGHTS) -> tuple[DiTConfig, dict]:
-    """(config, training info) stored in a toy-model file."""
+def read_toy_metadata(path=WEIGHTS, config_cls=DiTConfig) -> tuple:
+    """(config, training info) stored in a toy-model file; `config_cls` is the config dataclass of its
+    network (`VideoDiTConfig` for the video toy, `pipelines/toy_video.py`)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no toy-model weights at {path}. They ship with minidit (minidit/assets/); "
-                                f"rebuild them with `python scripts/train_toy.py` (the DDPM toy) or "
-                                f"`python scripts/train_toy_flow.py` (the flow toy).")
+                                f"rebuild them with `python scripts/train_toy.py` (the DDPM toy), "
+                                f"`python scripts/train_toy_flow.py` (the flow toy) or "
+                                f"`python scripts/train_toy_video.py` (the video toy).")
     with safe_open(str(path), framework="pt") as f:
         metadata = f.metadata() or {}
     if "config" not in metadata:
         raise ValueError(f"{path} has no 'config' in its safetensors metadata; is it a toy-model file "
-                         f"written by scripts/train_toy.py or scripts/train_toy_flow.py?")
-    return DiTConfig(**json.loads(metadata["config"])), json.loads(metadata.get("info", "{}"))
+                         f"written by one of the scripts/train_toy*.py?")
+    return config_cls(**json.loads(metadata["config"])), json.loads(metadata.get("info", "{}"))
 
 
-def load_toy_model(path=WEIGHTS) -> DiT:
-    """The trained toy DiT (eval mode, CPU, float32), loaded strictly."""
-    config, _ = read_toy_metadata(path)
-    model = build_on_meta(DiT, config)
+def load_toy_model(path=WEIGHTS, model_cls=DiT, config_cls=DiTConfig):
+    """The trained toy network (eval mode, CPU, float32), loaded strictly: a `DiT` by default."""
+    config, _ = read_toy_metadata(path, config_cls)
+    model = build_on_meta(model_cls, config)
     return load_into(model, read_state_dict(path), what=f"toy-model file {path}")
 
 
