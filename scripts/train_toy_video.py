@@ -1,9 +1,11 @@
 """Train the built-in video toy on moving digits -> minidit/assets/toy_video.safetensors.
 
-    python scripts/train_toy_video.py                    # the shipped weights (factorized attention)
+    python scripts/train_toy_video.py                    # the factorized model, 1200 steps (the shipped run's first half)
     python scripts/train_toy_video.py --attention full --out /tmp/full.safetensors
     python scripts/train_toy_video.py --compare          # both at once, same budget -> the shipped file +
                                                          # benchmarks/results/toy_video_attention.txt
+    python scripts/train_toy_video.py --init minidit/assets/toy_video.safetensors --lr 2e-3 --warmup 50 --threads 2
+                                                         # the shipped file: the factorized arm of --compare, continued
     python scripts/train_toy_video.py --steps 100        # a quick look
 
 The digits toys' loop (`scripts/train_toy.py`'s `fit`: AdamW, warm-up + cosine learning rate,
