@@ -22,6 +22,7 @@ Measured before and after, on the same seeds and labels (50 DDPM steps, guidance
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import subprocess
 import sys
@@ -107,6 +108,7 @@ def run(args) -> dict:
     log = finetune(model, (thick, y_data), steps=args.steps, batch_size=args.batch_size, lr=args.lr, rank=args.rank,
                    alpha=args.alpha, seed=args.seed)
     t_train = time.perf_counter() - t0
+    load = os.getloadavg()[0]                                 # other jobs on the machine slow the timings
     model.eval()
     n_lora = sum(p.numel() for p in model.parameters() if p.requires_grad)
     after = sample_digits(labels, seed=args.seed, model=model)
@@ -136,6 +138,7 @@ def run(args) -> dict:
         "output_scale": out_adapted.abs().max().item(),
         "lora_bytes": lora_bytes, "model_bytes": WEIGHTS.stat().st_size, "n_lora": n_lora, "n_model": n_model,
         "loss_log": log, "train_seconds": t_train, "sample_seconds": t_sample, "n_samples": len(labels),
+        "load_average": load,
     }
 
 
@@ -147,7 +150,8 @@ def report(r: dict, args) -> str:
         f"LoRA fine-tune of the toy digits DiT on thick (3x3-dilated) digits: scripts/lora_digits.py "
         f"--steps {args.steps} --batch-size {args.batch_size} --lr {args.lr:g} --rank {args.rank} --alpha {args.alpha:g} "
         f"--seed {args.seed} --samples {args.samples}",
-        f"machine: {cpu}, {args.threads} threads, torch {torch.__version__}",
+        f"machine: {cpu}, {os.cpu_count()} cores, {args.threads} threads, torch {torch.__version__}; load average "
+        f"(1 min) after the training: {r['load_average']:.1f} (above {os.cpu_count()}: other jobs shared the cores)",
         f"adapters: rank {args.rank} on {TARGET}: {r['n_lora']:,} trained parameters of {r['n_model']:,} "
         f"({100 * r['n_lora'] / r['n_model']:.1f} %)",
         f"training: {args.steps} steps in {r['train_seconds']:.1f} s; loss (mean per {r['loss_log'][0]['step']} steps) "

@@ -14,7 +14,7 @@ from minidit.lora import (LoRALinear, SplitLinear, add_lora, load_lora, lora_lay
                           remove_lora, save_lora, unmerge_lora)
 from minidit.pixart import PRESETS, PixArt
 from weights_loader import CheckpointError, load_pixart
-from weights_loader.lora import layer_map, load_lora_diffusers, save_lora_diffusers
+from weights_loader.lora import layer_map, load_lora_diffusers, save_lora_diffusers, save_lora_peft
 
 from helpers import FP32, FP32_ELEMENTWISE, assert_parity, randomize, require
 from helpers.layouts.pixart import original_to_diffusers
@@ -220,6 +220,19 @@ def test_minidit_adapters_load_in_diffusers(folder, tmp_path, prefix):
     assert_parity(_ours(model), expected, tol=FP32, what="minidit adapters vs the same file in diffusers")
     base = _theirs(_oracle(folder))
     assert (expected - base).abs().max() > 1e-2 * base.abs().max()
+
+
+def test_minidit_adapters_load_with_peft_model_from_pretrained(folder, tmp_path):
+    """PEFT's own folder layout, read by PeftModel.from_pretrained (how PixArt-Σ's LoRA guide loads adapters)."""
+    model = load_pixart(folder)
+    add_lora(model, ["attn.qkv", "cross_attn.proj", "mlp.fc2"], rank=4, alpha=2.0)
+    add_lora(model, ["attn.proj"], rank=2, alpha=6.0)
+    _randomize_adapters(model)
+    save_lora_peft(model, tmp_path)
+    oracle = peft.PeftModel.from_pretrained(diffusers.PixArtTransformer2DModel.from_pretrained(folder), str(tmp_path))
+    expected, base = _theirs(oracle.eval()), _theirs(_oracle(folder))
+    assert (expected - base).abs().max() > 1e-2 * base.abs().max()
+    assert_parity(_ours(model), expected, tol=FP32, what="minidit adapters vs PeftModel.from_pretrained")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ The layouts (what diffusers 0.42 and PEFT 0.21 write and read):
     each field prefixed `transformer.`: `r`, `lora_alpha`, `rank_pattern`, `alpha_pattern`,
     `target_modules`. Without it diffusers takes r from each lora_B and alpha = r (scale 1).
     A model-level file (`save_lora_adapter`) has the same keys and metadata without `transformer.`.
-  * PEFT's folder (`PeftModel.save_pretrained`, what PixArt-Σ's own LoRA script writes):
+  * PEFT's folder (`PeftModel.save_pretrained`; PixArt-Σ's LoRA guide loads it with
+    `PeftModel.from_pretrained`):
     `adapter_model.safetensors` with keys `base_model.model.<layer>.lora_A.weight`, and
     `adapter_config.json` (the same LoraConfig fields).
 PEFT's `rank_pattern` / `alpha_pattern` keys match a layer name or its ending (regular expressions,
@@ -178,6 +179,20 @@ def save_lora_diffusers(model: nn.Module, path, *, prefix: str = PREFIX) -> Path
     save_file({prefix + k: v for k, v in sd.items()}, str(path),
               metadata={"format": "pt", METADATA_KEY: json.dumps(meta, indent=2, sort_keys=True)})
     return path
+
+
+def save_lora_peft(model: nn.Module, folder) -> Path:
+    """Write the adapters as PEFT's folder (`adapter_model.safetensors` + `adapter_config.json`), which
+    `peft.PeftModel.from_pretrained(diffusers_transformer, folder)` loads. Returns the folder."""
+    from safetensors.torch import save_file
+    sd, config = diffusers_lora_state_dict(model)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({"base_model.model." + k: v for k, v in sd.items()}, str(folder / PEFT_WEIGHT_NAME),
+              metadata={"format": "pt"})
+    fields = {"peft_type": "LORA", "task_type": None, "lora_dropout": 0.0, "bias": "none", **peft_config(config)}
+    (folder / "adapter_config.json").write_text(json.dumps(fields, indent=2, sort_keys=True))
+    return folder
 
 
 # ------------------------------------------------------------------------------------------------
