@@ -18,8 +18,13 @@ One training step on a GPU holds
                    x1 (cross-attn q's input), q, cross SDPA out, x2, LayerNorm out, modulated,
                    fc1 out (r), GELU out (r), fc2 out:      (15 + 2r) B·N·D  + the cross-attn K, V: 2 B·L·D
                  outside the blocks: the final layer's 3 B·N·D and the caption MLP's 3 B·L·D.
+                 LoRA keeps less (frozen weights need no saved input; `saved_activations`):
+                 (10 + r) B·N·D + 2 B·L·D per block with attention adapters.
                  Gradient checkpointing (`training.enable_checkpointing`) keeps each block's input
                  (B·N·D) and recomputes one block at a time in the backward: + one block's set.
+    backward     the backward frees each block's saved tensors while it makes that block's gradients, so
+                 the step peaks at one end of it: max(saved activations, gradients) (measured: the
+                 formula's peak is 1.00-1.10 x the live tensors' peak, benchmarks/results/train_memory.txt)
     transient    the backward of one block's MLP: the gradients of fc2's input and fc1's output (2r B·N·D)
     text         T5-XXL cached (`training.TextEmbeddingCache`: 0 on the card) or resident (bf16 weights +
                  one caption's activations, `plan.t5_activations`)
@@ -43,6 +48,7 @@ LORA_TARGETS = {
 }
 FUSED = {"attn.qkv": 3, "cross_attn.kv_linear": 2}      # minidit's fused Linear -> diffusers' separate ones
 OPTIMIZER_BYTES = {"fp32": 16, "bf16": 8}               # per trainable parameter, see the module docstring
+STATE_BYTES = {"fp32": (12, 4), "bf16": (4, 2)}         # (kept all along: master + moments, the gradient)
 
 
 def lora_parameters(model, rank: int, targets=LORA_TARGETS["attention"]) -> int:
@@ -57,15 +63,32 @@ def lora_parameters(model, rank: int, targets=LORA_TARGETS["attention"]) -> int:
     return total
 
 
-def saved_activations(cfg, N: int, B: int, L: int, b: int, checkpointing: bool = False) -> dict:
-    """Bytes autograd keeps from a PixArt forward for the backward (formula in the module docstring)."""
+def saved_activations(cfg, N: int, B: int, L: int, b: int, checkpointing: bool = False, *, lora: bool = False,
+                      targets: str = "attention", rank: int = 64) -> dict:
+    """Bytes autograd keeps from a PixArt forward for the backward (formula in the module docstring).
+
+    With LoRA (`lora=True`) autograd keeps less: it saves a tensor only for a gradient that is needed,
+    and the frozen weights need none, so a frozen Linear keeps no input, the gates and modulations keep
+    nothing of (B, N, D) size, and the adapted Linears keep their input (for the adapter's A) and their
+    rank-r A output. Per block, "attention" targets: x, q|k|v (3), SDPA out, x1, q, cross SDPA out, x2,
+    the LayerNorm input... = (10 + r) B·N·D (GELU keeps its input, r) + K, V; "+mlp" adds fc1's input
+    and fc2's (the GELU output): (11 + 2r). Outside the blocks: the final LayerNorm's input and the
+    caption MLP's GELU input: B·N·D + B·L·D."""
     D, r = cfg.hidden_size, cfg.mlp_ratio
     BND, BLD = B * N * D * b, B * L * D * b
-    block = int((15 + 2 * r) * BND + 2 * BLD)
-    outside = 3 * BND + 3 * BLD
+    if lora:
+        per = (11 + 2 * r) if targets == "attention+mlp" else (10 + r)
+        low_rank = B * (4 * N + L) * rank * b + (2 * B * N * rank * b if targets == "attention+mlp" else 0)
+        block = int(per * BND + 2 * BLD + low_rank)
+        outside = BND + BLD
+        name = f"{cfg.depth} blocks x (({per:g})·B·N·D + 2·B·L·D + rank-{rank} terms)"
+    else:
+        block = int((15 + 2 * r) * BND + 2 * BLD)
+        outside = 3 * BND + 3 * BLD
+        name = f"{cfg.depth} blocks x ((15 + 2r)·B·N·D + 2·B·L·D)"
     if checkpointing:
         return {"block inputs depth·B·N·D": cfg.depth * BND, "one block recomputed": block, "outside the blocks": outside}
-    return {f"{cfg.depth} blocks x ((15 + 2r)·B·N·D + 2·B·L·D)": cfg.depth * block, "outside the blocks": outside}
+    return {name: cfg.depth * block, "outside the blocks": outside}
 
 
 def training_memory(stack, height: int, width: int, *, train: str = "lora", rank: int = 64,
@@ -84,19 +107,21 @@ def training_memory(stack, height: int, width: int, *, train: str = "lora", rank
     params = sum(p.numel() for p in model.parameters())
     terms = {f"weights ({dtype})": M.weights_of("pixart", cfg) * b}
     if train == "lora":
-        n = lora_parameters(model, rank, LORA_TARGETS[targets])
-        terms[f"LoRA r={rank} ({targets}): {n / 1e6:.1f} M x 16 B"] = n * OPTIMIZER_BYTES["fp32"]
+        n, (state, grad) = lora_parameters(model, rank, LORA_TARGETS[targets]), STATE_BYTES["fp32"]
+        terms[f"LoRA r={rank} ({targets}): {n / 1e6:.1f} M x {state} B (fp32 + AdamW)"] = n * state
     else:
-        per = OPTIMIZER_BYTES[optimizer] - (b if optimizer == "bf16" else 0)    # bf16: the weights are the copy
-        what = "fp32 master + grads + AdamW" if optimizer == "fp32" else "bf16 grads + AdamW"
-        terms[f"full: {params / 1e9:.2f} B x {per} B ({what})"] = params * per
-    act = saved_activations(cfg, N, batch, L, b, checkpointing)
-    terms["saved activations" + (" (checkpointing)" if checkpointing else "")] = sum(act.values())
+        n, (state, grad) = params, STATE_BYTES[optimizer]
+        what = "fp32 master + AdamW" if optimizer == "fp32" else "bf16 AdamW moments"
+        terms[f"full: {params / 1e9:.2f} B x {state} B ({what})"] = n * state
+    act = saved_activations(cfg, N, batch, L, b, checkpointing, lora=train == "lora", targets=targets, rank=rank)
+    saved, grads = sum(act.values()), n * grad
+    terms[f"backward: max(saved activations{' (ckpt)' if checkpointing else ''}, {grad}-B gradients)"] = max(saved, grads)
     terms["backward transient 2r·B·N·D"] = int(2 * cfg.mlp_ratio * batch * N * cfg.hidden_size * b)
     if text == "resident":
         t5 = stack.text[0]
         terms["T5-XXL resident (bf16)"] = M.weights_of("t5", t5.config) * 2 + P.t5_activations(t5.config, L, 1, 2)["peak"]
-    return {"terms": terms, "total": sum(terms.values()), "tokens": N, "activation terms": act}
+    return {"terms": terms, "total": sum(terms.values()), "tokens": N, "activation terms": act, "saved": saved,
+            "gradients": grads}
 
 
 def report(stack, height: int, width: int, *, train: str, rank: int = 64, targets: str = "attention",

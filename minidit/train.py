@@ -16,7 +16,8 @@ and minimising, on x_t = sqrt(a_bar_t) x0 + sqrt(1 - a_bar_t) eps,
 the dropout mask from one generator, in that order, so a seeded run is reproducible; the model
 is told which labels to drop (`force_drop_ids`, the official LabelEmbedder's argument) instead of
 drawing its own. The optimizer step around it stays in the caller's loop (see
-`scripts/train_toy.py` and chapter 03), where it can be read.
+`scripts/train_toy.py` and chapter 03), where it can be read; the full training loop (every objective,
+accumulation, checkpointing, buckets, resume, torchrun) is `minidit/training/`.
 """
 from __future__ import annotations
 

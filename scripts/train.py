@@ -35,6 +35,7 @@ from minidit.training import (DigitsData, ImageCaptionFolder, TextEmbeddingCache
 from minidit.training import distributed as D                  # noqa: E402
 from minidit.training.checkpointing import PRECISIONS          # noqa: E402
 from minidit.training.objectives import OBJECTIVES             # noqa: E402
+from weights_loader import load_dit, load_pixart, load_t5, load_t5_tokenizer, load_vae  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--save-every", type=int, default=0)
     g.add_argument("--out", default="runs/train")
     g.add_argument("--resume", default=None)
-    g.add_argument("--no-export", action="store_true")
+    g.add_argument("--no-export", action="store_true", help="no ema.pt / ema.pth at the end")
+    g.add_argument("--export-diffusers", action="store_true", help="also OUT/ema_diffusers/, a diffusers transformer folder")
     return p
 
 
@@ -98,7 +100,6 @@ def digits_setup(args):
     config = replace(TOY, hidden_size=args.hidden_size, depth=args.depth, num_heads=args.heads,
                      learn_sigma=args.objective != "flow")
     if args.init:
-        from weights_loader import load_dit                     # noqa: PLC0415  (scripts are not layered)
         model = load_dit(args.init, config).train()
     else:
         torch.manual_seed(args.seed)
@@ -107,7 +108,6 @@ def digits_setup(args):
 
 
 def folder_setup(args):
-    from weights_loader import load_pixart, load_t5, load_t5_tokenizer, load_vae  # noqa: PLC0415
     if not args.weights:
         raise InputError("a folder of images trains a PixArt: pass --weights <diffusers PixArt pipeline folder>")
     model = prepare_pixart(load_pixart(args.weights).train())
@@ -145,7 +145,8 @@ def main(argv=None) -> dict:
                           ema_warmup=args.ema_warmup, p_uncond=args.p_uncond, objective=args.objective,
                           checkpointing=args.checkpointing, precision=args.precision, distributed=args.distributed,
                           seed=args.seed, log_every=args.log_every, save_every=args.save_every, out=args.out,
-                          resume=args.resume, export=not args.no_export)
+                          resume=args.resume, export=not args.no_export,
+                          export_diffusers=args.export_diffusers)
         if world.main:
             n = sum(p.numel() for p in model.parameters())
             print(f"{type(model).__name__} {n / 1e6:.2f} M parameters, {len(data)} items, {world.world_size} "

@@ -10,12 +10,15 @@ import os
 import socket
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.helpers.parity import FP32, assert_parity
+from minidit.pipelines.toy import TOY
+from tests.helpers.parity import EXACT, FP32, assert_parity
+from weights_loader import load_dit
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--data", "digits", "--hidden-size", "32", "--depth", "1", "--heads", "2", "--steps", "4", "--lr", "1e-3",
@@ -72,3 +75,21 @@ def test_two_processes_train_what_one_process_with_the_doubled_batch_trains(tmp_
     ckpt_resumed = torch.load(resumed["checkpoint"], weights_only=True)
     for k, v in ckpt_one["ema"]["shadow"].items():
         assert_parity(ckpt_resumed["ema"]["shadow"][k], v, tol=FP32, what=f"EMA {k}")
+
+
+def test_script_refuses_bad_arguments(tmp_path):
+    script = _script()
+    with pytest.raises(script.InputError, match="PREFIX=LR"):
+        script.main([*TINY, "--lr-group", "y_embedder.", "--out", str(tmp_path / "a")])
+    with pytest.raises(script.InputError, match="--weights"):
+        script.main(["--data", str(tmp_path), "--out", str(tmp_path / "b")])
+    with pytest.raises(script.InputError, match="no bucket holds"):
+        script.main([*TINY, "--batch-size", "4000", "--out", str(tmp_path / "c")])
+
+
+def test_script_exports_both_layouts(tmp_path):
+    result = _script().main([*TINY, "--steps", "1", "--batch-size", "4", "--export-diffusers", "--out", str(tmp_path)])
+    original = load_dit(result["export"], replace(TOY, hidden_size=32, depth=1, num_heads=2))   # ema.pt
+    folder = load_dit(tmp_path / "ema_diffusers")                                               # config.json read
+    for k, v in original.state_dict().items():
+        assert_parity(folder.state_dict()[k], v, tol=EXACT, what=k)

@@ -14,6 +14,7 @@ from minidit.pipelines.toy import TOY
 from minidit.pixart import PixArt, PixArtConfig
 from minidit.training import (DigitsData, ImageCaptionFolder, TextEmbeddingCache, TrainConfig, export_weights,
                               make_objective, prepare_pixart, train)
+from tests.helpers.oracles import require
 from tests.helpers.parity import EXACT, FP32, assert_parity
 from weights_loader import load_dit, load_pixart
 
@@ -147,3 +148,25 @@ def test_folder_errors(tmp_path):
         ImageCaptionFolder(root, 256, None)
     with pytest.raises(InputError, match="not a folder"):
         ImageCaptionFolder(tmp_path / "nothing", 256, None)
+
+
+def test_the_loop_trains_only_what_requires_grad(tmp_path, digits):
+    """Adapters (here PEFT's LoRA, the test-only oracle) on a frozen base: AdamW gets the adapters only, the
+    base weights stay bit-identical, the adapters move, and the checkpoint resumes like any other."""
+    peft = require("peft")
+    torch.manual_seed(0)
+    base = DiT(TINY)
+    with torch.no_grad():               # a "pretrained" base: adaLN-Zero's zero gates would block every gradient
+        for p in base.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    model = peft.inject_adapter_in_model(peft.LoraConfig(r=4, lora_alpha=4, target_modules=["qkv", "fc1"]), base)
+    for name, p in model.named_parameters():
+        p.requires_grad_("lora_" in name)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = TrainConfig(steps=2, batch_size=8, lr=1e-2, log_every=100, out=str(tmp_path / "lora"), export=False)
+    result = train(cfg, model, digits, make_objective("epsilon", beta_schedule="squaredcos_cap_v2"))
+    after = torch.load(result["checkpoint"], weights_only=True)
+    moved = {k for k in before if not torch.equal(before[k], after["model"][k])}
+    assert moved and all("lora_B" in k or "lora_A" in k for k in moved)
+    assert any("lora_B" in k for k in moved)                        # B starts at zero: it must have left it
+    assert len(after["optimizer"]["state"]) == sum(p.requires_grad for p in model.parameters())

@@ -32,9 +32,10 @@ from .data import DigitsData, ImageCaptionFolder, prepare_pixart
 from .loop import TrainConfig, train
 from .objectives import DDPMObjective, FlowObjective, make_objective
 from .optim import EMA, make_optimizer, warmup_cosine
-from .state import export_weights
+from .state import export_diffusers, export_weights
 from .text_cache import TextEmbeddingCache
 
 __all__ = ["BucketBatchSampler", "assign_buckets", "autocast", "enable_checkpointing", "DigitsData",
            "ImageCaptionFolder", "prepare_pixart", "TrainConfig", "train", "DDPMObjective", "FlowObjective",
-           "make_objective", "EMA", "make_optimizer", "warmup_cosine", "export_weights", "TextEmbeddingCache"]
+           "make_objective", "EMA", "make_optimizer", "warmup_cosine", "export_weights", "export_diffusers",
+           "TextEmbeddingCache"]

@@ -1,5 +1,8 @@
 """Aspect-ratio bucketing: every batch holds images of one bucket's size, sharded over processes.
 
+Papers: PixArt-α (arXiv:2310.00426) §2.4 multi-aspect training; PixArt-Σ (arXiv:2403.04692). Official
+tables: PixArt-alpha/PixArt-sigma `diffusion/data/datasets/utils.py` (reproduced in `pipelines/resolution.py`).
+
 PixArt-α/Σ train "multi-scale" (the `-MS` checkpoints): each image is resized and centre-cropped to the
 bucket whose height/width ratio is nearest its own (`pipelines/resolution.py`: the official tables
 `ASPECT_RATIO_256/512/1024/2048`, one table scaled), and a batch is drawn from one bucket, so its

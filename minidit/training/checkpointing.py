@@ -1,8 +1,8 @@
 """Two ways to trade compute for memory in training: gradient checkpointing per block, and bf16 autocast.
 
 Gradient checkpointing (Chen et al., arXiv:1604.06174). Backpropagation needs the tensors each op
-saved in the forward; for a transformer block that is ~(18 + 2r) B·N·D values (PixArt, r the MLP
-ratio; `minidit/plan_train.py`), times the depth. With `torch.utils.checkpoint` on a block, the forward
+saved in the forward; for a PixArt block that is (15 + 2r) B·N·D values + 2 B·L·D (r the MLP ratio;
+`minidit/plan_train.py`, measured to 0.5 %), times the depth. With `torch.utils.checkpoint` on a block, the forward
 keeps only the block's inputs and runs the block again during the backward to get the rest: the
 activations drop to one B·N·D per block plus one block's full set, for about one more forward's FLOPs
 (~1.33 x the step's compute). The gradients are the same: the recomputation is the same ops on the

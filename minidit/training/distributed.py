@@ -1,5 +1,7 @@
 """Data-parallel training with `torch.distributed`, launched by `torchrun` (no launcher of our own).
 
+Papers: PyTorch DDP (Li et al., arXiv:2006.15704), FSDP (Zhao et al., arXiv:2304.11277).
+
     torchrun --nproc_per_node 4 scripts/train.py ...      one process per GPU (or CPU worker)
 
 torchrun starts the processes and gives each RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR/PORT in the

@@ -36,7 +36,7 @@ from .buckets import BucketBatchSampler
 from .checkpointing import autocast, enable_checkpointing
 from .objectives import draw_batch
 from .optim import EMA, make_optimizer
-from .state import export_weights, read_checkpoint, save_checkpoint, set_rng_state
+from .state import export_diffusers, export_weights, read_checkpoint, save_checkpoint, set_rng_state
 
 FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)     # whole tensors, on the CPU (rank 0 with FSDP)
 
@@ -65,6 +65,7 @@ class TrainConfig:
     out: str = "runs/train"
     resume: str | None = None         # a checkpoint to continue from
     export: bool = True               # write the EMA weights in the official layout at the end
+    export_diffusers: bool = False    # ... and as a diffusers transformer/ folder (out/ema_diffusers/)
 
     def record(self, world_size: int) -> dict:
         return {**asdict(self), "world_size": world_size,
@@ -152,6 +153,8 @@ def train(cfg: TrainConfig, model, data, objective, world: D.World | None = None
         shadow = D.full_state(ema.shadow)
         if world.main:
             exported = export_weights(out / "ema", core, shadow)                # ema.pt (DiT) / ema.pth (PixArt)
+            if cfg.export_diffusers:
+                export_diffusers(out / "ema_diffusers", core, shadow)
         D.barrier(world)
     if world.main:
         (out / "log.json").write_text(json.dumps({"config": record, "losses": losses, "log": log}, indent=1))

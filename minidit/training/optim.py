@@ -1,5 +1,8 @@
 """The optimizer side of the loop: AdamW with parameter groups, warm-up + cosine, EMA of the weights.
 
+Papers: AdamW (Loshchilov & Hutter, arXiv:1711.05101), cosine schedule (SGDR, arXiv:1608.03983); the
+EMA of DiT (arXiv:2212.09748 §4: decay 0.9999) and PixArt (official `train_scripts/train.py`).
+
     lr(s)   = lr_max (s + 1) / W                                              s < W  (linear warm-up)
             = lr_max (m + (1 - m) (1 + cos(pi (s - W) / (S - W))) / 2)        W <= s < S  (cosine to m lr_max)
     EMA     theta_ema <- d theta_ema + (1 - d) theta        after every optimizer step

@@ -19,6 +19,9 @@ it like the official file:
 
     DiT      a plain state dict + `pos_embed` (1, T, D), `.pt`    (DiT-XL-2-256x256.pt)  -> `weights_loader.load_dit`
     PixArt   {"state_dict": ... + `pos_embed`}, `.pth`            (PixArt-Sigma-XL-2-512-MS.pth) -> `load_pixart`
+
+or (`export_diffusers`) a diffusers `transformer/` folder (config.json + diffusion_pytorch_model.safetensors),
+through the loaders' key maps run backwards (`weights_loader/export.py`), for diffusers' pipelines.
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ import torch
 from minidit.dit import DiT
 from minidit.embed import get_2d_sincos_pos_embed
 from minidit.pixart import PixArt
+from weights_loader.export import dit_to_diffusers, pixart_to_diffusers, write_diffusers_folder
 
 
 def rng_state() -> dict:
@@ -108,3 +112,13 @@ def export_weights(path, model, weights: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(blob, path)
     return path
+
+
+def export_diffusers(folder, model, weights: dict) -> Path:
+    """Write `weights` of `model` as a diffusers DiTTransformer2DModel / PixArtTransformer2DModel folder."""
+    sd = {k: v.detach().float().cpu() for k, v in weights.items()}
+    if isinstance(model, DiT):
+        return write_diffusers_folder(folder, *dit_to_diffusers(sd, model.config))
+    if isinstance(model, PixArt):
+        return write_diffusers_folder(folder, *pixart_to_diffusers(sd, model.config))
+    raise ValueError(f"no diffusers layout known for {type(model).__name__}: export DiT or PixArt")
