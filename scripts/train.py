@@ -14,7 +14,8 @@ and T5 is freed before training; images go to the nearest of PixArt's aspect-rat
 Under torchrun every process runs this script; --batch-size is per process, so the global batch is
 batch-size x grad-accum x processes (one process with that batch trains the same run). Outputs in
 --out: checkpoint-NNNNNNN.pt (resume with --resume), ema.pt / ema.pth (the EMA weights in the
-official layout: `weights_loader.load_dit` / `load_pixart` read them), log.json (the loss per step).
+official layout: `weights_loader.load_dit` / `load_pixart` read them), log.json (the loss per step);
+with --lora-rank, lora.safetensors instead: the EMA of the adapters only (`minidit.lora.load_lora`).
 """
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ from minidit.training import distributed as D                  # noqa: E402
 from minidit.training.checkpointing import PRECISIONS          # noqa: E402
 from minidit.training.objectives import OBJECTIVES             # noqa: E402
 from weights_loader import load_dit, load_pixart, load_t5, load_t5_tokenizer, load_vae  # noqa: E402
+from minidit.lora import add_lora                              # noqa: E402
+from minidit.plan_train import FUSED, LORA_TARGETS             # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,6 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--heads", type=int, default=TOY.num_heads)
     g.add_argument("--weights", help="folder data: a diffusers PixArt pipeline folder")
     g.add_argument("--side", type=int, default=512, help="folder data: the bucket table's side (256/512/1024/2048)")
+    g = p.add_argument_group("LoRA: train low-rank adapters only (minidit.lora), the model frozen")
+    g.add_argument("--lora-rank", type=int, default=0, help="the adapters' rank (0: no LoRA, train the model)")
+    g.add_argument("--lora-alpha", type=float, default=None, help="(default: the rank, scale 1)")
+    g.add_argument("--lora-targets", default="attention",
+                   help="attention | attention+mlp (the planner's sets, minidit.plan_train.LORA_TARGETS) or a regex")
+    g.add_argument("--lora-split", action="store_true",
+                   help="one adapter per q, k, v (as diffusers / PEFT store them) instead of one on the fused layer")
     g.add_argument("--text-cache", default=None, help="folder of cached T5 states (default: OUT/text_cache)")
     g = p.add_argument_group("optimisation")
     g.add_argument("--steps", type=int, default=1000)
@@ -136,6 +146,9 @@ def main(argv=None) -> dict:
     world = D.setup(args.device)
     try:
         model, data, betas = digits_setup(args) if args.data == "digits" else folder_setup(args)
+        if args.lora_rank:
+            targets = list(LORA_TARGETS.get(args.lora_targets, ())) or args.lora_targets
+            add_lora(model, targets, args.lora_rank, args.lora_alpha, split=FUSED if args.lora_split else None)
         objective = make_objective(args.objective, learn_sigma=args.objective != "flow" and
                                    getattr(model.config, "learn_sigma", getattr(model.config, "pred_sigma", True)),
                                    beta_schedule=betas, density=args.density)

@@ -93,3 +93,23 @@ def test_script_exports_both_layouts(tmp_path):
     folder = load_dit(tmp_path / "ema_diffusers")                                               # config.json read
     for k, v in original.state_dict().items():
         assert_parity(folder.state_dict()[k], v, tol=EXACT, what=k)
+
+
+def test_script_trains_lora_adapters_only(tmp_path):
+    """--lora-rank on the shipped toy DiT: only the adapters move, and the file holds the adapters only
+    (minidit.lora's format), which load strictly onto a fresh copy of the toy."""
+    from minidit.lora import load_lora, lora_layers
+    from minidit.pipelines.toy import WEIGHTS, load_toy_model
+    result = _script().main(["--data", "digits", "--init", str(WEIGHTS), "--steps", "2", "--batch-size", "8",
+                             "--lr", "1e-3", "--lora-rank", "4", "--threads", "1", "--out", str(tmp_path)])
+    assert result["export"].name == "lora.safetensors"
+    trained = torch.load(result["checkpoint"], weights_only=True)["model"]
+    toy = load_toy_model().state_dict()
+    frozen = {k.replace(".base.", "."): v for k, v in trained.items() if "lora_" not in k}
+    assert frozen.keys() == toy.keys()
+    for k, v in toy.items():
+        assert_parity(frozen[k], v, tol=EXACT, what=k)                       # the base did not move
+    assert all(trained[k].abs().max() > 0 for k in trained if k.endswith("lora_B"))    # B left zero
+    fresh = load_toy_model()
+    names = load_lora(fresh, result["export"])
+    assert set(names) == set(lora_layers(fresh)) and {n.rsplit(".", 1)[-1] for n in names} == {"qkv", "proj"}

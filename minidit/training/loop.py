@@ -9,7 +9,7 @@
             loss.backward()                                  DDP averages gradients at the last micro-batch
         clip the gradient norm; AdamW step; LR schedule step; EMA update (optim.py)
         log the loss averaged over the processes; save a resumable checkpoint every `save_every` steps
-    export the EMA weights in the official layout (state.py)
+    export the EMA weights in the official layout (state.py), or, for LoRA, the adapters only
 
 Dividing each micro-batch's mean loss by k and summing the k gradients gives the gradient of the
 mean over all k x batch_size samples: accumulation = one k times larger batch (same draws, tested).
@@ -30,6 +30,8 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
                                                      get_optimizer_state_dict, set_model_state_dict,
                                                      set_optimizer_state_dict)
 from torch.nn.parallel import DistributedDataParallel
+
+from minidit.lora import lora_layers, save_lora
 
 from . import distributed as D
 from .buckets import BucketBatchSampler
@@ -149,7 +151,13 @@ def train(cfg: TrainConfig, model, data, objective, world: D.World | None = None
 
     path = checkpoint(cfg.steps)
     exported = None
-    if cfg.export:
+    if cfg.export and lora_layers(core):                 # LoRA: the adapters only, from the EMA (minidit.lora)
+        ema.copy_to(core)
+        if world.main:
+            exported = out / "lora.safetensors"
+            save_lora(core, exported)
+        D.barrier(world)
+    elif cfg.export:
         shadow = D.full_state(ema.shadow)
         if world.main:
             exported = export_weights(out / "ema", core, shadow)                # ema.pt (DiT) / ema.pth (PixArt)
