@@ -15,7 +15,8 @@ than the released 28 (the activations are per block: the formula scales them by 
              makes, `minidit.pipelines.memory._LiveTensors`), the fp32 gradients included: the
              planner's is max(saved (+ the recomputed block), gradients) + the backward transient
 
-LoRA cases: PEFT's adapters (rank 64) on the planner's target layers, everything else frozen.
+LoRA cases: PEFT's adapters (rank 64) on the planner's target layers, everything else frozen; the last
+case the same with minidit's own (`minidit.lora.add_lora`).
 The formula was read off the code (`pixart.PixArtBlock`) and fixed once against the first case (the
 merge of heads after SDPA is a view, not a copy); the other cases check it without further change.
 """
@@ -32,14 +33,16 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from minidit.pipelines.memory import _LiveTensors               # noqa: E402
 from minidit.pixart import PIXART_SIGMA_512_MS, PixArt          # noqa: E402
-from minidit.plan_train import saved_activations                # noqa: E402
+from minidit.lora import add_lora                               # noqa: E402
+from minidit.plan_train import LORA_TARGETS, saved_activations  # noqa: E402
 from minidit.training import enable_checkpointing, prepare_pixart  # noqa: E402
 
 MiB = 2**20
 # (blocks, latent side, batch, checkpointing, LoRA targets or None for a full fine-tune)
 CASES = [(2, 64, 1, False, None), (2, 64, 1, True, None), (3, 32, 2, False, None), (3, 32, 2, True, None),
          (2, 128, 1, False, None), (2, 128, 1, True, None),
-         (2, 64, 1, False, "attention"), (2, 64, 1, True, "attention"), (3, 32, 2, False, "attention+mlp")]
+         (2, 64, 1, False, "attention"), (2, 64, 1, True, "attention"), (3, 32, 2, False, "attention+mlp"),
+         (2, 64, 1, False, "minidit attention")]              # the last: minidit.lora's adapters instead of PEFT's
 L, RANK = 300, 64
 # the planner's LoRA targets (minidit names) as a PEFT regex over the blocks' Linear layers
 PEFT_TARGETS = {"attention": r".*blocks\.\d+\.(attn\.(qkv|proj)|cross_attn\.(q_linear|kv_linear|proj))",
@@ -51,7 +54,9 @@ def build(depth: int, checkpointing: bool, lora: str | None = None):
     the test-only oracle here)."""
     torch.manual_seed(0)
     model = prepare_pixart(PixArt(replace(PIXART_SIGMA_512_MS, depth=depth))).train()
-    if lora:
+    if lora and lora.startswith("minidit "):
+        add_lora(model, LORA_TARGETS[lora.split()[1]], RANK)   # freezes everything but the adapters
+    elif lora:
         from peft import LoraConfig, inject_adapter_in_model    # noqa: PLC0415  (only the LoRA cases need it)
         model = inject_adapter_in_model(LoraConfig(r=RANK, lora_alpha=RANK, target_modules=PEFT_TARGETS[lora]), model)
         for name, p in model.named_parameters():
@@ -96,7 +101,8 @@ def main() -> None:
         torch.set_num_threads(int(os.environ.get("THREADS", "2")))
         cfg = replace(PIXART_SIGMA_512_MS, depth=depth)
         N = (side // 2) ** 2
-        terms = saved_activations(cfg, N, B, L, 4, ckpt, lora=lora is not None, targets=lora or "attention", rank=RANK)
+        targets = (lora or "attention").split()[-1]
+        terms = saved_activations(cfg, N, B, L, 4, ckpt, lora=lora is not None, targets=targets, rank=RANK)
         recomputed = terms.pop("one block recomputed", 0)
         predicted = sum(terms.values())
         saved, peak, grads = measure(depth, side, B, ckpt, lora)
