@@ -45,7 +45,7 @@ PRIVATE = tuple("".join(parts) for parts in [
     ("users-and", "-performance"), ("style", "-anchors"), ("comparison", "-article"),
 ])
 
-LINK = re.compile(r"!?\[[^\]\n]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")      # link text may wrap lines
 PATH = re.compile(r"(?<![\w/.:\-])((?:" + "|".join(re.escape(t) for t in TOP_FOLDERS)
                   + r")/(?:[\w.*\-]+/)*(?:[\w.*\-]*[\w*])?/?)(#[\w\-]+)?")
 BARE_MD = re.compile(r"(?<![\w/.:\-])([\w\-]+\.md)\b")
