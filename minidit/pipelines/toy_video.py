@@ -46,6 +46,7 @@ from .checks import check_count, check_guidance, check_output_path, check_seed, 
 from .common import guided_model_fn, initial_noise
 from .moving_digits import CANVAS, DIRECTIONS, FRAMES, direction_index, model_to_clips
 from .toy import NUM_TIMESTEPS, _integer_labels, load_toy_model, read_toy_metadata, save_grid
+from . import video_output
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "assets" / "toy_video.safetensors"
 TOY_VIDEO = VideoDiTConfig(input_size=CANVAS, num_frames=FRAMES, patch_size=4, temporal_patch_size=1, in_channels=1,
@@ -119,10 +120,10 @@ def sample_video(digits, directions="right", seed: int = 0, *, steps: int = DEFA
 # --------------------------------------------------------------------------------------------
 
 
-def save_gif(clips: torch.Tensor, path, zoom: int = 8, frame_ms: int = 125, pad: int = 2) -> None:
-    """Write (N, F, H, W) clips in [0, 1] as one looping animated GIF, the N clips side by side, each
-    pixel `zoom` x `zoom` (nearest neighbour), `frame_ms` per frame. The folder must exist."""
-    from PIL import Image
+def save_gif(clips: torch.Tensor, path, zoom: int = 8, fps: float = 8, pad: int = 2) -> None:
+    """Write (N, F, H, W) clips in [0, 1] as one looping animated GIF, the N clips side by side on a grey
+    frame, each pixel `zoom` x `zoom` (nearest neighbour), `fps` frames a second (`video_output.save_gif`,
+    the writer of the video pipelines). The folder must exist."""
     check_output_path(path, "path")
     N, Fr, H, W = clips.shape
     canvas = torch.full((Fr, H * zoom + 2 * pad, N * (W * zoom + pad) + pad), 0.5)         # grey frame
@@ -130,8 +131,8 @@ def save_gif(clips: torch.Tensor, path, zoom: int = 8, frame_ms: int = 125, pad:
     for i in range(N):
         x = pad + i * (W * zoom + pad)
         canvas[:, pad: pad + H * zoom, x: x + W * zoom] = big[i]
-    frames = [Image.fromarray(f, mode="L") for f in (canvas * 255).round().byte().numpy()]
-    frames[0].save(path, save_all=True, append_images=frames[1:], duration=frame_ms, loop=0)
+    grey = (canvas * 255).round().byte()                                                  # (F, H', W')
+    video_output.save_gif(grey[..., None].expand(*grey.shape, 3).contiguous().numpy(), path, fps)
 
 
 def save_frame_grid(clips: torch.Tensor, path, zoom: int = 4) -> None:
