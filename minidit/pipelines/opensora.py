@@ -2,8 +2,8 @@
 
 Papers: Open-Sora (Zheng et al., arXiv:2412.20404); the samplers: IDDPM (Nichol & Dhariwal,
 arXiv:2102.09672, respacing + learned range) for 1.0, rectified flow (arXiv:2209.03003) for 1.2.
-Official code: hpcaitech/Open-Sora v1.0 (`scripts/inference.py`, `opensora/schedulers/iddpm/`) and
-v1.2.0 (`scripts/inference.py`, `opensora/utils/inference_utils.py`, `opensora/schedulers/rf/`).
+Official code: hpcaitech/Open-Sora v1.0 (the `inference.py` script, `opensora/schedulers/iddpm/`) and
+v1.2.0 (the `inference.py` script, `opensora/utils/inference_utils.py`, `opensora/schedulers/rf/`).
 
     pipe = OpenSora1Pipeline.from_pretrained("opensora-1.0")     # the .pth + t5-v1_1-xxl/ + sd-vae-ft-ema/
     pipe = OpenSora12Pipeline.from_pretrained("opensora-1.2")    # OpenSora-STDiT-v3/ + OpenSora-VAE-v1.2/ + t5-v1_1-xxl/

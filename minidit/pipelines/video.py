@@ -15,23 +15,17 @@ The run, in stages (each timed, its peak memory in `pipe.last_run_stats`, as the
               diffusers) -> frames in [-1, 1] -> "pil": one list of F PIL images per video.
 
 The family adapter. What differs between video DiTs is a `VideoFamily`: how the T5 states become the
-transformer's text input (`text_input`), how the transformer is called (`forward`), which frame counts
-it takes (`check_frames`), whether its output carries a learned variance (`learn_sigma`), and how
-latents become frames (`decode`, per frame with the 2-D VAE by default). `VideoPipeline` does the rest
-(staging, noise, guidance, the sampler loop, output types), and a family's pipeline is `VideoPipeline`
-with its adapter and a `from_pretrained` that reads its folder. Open-Sora 1.0 (PixArt's T5 mask kept,
-IDDPM 100 steps, the SD VAE per frame) would be, in outline:
-
-    class OpenSora10(VideoFamily):
-        name = "opensora-1.0"
-        def check_frames(self, stdit, frames): ...              # its trained 16 frames
-        def learn_sigma(self, stdit): return True               # [eps | v]
-        def forward(self, stdit, x, t, y, mask): return stdit(x, t, y, mask)   # the T5 mask kept
-    # + a VideoPipeline subclass whose from_pretrained loads the .pth, T5 and VAE with
-    #   sampler=Sampler("ddpm", spacing="iddpm", variance="learned_range") and __call__ defaults 100 / 7.0,
-    # + a `VideoModel` row in video_cli.py.
-
-Open-Sora 1.2 also overrides `decode` (its temporal VAE) and sets a rectified-flow sampler.
+transformer's text input (`text_input`: Latte's mask_feature; Open-Sora's stored null caption as the
+unconditional branch, `null_caption`), what reaches T5 (`prompts`, `lower_case`, `caption_length`), how
+the transformer is called (`forward`, given the pixel frame count and size: STDiT3 takes fps, height and
+width, and its output is negated there), which frame counts and sizes it takes (`check_frames`,
+`default_size`, `size_multiple`), the latent shape (`latent_shape`: a temporal VAE has fewer latent
+frames), the sampler for a size (`sampler`: Open-Sora 1.2's shift) and its per-step noise (`noise_fn`:
+Open-Sora 1.0's null half carried through IDDPM), whether the output carries a learned variance
+(`learn_sigma`), and how latents become frames (`decode`, per frame with the 2-D VAE by default).
+`VideoPipeline` does the rest (staging, noise, guidance, the sampler loop, output types), and a
+family's pipeline is `VideoPipeline` with its adapter and a constructor that reads its files: Latte-1
+below, Open-Sora 1.0 / 1.2 in `pipelines/opensora.py`.
 
 Latte-1 (`LATTE`), exactly what diffusers' `LattePipeline` (and the official `sample/pipeline_latte.py`)
 computes from the same folder (tests/test_pipeline_latte.py):
