@@ -87,8 +87,11 @@ def _generate(args) -> int:
 def _models(args) -> int:
     for name, entry in MODELS.items():
         d = defaults(entry)
+        get = [line.replace("DIR", name) for line in getattr(entry, "get", ())]    # several repositories (video rows)
+        how = f"\n{'':28s}         ".join(get) if get else (
+            hub_download(entry) + (f"  (or the original {entry.original})" if entry.original else ""))
         print(f"{name:28s} {entry.summary}\n{'':28s} defaults: {d['steps']} steps, guidance {d['guidance']}\n"
-              f"{'':28s} get it: {hub_download(entry)}" + (f"  (or the original {entry.original})" if entry.original else ""))
+              f"{'':28s} get it: {how}")
     return 0
 
 

@@ -7,8 +7,10 @@ from minidit.pipelines import dit_cli, hunyuan_cli, pixart_cli, sd3_cli, video_c
 # The pipelines' documented defaults (DiT's sample.py: 250 steps, cfg 4.0; PixArt: 20 DPM-Solver steps, 4.5;
 # the toy: 50 steps, guidance 2.0), written out here so the help text is checked against the numbers users read.
 DOCUMENTED = {"dit": (250, 4.0), "pixart": (20, 4.5)}
-# Latte-1: the official configs/t2x/t2v_sample.yaml (DDIM, num_sampling_steps 50, guidance_scale 7.5)
-DOCUMENTED["video"] = (50, 7.5)
+# Latte-1: the official configs/t2x/t2v_sample.yaml (DDIM, num_sampling_steps 50, guidance_scale 7.5);
+# Open-Sora: v1.0 configs/opensora/inference/16x{256,512}.py (IDDPM 100 steps, cfg 7.0); v1.2
+# configs/opensora-v1-2/inference/sample.py (rflow 30 steps, cfg 7.0)
+VIDEO = {"latte-1": (50, 7.5), "opensora-1.0-256": (100, 7.0), "opensora-1.0-512": (100, 7.0), "opensora-1.2": (30, 7.0)}
 # SD3: each release's official sd3_infer.py CONFIGS entry
 SD3 = {"sd3-medium": (50, 5.0), "sd3.5-large": (40, 4.5), "sd3.5-large-turbo": (4, 1.0), "sd3.5-medium": (50, 5.0)}
 # Hunyuan-DiT: hydit/config.py (--infer-steps 100, --cfg-scale 6.0); v1.2-Distilled: the README's 25 steps
@@ -16,7 +18,7 @@ HUNYUAN = {"hunyuan-dit-v1.2": (100, 6.0), "hunyuan-dit-v1.2-distilled": (25, 6.
 
 
 def documented(entry):
-    per_model = {"sd3": SD3, "hunyuan": HUNYUAN}.get(entry.family)
+    per_model = {"sd3": SD3, "hunyuan": HUNYUAN, "video": VIDEO}.get(entry.family)
     return per_model[entry.name] if per_model else DOCUMENTED[entry.family]
 
 
@@ -27,7 +29,7 @@ def help_text(capsys, *argv):
 
 def test_generate_help_lists_every_model_with_its_defaults(capsys):
     text = help_text(capsys, "generate")
-    assert len(cli.MODELS) == 16
+    assert len(cli.MODELS) == 19
     for name, entry in cli.MODELS.items():
         steps, guidance = documented(entry)
         row = next(line for line in text.splitlines() if line.startswith(name + " "))

@@ -1,12 +1,13 @@
 """Open-Sora 1.2's rectified-flow sampling: the timestep transform (hand-derived values) and the
 `flow_opensora` grid run through `Sampler`, against the official `RFLOW.sample` loop written out here
-(hpcaitech/Open-Sora v1.2.0 `opensora/schedulers/rf/__init__.py`, `rectified_flow.py`)."""
+(hpcaitech/Open-Sora v1.2.0 `opensora/schedulers/rf/__init__.py`, `rectified_flow.py`; tests/helpers/opensora.py)."""
 import math
 
 import pytest
 import torch
 
 from helpers import FP32_ELEMENTWISE, assert_parity
+from helpers.opensora import official_rflow_sample
 from minidit.errors import InputError
 from minidit.flow import opensora_shift, shift_sigmas
 from minidit.grid import opensora_flow_grid
@@ -46,22 +47,6 @@ def test_opensora_grid_hand_values():
     assert_parity(g.alphas, 1 - g.sigmas, tol=0.0)
     # unshifted: 1 - i/N, ending at 1/N (not SD3's 1/T)
     assert_parity(opensora_flow_grid(4).sigmas, torch.tensor([1, 0.75, 0.5, 0.25, 0], dtype=torch.float64), tol=0.0)
-
-
-def official_rflow_sample(model, z, num_steps, height, width, num_frames):
-    """RFLOW.sample without CFG and masks, in float64 (the official code: float32 / the run's dtype)."""
-    T = 1000
-    ratio = math.sqrt(height * width / (512 * 512)) * math.sqrt(1 if num_frames == 1 else num_frames // 17 * 5)
-    timesteps = [(1.0 - i / num_steps) * T for i in range(num_steps)]
-    timesteps = [ratio * (t / T) / (1 + (ratio - 1) * (t / T)) * T for t in timesteps]
-    seen = []
-    for i, t in enumerate(timesteps):
-        tt = torch.full((z.shape[0],), t, dtype=torch.float64)
-        seen.append(t)
-        v = model(z, tt).chunk(2, dim=1)[0]                    # pred_sigma: the first half is the velocity
-        dt = (timesteps[i] - timesteps[i + 1] if i < len(timesteps) - 1 else timesteps[i]) / T
-        z = z + v * dt
-    return z, seen
 
 
 def test_sampler_runs_the_official_rflow_loop():

@@ -16,6 +16,7 @@ from einops import rearrange
 
 from helpers import FP32, assert_key_contract, assert_parity, random_state_dict, require
 from helpers.layouts.opensora3 import stdit3_keys
+from helpers.opensora import official_rflow_sample
 from minidit.errors import InputError
 from minidit.stdit3 import PRESETS, STDiT3, STDiT3Config
 from weights_loader import CheckpointError
@@ -261,18 +262,10 @@ def test_text_to_video_sampling_matches_the_official_rflow_loop(official_folder)
     height, width, frames, steps, s = 32.0, 32.0, 17, 3, 7.0
     args = dict(fps=torch.tensor([24.0, 24.0]), height=torch.tensor([height] * 2), width=torch.tensor([width] * 2))
 
-    # the official loop
-    ratio = math.sqrt(height * width / 512**2) * math.sqrt(frames // 17 * 5)
-    ts = [(1.0 - i / steps) * 1000 for i in range(steps)]
-    ts = [ratio * (t / 1000) / (1 + (ratio - 1) * (t / 1000)) * 1000 for t in ts]
-    zz = z.clone()
+    # the official loop (tests/helpers/opensora.py), on the official forward written out here
     with torch.no_grad():
-        for i, t in enumerate(ts):
-            pred = official_forward(sd, TINY, torch.cat([zz, zz]), torch.tensor([t, t]), y, mask, **args).chunk(2, dim=1)[0]
-            cond, uncond = pred.chunk(2, dim=0)
-            dt = (ts[i] - ts[i + 1] if i < steps - 1 else ts[i]) / 1000
-            zz = zz + (uncond + s * (cond - uncond)) * dt
-
+        zz, _ = official_rflow_sample(lambda z2, t2: official_forward(sd, TINY, z2, t2, y, mask, **args), z, steps,
+                                      height, width, frames, guidance_scale=s)
         forward = lambda x2, t2: -model(x2, t2, y, mask, **args)          # noqa: E731  (x0 - eps -> eps - x0)
         sampler = Sampler(name="euler", prediction_type="flow", spacing="flow_opensora",
                           shift=opensora_shift(32, 32, frames))

@@ -127,10 +127,11 @@ def default_dtypes(device) -> tuple[torch.dtype, torch.dtype, torch.dtype]:
     return torch.float32, torch.float32, torch.float32
 
 
-def t5_states(t5, tokenizer, texts: list[str], max_length: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """lower().strip() (diffusers without clean_caption) -> tokens padded to `max_length` -> T5 states
-    (B, L, C_cap) and mask (B, L). Also the video pipelines' (`pipelines/video.py`) T5 stage."""
-    tokens = tokenizer([t.lower().strip() for t in texts], max_length=max_length)
+def t5_states(t5, tokenizer, texts: list[str], max_length: int, device, *,
+              lower: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """lower().strip() (diffusers without clean_caption; lower=False: the text as given) -> tokens padded
+    to `max_length` -> T5 states (B, L, C_cap) and mask (B, L). Also the video pipelines' T5 stage."""
+    tokens = tokenizer([t.lower().strip() if lower else t for t in texts], max_length=max_length)
     ids, mask = tokens["input_ids"].to(device), tokens["attention_mask"].to(device)
     guard_fp16(t5)
     states = t5(ids, attention_mask=mask).last_hidden_state

@@ -15,23 +15,17 @@ The run, in stages (each timed, its peak memory in `pipe.last_run_stats`, as the
               diffusers) -> frames in [-1, 1] -> "pil": one list of F PIL images per video.
 
 The family adapter. What differs between video DiTs is a `VideoFamily`: how the T5 states become the
-transformer's text input (`text_input`), how the transformer is called (`forward`), which frame counts
-it takes (`check_frames`), whether its output carries a learned variance (`learn_sigma`), and how
-latents become frames (`decode`, per frame with the 2-D VAE by default). `VideoPipeline` does the rest
-(staging, noise, guidance, the sampler loop, output types), and a family's pipeline is `VideoPipeline`
-with its adapter and a `from_pretrained` that reads its folder. Open-Sora 1.0 (PixArt's T5 mask kept,
-IDDPM 100 steps, the SD VAE per frame) would be, in outline:
-
-    class OpenSora10(VideoFamily):
-        name = "opensora-1.0"
-        def check_frames(self, stdit, frames): ...              # its trained 16 frames
-        def learn_sigma(self, stdit): return True               # [eps | v]
-        def forward(self, stdit, x, t, y, mask): return stdit(x, t, y, mask)   # the T5 mask kept
-    # + a VideoPipeline subclass whose from_pretrained loads the .pth, T5 and VAE with
-    #   sampler=Sampler("ddpm", spacing="iddpm", variance="learned_range") and __call__ defaults 100 / 7.0,
-    # + a `VideoModel` row in video_cli.py.
-
-Open-Sora 1.2 also overrides `decode` (its temporal VAE) and sets a rectified-flow sampler.
+transformer's text input (`text_input`: Latte's mask_feature; Open-Sora's stored null caption as the
+unconditional branch, `null_caption`), what reaches T5 (`prompts`, `lower_case`, `caption_length`), how
+the transformer is called (`forward`, given the pixel frame count and size: STDiT3 takes fps, height and
+width, and its output is negated there), which frame counts and sizes it takes (`check_frames`,
+`default_size`, `size_multiple`), the latent shape (`latent_shape`: a temporal VAE has fewer latent
+frames), the sampler for a size (`sampler`: Open-Sora 1.2's shift) and its per-step noise (`noise_fn`:
+Open-Sora 1.0's null half carried through IDDPM), whether the output carries a learned variance
+(`learn_sigma`), and how latents become frames (`decode`, per frame with the 2-D VAE by default).
+`VideoPipeline` does the rest (staging, noise, guidance, the sampler loop, output types), and a
+family's pipeline is `VideoPipeline` with its adapter and a constructor that reads its files: Latte-1
+below, Open-Sora 1.0 / 1.2 in `pipelines/opensora.py`.
 
 Latte-1 (`LATTE`), exactly what diffusers' `LattePipeline` (and the official `sample/pipeline_latte.py`)
 computes from the same folder (tests/test_pipeline_latte.py):
@@ -76,24 +70,58 @@ class VideoFamily:
     """What a video DiT family does its own way; `VideoPipeline` calls these and nothing else of the model."""
     name = "video"
     caption_tokens = 120             # T5 tokens per prompt
+    null_caption = False             # True: guide against the model's stored null caption, not a negative prompt
+    lower_case = True                # prompts lower-cased and stripped before T5 (diffusers' clean_caption=False)
 
     def check_frames(self, transformer, frames: int) -> int:
-        """The frame count, or a ValueError saying which counts the model takes."""
+        """The frame count, or an InputError saying which counts the model takes."""
         return check_int(frames, "num_frames", minimum=1)
 
     def learn_sigma(self, transformer) -> bool:
         """Whether the output is [eps | v] (the sampler then drops v)."""
         return False
 
-    def text_input(self, e: PromptEmbeds) -> PromptEmbeds:
-        """The T5 states and masks as the transformer takes them (default: unchanged)."""
+    def caption_length(self, transformer) -> int:
+        """T5 tokens per prompt."""
+        return self.caption_tokens
+
+    def prompts(self, prompts: list[str]) -> list[str]:
+        """The prompts as the family's sampler sends them to T5 (default: unchanged)."""
+        return prompts
+
+    def text_input(self, transformer, e: PromptEmbeds, guided: bool) -> PromptEmbeds:
+        """The T5 states and masks as the transformer takes them (default: unchanged); with
+        `null_caption`, the unconditional branch is added here when guided."""
         return e
 
-    def forward(self, transformer, x, t, y, mask):
-        """One transformer call: x (N, C, F, h, w), t (N,), y (N, L, C_cap), mask (N, L) or None."""
+    def default_size(self, transformer, vae) -> tuple[int, int]:
+        """(height, width) in pixels when the call gives none: the training size."""
+        side = transformer.config.sample_size * vae.config.downsample_factor
+        return side, side
+
+    def size_multiple(self, transformer, vae) -> tuple[int, str]:
+        """Pixel sizes must be multiples of this; and why."""
+        return vae.config.downsample_factor * transformer.config.patch_size, "VAE x patch"
+
+    def latent_shape(self, transformer, vae, B: int, F: int, H: int, W: int) -> tuple:
+        """The noise's shape (B, C, F_latent, h, w) for B videos of F frames, H x W pixels."""
+        f = vae.config.downsample_factor
+        return B, vae.config.z_channels, F, H // f, W // f
+
+    def sampler(self, sampler: Sampler, F: int, H: int, W: int) -> Sampler:
+        """The sampler for this video size (default: the pipeline's, whatever the size)."""
+        return sampler
+
+    def noise_fn(self, generator, guided: bool):
+        """The sampler's per-step noise (None: drawn from `generator` for the B videos)."""
+        return None
+
+    def forward(self, transformer, x, t, y, mask, *, num_frames: int, height: int, width: int):
+        """One transformer call: x (N, C, F, h, w), t (N,), y (N, L, C_cap), mask (N, L) or None;
+        num_frames, height, width: the pixel video's (conditions some models take)."""
         raise NotImplementedError
 
-    def decode(self, vae: AutoencoderKL, latents, chunk: int):
+    def decode(self, vae: AutoencoderKL, latents, chunk: int, num_frames: int | None = None):
         """Latents (B, C, F, h, w) -> frames (B, 3, F, H, W) in [-1, 1]: the 2-D VAE, `chunk` frames at a time."""
         B, C, F, h, w = latents.shape
         z = latents.transpose(1, 2).reshape(B * F, C, h, w)                    # (B*F, C, h, w)
@@ -115,7 +143,7 @@ class LatteFamily(VideoFamily):
     def learn_sigma(self, transformer: Latte) -> bool:
         return transformer.config.pred_sigma
 
-    def text_input(self, e: PromptEmbeds) -> PromptEmbeds:
+    def text_input(self, transformer: Latte, e: PromptEmbeds, guided: bool) -> PromptEmbeds:
         """mask_feature: one video -> cut both branches to the prompt's real tokens; several -> zero the
         prompt's padding rows. No mask goes on to the transformer. States without a mask (PromptEmbeds made by
         hand) go unchanged, as diffusers leaves prompt_embeds given by the caller."""
@@ -127,7 +155,7 @@ class LatteFamily(VideoFamily):
         cond = e.cond * e.cond_mask[:, :, None].to(e.cond.dtype)               # (B, L, C_cap)
         return PromptEmbeds(cond, uncond=e.uncond)
 
-    def forward(self, transformer: Latte, x, t, y, mask):
+    def forward(self, transformer: Latte, x, t, y, mask, **size):
         return transformer(x, t, y, mask)
 
 
@@ -172,32 +200,38 @@ class VideoPipeline(StagedPipeline):
     def encode_prompt(self, prompt, negative_prompt="", *, guided: bool = True,
                       num_videos_per_prompt: int = 1) -> PromptEmbeds:
         """T5 states and masks (B, L) of the prompts and, when guided, of the negative prompts."""
-        prompts = check_prompts(prompt)
+        family = self.family
+        prompts = family.prompts(check_prompts(prompt))
         negatives = check_negative_prompts(negative_prompt, len(prompts))
-        L = self.family.caption_tokens
+        if family.null_caption and any(negatives):
+            raise InputError(f"negative_prompt: {family.name} guides against its stored null caption "
+                             "(y_embedder.y_embedding), as its official sampler; a negative prompt is not used. "
+                             "Leave negative_prompt empty")
+        L = family.caption_length(self.transformer)
         with self.text.use() as t5:                     # staged: loaded here, freed after unless kept
-            cond, cond_mask = t5_states(t5, self.tokenizer, prompts, L, self.device)
+            cond, cond_mask = t5_states(t5, self.tokenizer, prompts, L, self.device, lower=family.lower_case)
             uncond = uncond_mask = None
-            if guided:
-                uncond, uncond_mask = t5_states(t5, self.tokenizer, negatives, L, self.device)
+            if guided and not family.null_caption:
+                uncond, uncond_mask = t5_states(t5, self.tokenizer, negatives, L, self.device, lower=family.lower_case)
         return PromptEmbeds(cond, cond_mask, uncond=uncond, uncond_mask=uncond_mask).repeat(num_videos_per_prompt)
 
     def _denoise(self, model, e: PromptEmbeds, F: int, H: int, W: int, generator, guidance_scale: float,
                  steps: int, progress: bool):
         family, device, guided = self.family, self.device, guidance_scale > 1
         dtype = next(model.parameters()).dtype
-        f = self.vae.config.downsample_factor
-        B, C = e.cond.shape[0], self.vae.config.z_channels
-        x_T = initial_noise((B, C, F, H // f, W // f), generator, device)      # (B, C, F, h, w)
-        y, mask, _ = family.text_input(e).batched(uncond_first=True)          # (2B, L, C_cap) [uncond | cond]
+        shape = family.latent_shape(model, self.vae, e.cond.shape[0], F, H, W)
+        x_T = initial_noise(shape, generator, device)                          # (B, C, F', h, w)
+        y, mask, _ = family.text_input(model, e, guided).batched(uncond_first=True)    # (2B, L, C_cap) [uncond | cond]
         y = y.to(dtype)
 
         def forward(x, t):
-            return family.forward(model, x.to(dtype), t, y, mask).float()
+            return family.forward(model, x.to(dtype), t, y, mask, num_frames=F, height=H, width=W).float()
         model_fn = guided_model_fn(forward, guidance_scale, uncond_first=True) if guided else forward
         hint = precision_hint(model, f"the {family.name} transformer", "dtype")
-        latents = self.sampler.run(finite_steps(model_fn, "denoising", hint), x_T, steps,
-                                   learn_sigma=family.learn_sigma(model), progress=progress)
+        sampler = family.sampler(self.sampler, F, H, W)
+        latents = sampler.run(finite_steps(model_fn, "denoising", hint), x_T, steps,
+                              learn_sigma=family.learn_sigma(model), generator=generator,
+                              noise_fn=family.noise_fn(generator, guided), progress=progress)
         return check_finite(latents, "denoising", hint)                        # (B, C, F, h, w)
 
     @torch.no_grad()
@@ -219,17 +253,16 @@ class VideoPipeline(StagedPipeline):
         check_flag(progress, "progress")
         model, family = self.transformer, self.family
         F = family.check_frames(model, num_frames)
-        f, p = self.vae.config.downsample_factor, model.config.patch_size
-        side = model.config.sample_size * f
-        H, W = check_size(side if height is None else height, side if width is None else width, f * p,
-                          "VAE x patch")
+        dh, dw = family.default_size(model, self.vae)
+        H, W = check_size(dh if height is None else height, dw if width is None else width,
+                          *family.size_multiple(model, self.vae))
         check_prompt_input(prompt, negative_prompt, prompt_embeds)
         guided, device = guidance_scale > 1, self.device
         stats = self.last_run_stats = {"device": str(device), "memory": memory_method(device)}
         with stage(stats, "text", device):
             e = prompt_embeds if prompt_embeds is not None else self.encode_prompt(
                 prompt, negative_prompt, guided=guided, num_videos_per_prompt=num_videos_per_prompt)
-            if guided and not e.guided:
+            if guided and not e.guided and not family.null_caption:
                 raise ValueError("prompt_embeds has no unconditional half: encode with guided=True")
         with stage(stats, "denoise", device) as record, self.denoiser.use() as model:
             latents = self._denoise(model, e, F, H, W, generator, guidance_scale, num_inference_steps, progress)
@@ -237,7 +270,7 @@ class VideoPipeline(StagedPipeline):
         if output_type == "latent":
             return latents
         with stage(stats, "decode", device) as record, self.decoder.use() as vae:
-            frames = family.decode(vae, latents, decode_chunk_size)            # (B, 3, F, H, W)
+            frames = family.decode(vae, latents, decode_chunk_size, F)         # (B, 3, F, H, W)
             record["frames"] = F
         return video_output(frames, output_type)
 
