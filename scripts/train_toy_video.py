@@ -110,13 +110,17 @@ def train_one(args) -> None:
         if init_config != config:
             raise SystemExit(f"--init {args.init} holds a {init_config.attention} model with another config")
         model.load_state_dict(load_video_model(args.init).state_dict())
-        previous = {"init": {"file": Path(args.init).name, "steps": init_info["steps"], "lr": init_info["lr"],
-                             "train_seconds": init_info["train_seconds"], "final_loss": init_info["final_loss"]}}
+        run = {k: init_info[k] for k in ("steps", "batch_size", "lr", "warmup", "final_lr", "ema", "threads",
+                                         "train_seconds", "final_loss", "cpu", "quality") if k in init_info}
+        history = init_info.get("history") or ([init_info["init"]] if "init" in init_info else [])
+        previous = {"init": {"file": Path(args.init).name, **run},     # the run continued here, and before it:
+                    "history": history + [{"file": Path(args.init).name, **run}]}   # every earlier run, in order
     else:
         previous = {}
     n_params = sum(p.numel() for p in model.parameters())
     print(f"video toy ({config.attention} attention): {n_params / 1e6:.3f} M parameters, "
-          f"{args.steps} steps of batch {args.batch_size}, {args.threads} threads")
+          f"{f'{args.minutes} minutes' if args.minutes else f'{args.steps} steps'} of batch {args.batch_size}, "
+          f"{args.threads} threads")
     memory = {}
     with stage(memory, "train", "cpu"):
         ema, info = fit(args, model, batch, flow_terms)
