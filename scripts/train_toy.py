@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import math
 import platform
 import sys
@@ -38,7 +39,11 @@ def build_parser(description=__doc__, *, out=WEIGHTS, lr=4e-3, steps=1500) -> ar
     p.add_argument("--steps", type=int, default=steps, help="optimizer steps")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=lr, help="peak learning rate (AdamW)")
-    p.add_argument("--warmup", type=int, default=200, help="linear warm-up steps, then cosine decay to 10%%")
+    p.add_argument("--warmup", type=int, default=200, help="linear warm-up steps, then cosine decay to --final-lr")
+    p.add_argument("--final-lr", type=float, default=0.1, help="the cosine's end, a fraction of --lr (0: decay to zero)")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="a time budget instead of --steps: train until it is spent, the cosine following the clock "
+                        "(for a shared machine; the steps done are recorded, the run is no longer repeatable)")
     p.add_argument("--ema", type=float, default=0.999, help="EMA decay of the saved weights")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
@@ -47,11 +52,15 @@ def build_parser(description=__doc__, *, out=WEIGHTS, lr=4e-3, steps=1500) -> ar
     return p
 
 
-def lr_at(step: int, args) -> float:
+def lr_at(step: int, args, progress: float | None = None) -> float:
+    """Warm-up over `args.warmup` steps, then a cosine from `args.lr` to `args.final_lr` x `args.lr` over the
+    rest of the run: by step, or by `progress` in [0, 1] (the fraction of a time budget spent, `--minutes`)."""
     if step < args.warmup:
         return args.lr * (step + 1) / args.warmup
-    progress = (step - args.warmup) / max(1, args.steps - args.warmup)
-    return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+    if progress is None:
+        progress = (step - args.warmup) / max(1, args.steps - args.warmup)
+    floor = getattr(args, "final_lr", 0.1)
+    return args.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def train(args, config, loss_terms, record: dict) -> None:
@@ -82,14 +91,25 @@ def fit(args, model, batch, loss_terms):
 
     losses, log = [], []
     t0 = time.perf_counter()
-    bar = tqdm(range(args.steps), desc="train", mininterval=1.0)
+    budget = getattr(args, "minutes", None)
+    budget = budget * 60 if budget else None
+    bar = tqdm(range(args.steps) if budget is None else itertools.count(), desc="train", mininterval=1.0)
     for step in bar:
+        # with a time budget the cosine follows the clock from the end of the warm-up, and the run stops at it
+        progress = None
+        if budget is not None:
+            if step == args.warmup:
+                t_warm = time.perf_counter()
+            if step >= args.warmup:
+                progress = (time.perf_counter() - t_warm) / max(1e-9, budget - (t_warm - t0))
+                if progress >= 1.0:
+                    break
         # the model drops 10% of the conditions to the null class itself (train mode), for CFG
         terms = loss_terms(model, *batch(args.batch_size))                  # (B,) each
         loss = terms["loss"].mean()
 
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, args)
+            group["lr"] = lr_at(step, args, progress)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -107,10 +127,16 @@ def fit(args, model, batch, loss_terms):
             log.append({"step": step + 1, **{k: round(v, 5) for k, v in recent.items()},
                         "seconds": round(time.perf_counter() - t0, 1)})
             tqdm.write(f"step {step + 1:5d}  " + "  ".join(f"{k} {v:.4f}" for k, v in recent.items())
-                       + f"  lr {lr_at(step, args):.2e}  {time.perf_counter() - t0:.0f} s")
+                       + f"  lr {lr_at(step, args, progress):.2e}  {time.perf_counter() - t0:.0f} s")
 
     seconds = time.perf_counter() - t0
-    info = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "warmup": args.warmup,
+    steps = len(losses)
+    if not log or log[-1]["step"] != steps:                        # a time budget's last, partial window
+        tail = losses[-(steps - (log[-1]["step"] if log else 0)):]
+        log.append({"step": steps, **{k: round(sum(d[k] for d in tail) / len(tail), 5) for k in tail[0]},
+                    "seconds": round(seconds, 1)})
+    info = {"steps": steps, **({"minutes": budget / 60} if budget else {}), "batch_size": args.batch_size,
+            "lr": args.lr, "warmup": args.warmup, "final_lr": getattr(args, "final_lr", 0.1),
             "ema": args.ema, "seed": args.seed, "threads": args.threads, "train_seconds": round(seconds, 1),
             **{f"final_{k}": log[-1][k] for k in log[-1] if k not in ("step", "seconds")}, "loss_log": log,
             "torch": torch.__version__, "machine": f"{platform.machine()} {platform.processor()}".strip()}

@@ -1,11 +1,14 @@
 """Train the built-in video toy on moving digits -> minidit/assets/toy_video.safetensors.
 
-    python scripts/train_toy_video.py                    # the factorized model, 1200 steps (the shipped run's first half)
+    python scripts/train_toy_video.py                    # the factorized model, 1200 steps (the shipped run's first part)
     python scripts/train_toy_video.py --attention full --out /tmp/full.safetensors
     python scripts/train_toy_video.py --compare          # both at once, same budget -> the shipped file +
                                                          # benchmarks/results/toy_video_attention.txt
     python scripts/train_toy_video.py --init minidit/assets/toy_video.safetensors --lr 2e-3 --warmup 50 --threads 2
-                                                         # the shipped file: the factorized arm of --compare, continued
+    python scripts/train_toy_video.py --init minidit/assets/toy_video.safetensors --minutes 13 --lr 1e-3 \
+        --final-lr 0 --ema 0.998 --warmup 50 --threads 2
+                                                         # the shipped file: the factorized arm of --compare,
+                                                         # continued by these two (metadata "history")
     python scripts/train_toy_video.py --steps 100        # a quick look
 
 The digits toys' loop (`scripts/train_toy.py`'s `fit`: AdamW, warm-up + cosine learning rate,
@@ -16,11 +19,12 @@ the same parameters attending over all tokens: `--attention full`).
 
 After training, the EMA model is graded as `tests/test_toy_video.py` grades it (`EVAL`: every digit x
 every direction x 3 clips, `moving_digits.evaluate`), and the file's metadata records the config,
-the run (steps, seconds, losses, threads, machine), the two quality figures and the memory: the
-process's peak RSS during training and the bytes autograd saved for the backward pass of one batch
-(an exact count: every tensor kept by the graph, each storage once).
+the run (steps, seconds, losses, threads, machine; with `--init`, every earlier run as "history"),
+the two quality figures and the memory: the process's peak RSS during training and the bytes
+autograd saved for the backward pass of one batch (an exact count: every tensor kept by the graph, each storage once).
 
-Seeded (`--seed`): on the same machine, torch version and thread count the run is repeatable.
+Seeded (`--seed`): on the same machine, torch version and thread count the run is repeatable
+(not with `--minutes`: its step count follows the machine's load).
 """
 from __future__ import annotations
 
@@ -110,13 +114,17 @@ def train_one(args) -> None:
         if init_config != config:
             raise SystemExit(f"--init {args.init} holds a {init_config.attention} model with another config")
         model.load_state_dict(load_video_model(args.init).state_dict())
-        previous = {"init": {"file": Path(args.init).name, "steps": init_info["steps"], "lr": init_info["lr"],
-                             "train_seconds": init_info["train_seconds"], "final_loss": init_info["final_loss"]}}
+        run = {k: init_info[k] for k in ("steps", "batch_size", "lr", "warmup", "final_lr", "ema", "threads",
+                                         "train_seconds", "final_loss", "cpu", "quality") if k in init_info}
+        history = init_info.get("history") or ([init_info["init"]] if "init" in init_info else [])
+        previous = {"init": {"file": Path(args.init).name, **run},     # the run continued here, and before it:
+                    "history": history + [{"file": Path(args.init).name, **run}]}   # every earlier run, in order
     else:
         previous = {}
     n_params = sum(p.numel() for p in model.parameters())
     print(f"video toy ({config.attention} attention): {n_params / 1e6:.3f} M parameters, "
-          f"{args.steps} steps of batch {args.batch_size}, {args.threads} threads")
+          f"{f'{args.minutes} minutes' if args.minutes else f'{args.steps} steps'} of batch {args.batch_size}, "
+          f"{args.threads} threads")
     memory = {}
     with stage(memory, "train", "cpu"):
         ema, info = fit(args, model, batch, flow_terms)

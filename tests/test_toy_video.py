@@ -245,7 +245,8 @@ def graded(model, classifier, graded_set):
 
 
 @pytest.mark.xfail(strict=True, reason="the issue's target (>= 90 % of frames recognised) is not reached yet: the "
-                   "shipped model (2 x 1200 CPU steps) scores 79 %; strict, so this flips to a failure once a model does")
+                   "shipped model (1200 + 1200 + 1811 CPU steps) scores 84 %; strict, so this flips to a "
+                   "failure once a model does")
 def test_shipped_model_meets_the_digit_target(graded):
     _, r = graded
     assert r["frame_accuracy"] >= 0.90, f"the requested digit was recognised in only {r['frame_accuracy']:.1%} of frames"
@@ -255,8 +256,8 @@ def test_shipped_model_moves_the_requested_way_and_draws_the_requested_digit(gra
     clips, r = graded
     digits, directions = graded_set
     assert r["motion_accuracy"] >= 0.90, f"only {r['motion_accuracy']:.1%} of clips moved as requested"
-    # measured 79 % (chance: 10 %, the untrained network: 10 %); below the target above, held as a floor
-    assert r["frame_accuracy"] >= 0.70, f"the requested digit was recognised in only {r['frame_accuracy']:.1%} of frames"
+    # measured 84.2 % (chance: 10 %, the untrained network: 10 %); below the target above, held as a floor
+    assert r["frame_accuracy"] >= 0.80, f"the requested digit was recognised in only {r['frame_accuracy']:.1%} of frames"
     # the same clips graded against other requests fail: the figures measure the conditioning
     other = md.evaluate(clips, (digits + 1) % 10, directions ^ 1, classifier)
     assert other["frame_accuracy"] <= 0.10 and other["motion_accuracy"] <= 0.10
