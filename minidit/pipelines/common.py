@@ -198,20 +198,6 @@ class StagedPipeline:
         if offload:
             offload_to(device, self.denoiser)
 
-    def stage_transformer_and_vae(self, transformer, vae, loader=None, *, keep: bool = True, offload: bool = False,
-                                  device=None, what: str = "transformer", also_offload=()) -> None:
-        """What a pipeline's constructor sets up: `self._device` (given, else the CPU for a staged transformer,
-        else where its weights are), `self.denoiser` (`stage_transformer`) and `self.decoder` (the VAE); with
-        offload=True the VAE and the Staged parts in `also_offload` (text encoders) wait on the CPU too."""
-        check_flag(offload, "offload")
-        if device is None:
-            device = "cpu" if loader is not None else next(transformer.parameters()).device
-        self._device = torch.device(device)
-        self.stage_transformer(transformer, loader, keep=keep, offload=offload, device=device, what=what)
-        self.decoder = Staged(vae.eval(), what="VAE")
-        if offload:
-            offload_to(self._device, self.decoder, *also_offload)
-
     @property
     def transformer(self):
         """The loaded transformer, or, while it is not in memory (keep_transformer=False), its skeleton on

@@ -38,7 +38,7 @@ from weights_loader.dit import read_dit_config
 from weights_loader.io import build_on_meta
 from .checks import (check_finite, check_flag, check_generator, check_guidance, check_steps, finite_steps, is_integer,
                      precision_hint)
-from .common import (StagedPipeline, check_output_type, decode_tiled_if_large, guided_model_fn, initial_noise,
+from .common import (Staged, StagedPipeline, check_output_type, decode_tiled_if_large, guided_model_fn, initial_noise, offload_to,
                      staged_or_loaded, to_output)
 
 CLASS_NAMES_FILE = Path(__file__).resolve().parents[1] / "assets" / "imagenet_classes.txt"
@@ -162,9 +162,16 @@ class DiTPipeline(StagedPipeline):
         its stage only. `transformer_loader`: then `transformer` is a skeleton on the meta device (its
         config, no weights), the real one is loaded by `transformer_loader()` for the denoising and, with
         keep_transformer=False, freed before the VAE decodes (`StagedPipeline.stage_transformer`)."""
-        self.stage_transformer_and_vae(transformer, vae, transformer_loader, keep=keep_transformer, offload=offload,
-                                       device=device, what="DiT transformer")
+        check_flag(offload, "offload")
+        if device is None:
+            device = "cpu" if transformer_loader is not None else next(transformer.parameters()).device
+        self._device = torch.device(device)
+        self.stage_transformer(transformer, transformer_loader, keep=keep_transformer, offload=offload, device=device,
+                               what="DiT transformer")
+        self.decoder = Staged(vae.eval(), what="VAE")
         self.sampling = sampling
+        if offload:
+            offload_to(self._device, self.decoder)
 
     @classmethod
     def from_pretrained(cls, folder, *, follow: str = "official", dtype=torch.float32,

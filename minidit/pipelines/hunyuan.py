@@ -66,7 +66,7 @@ from weights_loader.hunyuan import LOAD_KEYS, read_hunyuan_config
 from weights_loader.io import build_on_meta
 from .checks import (check_count, check_finite, check_flag, check_generator, check_guidance, check_guidance_rescale,
                      check_int, check_negative_prompts, check_prompts, check_steps, finite_steps, precision_hint)
-from .common import (StagedPipeline, check_output_type, decode_tiled_if_large, initial_noise, pipeline_windows,
+from .common import (Staged, StagedPipeline, check_output_type, decode_tiled_if_large, initial_noise, offload_to, pipeline_windows,
                      staged_or_loaded, to_output)
 from .hunyuan_text import NEGATIVE_PROMPT, HunyuanTextEncoders
 from .memory import memory_method, stage
@@ -171,9 +171,16 @@ class HunyuanPipeline(StagedPipeline):
         `transformer_loader`: then `transformer` is a skeleton on the meta device (its config, no weights),
         the real one is loaded by `transformer_loader()` for the denoising and, with keep_transformer=False,
         freed before the VAE decodes (`StagedPipeline.stage_transformer`)."""
-        self.stage_transformer_and_vae(transformer, vae, transformer_loader, keep=keep_transformer, offload=offload,
-                                       device=device, what="Hunyuan-DiT transformer", also_offload=(text.bert, text.mt5))
+        check_flag(offload, "offload")
+        if device is None:
+            device = "cpu" if transformer_loader is not None else next(transformer.parameters()).device
+        self._device = torch.device(device)
+        self.stage_transformer(transformer, transformer_loader, keep=keep_transformer, offload=offload, device=device,
+                               what="Hunyuan-DiT transformer")
+        self.decoder = Staged(vae.eval(), what="VAE")
         self.text, self.sampling = text, sampling
+        if offload:
+            offload_to(self._device, self.decoder, text.bert, text.mt5)
         self.last_run_stats: dict = {}
 
     def staged_parts(self) -> tuple:

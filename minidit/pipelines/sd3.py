@@ -49,7 +49,7 @@ from weights_loader.io import build_on_meta
 from weights_loader.mmdit import read_mmdit_config
 from .checks import (check_count, check_finite, check_flag, check_generator, check_guidance, check_max_sequence_length,
                      check_negative_prompts, check_prompts, check_size, check_steps, finite_steps, precision_hint)
-from .common import (StagedPipeline, check_output_type, decode_tiled_if_large, guided_model_fn, initial_noise,
+from .common import (Staged, StagedPipeline, check_output_type, decode_tiled_if_large, guided_model_fn, initial_noise, offload_to,
                      pipeline_windows, staged_or_loaded, to_output)
 from .memory import memory_method, stage
 from .sd3_text import SD3TextEncoders
@@ -132,9 +132,16 @@ class SD3Pipeline(StagedPipeline):
         `transformer_loader`: then `transformer` is a skeleton on the meta device (its config, no weights),
         the real one is loaded by `transformer_loader()` for the denoising and, with keep_transformer=False,
         freed before the VAE decodes (`StagedPipeline.stage_transformer`)."""
-        self.stage_transformer_and_vae(transformer, vae, transformer_loader, keep=keep_transformer, offload=offload,
-                                       device=device, what="MM-DiT", also_offload=(text.clip_l, text.clip_g, text.t5))
+        check_flag(offload, "offload")
+        if device is None:
+            device = "cpu" if transformer_loader is not None else next(transformer.parameters()).device
+        self._device = torch.device(device)
+        self.stage_transformer(transformer, transformer_loader, keep=keep_transformer, offload=offload, device=device,
+                               what="MM-DiT")
+        self.decoder = Staged(vae.eval(), what="VAE")
         self.text, self.sampling = text, sampling
+        if offload:
+            offload_to(self._device, self.decoder, text.clip_l, text.clip_g, text.t5)
         self.last_run_stats: dict = {}
 
     def staged_parts(self) -> tuple:
