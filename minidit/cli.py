@@ -104,7 +104,7 @@ def _plan(args) -> int:
     if args.train:                                         # one training step instead of a sampling run
         check_int(args.batch, "--batch", minimum=1)
         print(plan_train.report(stack, height, width, train=args.train, rank=args.lora_rank, targets=args.lora_targets,
-                                checkpointing=args.checkpointing, batch=args.batch, dtype=args.dtype or "bf16",
+                                checkpointing=args.checkpointing, batch=args.batch, dtype="bf16" if args.dtype is None else args.dtype,
                                 optimizer=args.optimizer, gpu_memory=args.gpu_memory))
         return 0
     memory = plan_fit.GPUS[args.gpu][4] if args.gpu_memory is None else args.gpu_memory
