@@ -63,8 +63,14 @@ def setup(device: str | None = None) -> World:
 
 
 def teardown(world: World) -> None:
+    """Leave the process group together: a barrier first, so that no process closes its gloo connections while
+    a peer still finishes a collective (that race aborted a process at exit: "terminate called without an
+    active exception")."""
     if world.distributed and dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 def wrap(model, world: World, mode: str = "ddp"):
