@@ -76,7 +76,7 @@ class ToyT2IConfig:
     text_hidden_size: int = 64        # Dt
     text_layers: int = 2
     text_heads: int = 4
-    text_max_length: int = 48         # L: [CLS] + words + [SEP]; longer captions are refused
+    text_max_length: int = 40         # L: [CLS] + words + [SEP] (level 4: up to 35); longer ones are refused
     learn_sigma: bool = False         # the experiment trains eps (DDPM) or v (flow): C_out = C
 
     def __post_init__(self):

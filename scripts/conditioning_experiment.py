@@ -136,7 +136,7 @@ def evaluate(model, tokenizer, captions_by_level, objective, args, length) -> di
         x_T = torch.randn(n, c.in_channels, c.input_size, c.input_size, generator=torch.Generator().manual_seed(level))
         images = sampler.run(model_fn, x_T, args.sample_steps, progress=False)
         images = ((images + 1) / 2).clamp(0, 1)                                          # (n, 3, 24, 24)
-        result[level] = sum(bool(toy_world.check(img, cap)) for img, cap in zip(images, captions)) / n
+        result[level] = sum(toy_world.check_batch(images, captions)) / n
     return result
 
 
