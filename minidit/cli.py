@@ -79,6 +79,7 @@ def _generate(args) -> int:
             raise InputError(f"{', '.join(given)} belong to the downloaded models: add --model NAME "
                              "(`python -m minidit models`); the built-in text-to-image model (no --model) takes "
                              "--prompt, --steps, --guidance, --seed and --out")
+        check_generate_arguments(args)
         return toy_t2i.cli_generate(args)
     entry = MODELS[args.model]
     family = FAMILIES[entry.family]

@@ -92,12 +92,12 @@ def sample_images(model: ToyT2I, tokenizer: ToyTokenizer, captions: list[str], o
 
 
 def generate_toy_images(prompts, seed: int = 0, *, steps: int = DEFAULT_STEPS, guidance: float = DEFAULT_GUIDANCE,
-                        weights=WEIGHTS, progress: bool = False) -> torch.Tensor:
+                        weights=None, progress: bool = False) -> torch.Tensor:
     """One image per prompt (a string or a list) from the shipped model -> (N, 3, 24, 24) in [0, 1].
 
     Every prompt must be a caption of the toy world (`toy_world.parse_caption`: its words, its
     grammar); anything else is refused (InputError, naming the word) before the weights are read.
-    Deterministic given `seed` (x_T from one torch.Generator)."""
+    Deterministic given `seed` (x_T from one torch.Generator). `weights`: a T2I-toy file (default: the shipped one)."""
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts:
         raise InputError("no prompt: pass a caption, e.g. 'a red 3 left of a blue 7'")
@@ -108,7 +108,7 @@ def generate_toy_images(prompts, seed: int = 0, *, steps: int = DEFAULT_STEPS, g
     check_seed(seed, "seed")
     check_steps(steps, "steps", maximum=NUM_TIMESTEPS)
     guidance = check_guidance(guidance, "guidance")
-    model, tokenizer, objective = load_t2i_model(weights)
+    model, tokenizer, objective = load_t2i_model(WEIGHTS if weights is None else weights)
     c = model.config
     generator = torch.Generator().manual_seed(seed)
     x_T = initial_noise((len(prompts), c.in_channels, c.input_size, c.input_size), generator, "cpu")
