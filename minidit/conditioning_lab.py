@@ -72,7 +72,7 @@ class ToyT2IConfig:
     depth: int = 4                    # N blocks (MM-DiT: joint layers)
     num_heads: int = 4
     mlp_ratio: float = 4.0
-    text_vocab_size: int = 64         # len(toy_tokenizer(...).vocab)
+    text_vocab_size: int = 52         # len(toy_tokenizer(VOCABULARY).vocab): 4 specials + the world's 48 words
     text_hidden_size: int = 64        # Dt
     text_layers: int = 2
     text_heads: int = 4
