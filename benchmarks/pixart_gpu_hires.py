@@ -53,7 +53,7 @@ without a memory limit. "ratio" = minidit seconds / diffusers seconds (below 1: 
 float32 (the --tiny run); in bf16 (8 significant bits) expect rounding-sized differences, ~1e-2. (The pictures are no check: from random VAE weights
 they are almost uniformly grey.)
 
-FLOP floor (`minidit/flops.py`): the denoising stage's FLOPs (2 x MACs of every forward, windows
+FLOP floor (`benchmarks/flops.py`, from `minidit/flops.py`): the denoising stage's FLOPs (2 x MACs of every forward, windows
 included) / the card's dense bf16 peak (detected by name, or `--peak-tflops`) = the floor; "floor
 fraction" = floor / measured seconds.
 
@@ -80,7 +80,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.common import ChildFailed, child_case, markdown_table, report, run_child  # noqa: E402
-from minidit.flops import card_peak_tflops, denoise_flops, floor_fraction, pixart_macs  # noqa: E402
+from benchmarks.flops import card_peak_tflops, denoise_flops, floor_fraction, pixart_macs  # noqa: E402
 from benchmarks.pixart_gpu import PROMPT, StandInTokenizer, random_model  # noqa: E402
 from minidit.errors import InputError  # noqa: E402
 from minidit.pipelines.memory import GiB, memory_method, stage  # noqa: E402

@@ -1,4 +1,4 @@
-"""benchmarks/pixart_gpu_hires.py and the floor arithmetic of minidit/flops.py on the CPU: the whole script on tiny models
+"""benchmarks/pixart_gpu_hires.py and benchmarks/flops.py (from minidit/flops.py) on the CPU: the whole script on tiny models
 (rows, columns, window counts), the FLOP count against hand-derived figures and torch's FlopCounterMode,
 card detection, the memory-limit note and the OOM report. No wall-clock assertion: GPU figures live in
 benchmarks/results/."""
@@ -10,9 +10,9 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks import flops  # noqa: E402
 from benchmarks import pixart_gpu_hires as hires  # noqa: E402
 from benchmarks import windowed_denoise  # noqa: E402
-from minidit import flops  # noqa: E402
 from minidit.errors import InputError  # noqa: E402
 from minidit.pixart import PIXART_SIGMA_1024_MS  # noqa: E402
 from minidit.pipelines.pixart import PixArtPipeline  # noqa: E402

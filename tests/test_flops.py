@@ -4,69 +4,38 @@ every family at two sizes, the text encoders and the VAE decoders. The counter a
 every matmul / addmm / bmm / SDPA and 2 x outputs x fan-in for every convolution; the formulas count
 the same operations (norms, softmax, RoPE, sin-cos tables: neither), so the two must agree exactly
 (tolerance 1e-9 relative, i.e. none). Plus the published anchors: DiT's Table 1 Gflops (MACs)."""
-import functools
-
 import pytest
 import torch
 
 from minidit import flops as FL
 from minidit import plan as P
-from minidit.dit import DIT_XL_2, DiT
+from minidit import plan_models as M
+from minidit.dit import DIT_XL_2
 from minidit.errors import InputError
-from minidit.hunyuan import HunyuanDiT
-from minidit.latte import Latte
-from minidit.mmdit import MMDiT
-from minidit.pixart import PIXART_SIGMA_1024_KV_COMPRESS, PIXART_SIGMA_1024_MS, PixArt
-from minidit.stdit import STDiT
-from minidit.stdit3 import STDiT3
+from minidit.pixart import PIXART_SIGMA_1024_KV_COMPRESS, PIXART_SIGMA_1024_MS
 from minidit.text.bert import HUNYUAN_BERT, BertModel
 from minidit.text.clip import CLIP_L, OPENCLIP_BIGG, CLIPTextModel
 from minidit.text.t5 import MT5_XL, T5_V1_1_XXL, T5EncoderModel
 from minidit.vae import SD3_VAE, SD_VAE, AutoencoderKL
 
 torch.set_num_threads(1)
-BUILD = {"DiT": DiT, "PixArt": PixArt, "MM-DiT": MMDiT, "Hunyuan-DiT": HunyuanDiT, "STDiT": STDiT,
-         "STDiT3": STDiT3, "Latte": Latte}
+# the planner's names for the families (minidit/plan_models.py builds and counts each on meta)
+KIND = {"DiT": "dit", "PixArt": "pixart", "MM-DiT": "sd3", "Hunyuan-DiT": "hunyuan", "STDiT": "stdit",
+        "STDiT3": "stdit3", "Latte": "latte"}
 # (height, width, latent frames) per family: a square and a non-square size; videos at two frame counts
 SIZES = {"image": ((256, 256, 1), (768, 512, 1)), "STDiT": ((256, 256, 16), (512, 384, 8)),
          "STDiT3": ((256, 256, 5), (480, 848, 15)), "Latte": ((256, 256, 16), (512, 384, 1))}
 
 
-def meta(*shape, dtype=None):
-    return torch.empty(*shape, device="meta", dtype=dtype)
-
-
-@functools.lru_cache(maxsize=None)
-def built(family, config):
-    return P.on_meta(lambda: BUILD[family](config))
+def meta(*shape):
+    return torch.empty(*shape, device="meta")
 
 
 def counted(family, c, H, W, F) -> float:
-    """FLOPs of one forward of ONE sample, counted by torch, with the model's default caption length."""
-    m, h, w, B = built(family, c), H // 8, W // 8, 1
-    t, label = meta(B), torch.zeros(B, dtype=torch.long, device="meta")
-    if family == "DiT":
-        return P.count_flops(m, meta(B, c.in_channels, h, w), t, label)
-    if family == "PixArt":
-        micro = dict(img_hw=meta(B, 2), aspect_ratio=meta(B, 1)) if c.micro_condition else {}
-        return P.count_flops(m, meta(B, c.in_channels, h, w), t, meta(B, c.model_max_length, c.caption_channels),
-                             None, **micro)
-    if family == "MM-DiT":
-        return P.count_flops(m, meta(B, c.in_channels, h, w), t, meta(B, c.adm_in_channels),
-                             meta(B, FL.SD3_TEXT_TOKENS, c.context_dim))
-    if family == "Hunyuan-DiT":
-        rope = meta((h // 2) * (w // 2), c.head_dim)
-        size = dict(image_meta_size=meta(B, 6), style=label) if c.size_cond else {}
-        return P.count_flops(m, meta(B, c.in_channels, h, w), t, meta(B, c.text_len, c.text_states_dim),
-                             meta(B, c.text_len), meta(B, c.text_len_t5, c.text_states_dim_t5), meta(B, c.text_len_t5),
-                             cos_cis_img=rope, sin_cis_img=rope, **size)
-    video = meta(B, c.in_channels, F, h, w)
-    if family == "STDiT":
-        return P.count_flops(m, video, t, meta(B, c.model_max_length, c.caption_channels), None)
-    if family == "STDiT3":
-        return P.count_flops(m, video, t, meta(B, c.model_max_length, c.caption_channels), None, fps=24,
-                             height=H, width=W)
-    return P.count_flops(m, video, t, meta(B, 120, c.caption_channels), None)                 # Latte
+    """torch's count of one forward of ONE sample of the real module (`plan_models.denoiser_flops`: the
+    module under FlopCounterMode on meta inputs), with the model's own caption length."""
+    L = FL.SD3_TEXT_TOKENS if family == "MM-DiT" else 120 if family == "Latte" else getattr(c, "model_max_length", 0)
+    return M.denoiser_flops(KIND[family], c, H // 8, W // 8, 1, L, F)
 
 
 PRESETS = FL.presets()
@@ -80,7 +49,7 @@ def test_every_preset_matches_torchs_flop_counter(family, name, config):
 
 
 def test_every_family_and_preset_is_covered():
-    assert {f for f, _, _ in PRESETS} == set(BUILD)
+    assert {f for f, _, _ in PRESETS} == set(KIND)
     assert len(PRESETS) == 32          # 12 DiT, 6 PixArt, 4 MM-DiT, 4 Hunyuan-DiT, 3 STDiT, 2 STDiT3, 1 Latte
 
 
