@@ -12,9 +12,11 @@ bound and small in count. That is also what `torch.utils.flop_counter.FlopCounte
 independent check of every formula here (`tests/test_flops.py`: the real modules, full size, on the
 meta device, equal to the count).
 
-Every `*_macs` function returns the MACs of ONE forward of ONE sample as a `Cost` of six terms
-(N image tokens, L or M text tokens, D width, H the MLP's hidden width, p patch, c_in/c_out latent
-channels, depth blocks):
+Glossary (symbol | code name): N image tokens | tokens (F frames x S tokens_per_frame for videos);
+M or L text tokens | caption_tokens, text_tokens; D | hidden_size; H the MLP width | mlp_hidden();
+p | patch_size; c_in, c_out | in_channels, out_channels; depth | depth (Latte: num_layers).
+
+Every `*_macs` function returns the MACs of ONE forward of ONE sample as a `Cost` of six terms:
     embed      patch embedding N p² c_in D, the timestep MLP 256 D + D², the other conditions, and
                the projection of the text states to the width (PixArt: M (C_cap D + D²))
     modulation adaLN linears on the global vector, N-free (DiT: 6 D² a block; PixArt: one 6 D²)
