@@ -248,20 +248,26 @@ def sample_flow_digits(labels, seed: int = 0, *, steps: int = FLOW_DEFAULT_STEPS
 
 
 def save_grid(images: torch.Tensor, path, ncols: int, zoom: int = 4, pad: int = 2) -> None:
-    """Write (N, 1, H, W) images in [0, 1] as one PNG, row-major, `ncols` per row, each enlarged
-    `zoom` times (nearest neighbour: the model's pixels, not a smoothed version). The folder must exist
-    (nothing is created: `pipelines/checks.check_output_path`)."""
+    """Write (N, 1, H, W) grey or (N, 3, H, W) RGB images in [0, 1] as one PNG, row-major, `ncols` per
+    row, each enlarged `zoom` times (nearest neighbour: the model's pixels, not a smoothed version). The
+    folder must exist (nothing is created: `pipelines/checks.check_output_path`)."""
     from PIL import Image
     check_output_path(path, "path")
-    N, _, H, W = images.shape
+    N, C, H, W = images.shape
+    if C not in (1, 3):
+        raise InputError(f"save_grid writes grey (N, 1, H, W) or RGB (N, 3, H, W) images, got {C} channels")
     nrows = -(-N // ncols)
     cell_h, cell_w = H * zoom + pad, W * zoom + pad
-    canvas = torch.ones(nrows * cell_h + pad, ncols * cell_w + pad) * 0.5               # grey frame
-    big = images[:, 0].repeat_interleave(zoom, dim=1).repeat_interleave(zoom, dim=2)   # (N, H*z, W*z)
+    canvas = torch.ones(C, nrows * cell_h + pad, ncols * cell_w + pad) * 0.5            # grey frame
+    big = images.repeat_interleave(zoom, dim=2).repeat_interleave(zoom, dim=3)         # (N, C, H*z, W*z)
     for i in range(N):
         r, c = divmod(i, ncols)
-        canvas[pad + r * cell_h: pad + r * cell_h + H * zoom, pad + c * cell_w: pad + c * cell_w + W * zoom] = big[i]
-    Image.fromarray((canvas * 255).round().byte().numpy(), mode="L").save(path)
+        canvas[:, pad + r * cell_h: pad + r * cell_h + H * zoom, pad + c * cell_w: pad + c * cell_w + W * zoom] = big[i]
+    pixels = (canvas.clamp(0, 1) * 255).round().byte()
+    if C == 1:
+        Image.fromarray(pixels[0].numpy(), mode="L").save(path)
+    else:
+        Image.fromarray(pixels.permute(1, 2, 0).contiguous().numpy(), mode="RGB").save(path)
 
 
 def _parse_classes(text: str) -> list[int]:
