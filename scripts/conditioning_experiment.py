@@ -61,13 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--objectives", default="flow", help="trained for every design (comma-separated: flow, ddpm)")
     p.add_argument("--ddpm-designs", default="cross", help="designs also trained with DDPM ('' for none)")
-    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--batch-size", type=int, default=48)
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW)")
+    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (AdamW)")
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--final-lr", type=float, default=0.1, help="the cosine's end, a fraction of --lr")
     p.add_argument("--ema", type=float, default=0.995)
-    p.add_argument("--checkpoints", type=int, default=4, help="evaluations per run, evenly spaced (the last at the end)")
+    p.add_argument("--checkpoints", type=int, default=3, help="evaluations per run, evenly spaced (the last at the end)")
     p.add_argument("--eval-per-level", type=int, default=32, help="captions per level in the fixed evaluation set")
     p.add_argument("--sample-steps", type=int, default=20)
     p.add_argument("--guidance", type=float, default=3.0)
@@ -252,8 +252,8 @@ def main(argv=None):
                "torch": torch.__version__, "eval_captions": {str(k): v for k, v in captions_by_level.items()},
                "runs": []}
     out = Path(args.out)
-    for design, objective in plan:
-        for seed in seeds:
+    for seed in seeds:                    # seed-major: a cut-short experiment still has every design
+        for design, objective in plan:
             print(f"== {design} / {objective} / seed {seed}", flush=True)
             results["runs"].append(run_one(design, objective, seed, args, tokenizer, length, captions_by_level))
             out.parent.mkdir(parents=True, exist_ok=True)
