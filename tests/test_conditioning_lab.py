@@ -199,4 +199,8 @@ def test_experiment_tiny_writes_the_documented_results(tmp_path):
         assert [a["step"] for a in r["accuracy"]] == [2, 4]
         assert set(r["accuracy"][-1]["per_level"]) == {str(v) for v in toy_world.LEVELS}
         assert all(0 <= v <= 1 for v in r["accuracy"][-1]["per_level"].values())
-    assert "level 4" in out.with_suffix(".txt").read_text()
+        partial = r["accuracy"][-1]["partial"]
+        assert set(partial) == {str(v) for v in toy_world.LEVELS} and partial["1"]["relations"] is None
+        assert all(0 <= partial["2"][k] <= 1 for k in ("items", "colours", "count", "relations"))
+    text = out.with_suffix(".txt").read_text()
+    assert "level 4" in text and "Partial credit" in text
