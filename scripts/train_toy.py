@@ -81,11 +81,13 @@ def train(args, config, loss_terms, record: dict) -> None:
     print(f"EMA weights -> {args.out}")
 
 
-def fit(args, model, batch, loss_terms):
+def fit(args, model, batch, loss_terms, on_step=None):
     """The training loop, for any toy (the digits here, the moving digits of `train_toy_video.py`):
     `batch(size)` -> (x0, condition) draws a batch, `loss_terms(model, x0, condition)` returns per-sample
-    terms (B,) with "loss" (the one minimised; the others are logged). -> (EMA copy of the model,
-    the run's record: optimizer settings, seconds, the loss log, torch version, machine)."""
+    terms (B,) with "loss" (the one minimised; the others are logged). `on_step(steps_done, model, ema)`,
+    if given, runs after every step (evaluation checkpoints, `scripts/conditioning_experiment.py`).
+    -> (EMA copy of the model, the run's record: optimizer settings, seconds, the loss log, torch
+    version, machine)."""
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
 
@@ -119,6 +121,8 @@ def fit(args, model, batch, loss_terms):
         with torch.no_grad():
             for p_ema, p in zip(ema.parameters(), model.parameters()):
                 p_ema.lerp_(p, 1.0 - decay)
+        if on_step is not None:
+            on_step(step + 1, model, ema)
 
         losses.append({k: v.mean().item() for k, v in terms.items()})
         bar.set_postfix(loss=f"{losses[-1]['loss']:.4f}", refresh=False)
