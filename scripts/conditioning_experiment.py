@@ -3,8 +3,9 @@ toy world and grade its samples with the world's caption checker.
 
     python scripts/conditioning_experiment.py                        # the full experiment (~41 min, 2 cores)
     python scripts/conditioning_experiment.py --tiny --out /tmp/c.json   # a seconds-long smoke run
-    python scripts/conditioning_experiment.py --designs cross --seeds 0 --steps 8000 \\
-        --save /tmp/toy_t2i.safetensors                              # one longer run, EMA weights saved
+    python scripts/conditioning_experiment.py --built-in --designs cross --ddpm-designs '' --seeds 0 \\
+        --steps 6000 --lr 1e-3 --ema 0.999 --checkpoints 3 --threads 1 \\
+        --save minidit/assets/toy_t2i.safetensors                   # the built-in model (conditioning_lab.BUILT_IN)
 
 Every run: one design x one objective x one seed, the same data stream (`toy_world.draw_batch`, a fresh
 batch every step, all levels mixed, from a generator seeded by the seed alone), the same noise and
@@ -44,7 +45,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))                                   # run from a checkout without installing
 sys.path.insert(0, str(ROOT / "scripts"))
-from minidit.conditioning_lab import PRESETS, ToyT2I, drop_captions, parameter_groups, toy_tokenizer  # noqa: E402
+from minidit.conditioning_lab import BUILT_IN, PRESETS, ToyT2I, drop_captions, parameter_groups, toy_tokenizer  # noqa: E402
 from minidit.diffusion import get_beta_schedule, make_schedule, training_losses  # noqa: E402
 from minidit.flow import flow_loss, training_sigmas  # noqa: E402
 from minidit.pipelines import toy_world  # noqa: E402
@@ -77,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--guidance", type=float, default=3.0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--log-every", type=int, default=250)
+    p.add_argument("--built-in", action="store_true",
+                   help="train conditioning_lab.BUILT_IN (the built-in model's size) instead of the design's preset")
     p.add_argument("--tiny", action="store_true", help="tiny models, a few steps: a smoke test of the whole script")
     p.add_argument("--save", default=None, help="write the EMA weights of the (single) run here (safetensors)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "conditioning.json"))
@@ -158,7 +161,7 @@ def partial_credit(details: list[dict]) -> dict:
 
 
 def run_one(design, objective, seed, args, tokenizer, length, captions_by_level):
-    config = tiny_config(design) if args.tiny else PRESETS[design]
+    config = tiny_config(design) if args.tiny else BUILT_IN if args.built_in else PRESETS[design]
     config = replace(config, text_vocab_size=len(tokenizer.vocab), text_max_length=length)
     torch.manual_seed(seed)
     model = ToyT2I(config).train()
@@ -269,6 +272,8 @@ def main(argv=None):
     plan = [(d, o) for o in args.objectives.split(",") for d in designs]
     plan += [(d, "ddpm") for d in args.ddpm_designs.split(",") if d and (d, "ddpm") not in plan]
     seeds = [int(s) for s in args.seeds.split(",")]
+    if args.built_in and {d for d, _ in plan} != {BUILT_IN.design}:
+        raise SystemExit(f"--built-in trains the {BUILT_IN.design!r} design: give --designs {BUILT_IN.design} --ddpm-designs ''")
     if args.save and len(plan) * len(seeds) != 1:
         raise SystemExit("--save writes one run's weights: give one design, one objective (--ddpm-designs '') "
                          "and one seed")
