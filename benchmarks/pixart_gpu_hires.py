@@ -53,7 +53,7 @@ without a memory limit. "ratio" = minidit seconds / diffusers seconds (below 1: 
 float32 (the --tiny run); in bf16 (8 significant bits) expect rounding-sized differences, ~1e-2. (The pictures are no check: from random VAE weights
 they are almost uniformly grey.)
 
-FLOP floor (`benchmarks/flops.py`): the denoising stage's FLOPs (2 x MACs of every forward, windows
+FLOP floor (`benchmarks/flops.py`, from `minidit/flops.py`): the denoising stage's FLOPs (2 x MACs of every forward, windows
 included) / the card's dense bf16 peak (detected by name, or `--peak-tflops`) = the floor; "floor
 fraction" = floor / measured seconds.
 
@@ -80,7 +80,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.common import ChildFailed, child_case, markdown_table, report, run_child  # noqa: E402
-from benchmarks.flops import card_peak_tflops, denoise_flops, floor_fraction  # noqa: E402
+from benchmarks.flops import card_peak_tflops, denoise_flops, floor_fraction, pixart_macs  # noqa: E402
 from benchmarks.pixart_gpu import PROMPT, StandInTokenizer, random_model  # noqa: E402
 from minidit.errors import InputError  # noqa: E402
 from minidit.pipelines.memory import GiB, memory_method, stage  # noqa: E402
@@ -281,12 +281,10 @@ def run_case(case: dict) -> dict:
     den = row["minidit"]["denoise"]
     if row["minidit"]["result"] == "ok":
         window_side = min(side, WINDOW // case["scale"]) if case["mode"] == "windowed" else side
-        shape = dict(depth=tcfg["num_layers"], hidden=tcfg["num_attention_heads"] * tcfg["attention_head_dim"],
-                     caption_channels=tcfg["caption_channels"])
         row["tokens_per_forward"] = (window_side // 16) ** 2
-        row["denoise_flops"] = denoise_flops(row["tokens_per_forward"], steps=case["steps"],
-                                             batch=2 if case["guidance_scale"] > 1 else 1, windows=den["windows"],
-                                             **shape)
+        forward = pixart_macs(pixart_config_from_diffusers(tcfg, 300), row["tokens_per_forward"]).total
+        row["denoise_flops"] = denoise_flops(forward, steps=case["steps"], batch=2 if case["guidance_scale"] > 1 else 1,
+                                             windows=den["windows"])
     return row
 
 

@@ -68,12 +68,12 @@ class ToyT2IConfig:
     input_size: int = 24              # H = W (pixels: no VAE)
     patch_size: int = 4               # p
     in_channels: int = 3              # RGB
-    hidden_size: int = 128            # D
-    depth: int = 4                    # N blocks (MM-DiT: joint layers)
+    hidden_size: int = 68             # D
+    depth: int = 3                    # N blocks (MM-DiT: joint layers)
     num_heads: int = 4
     mlp_ratio: float = 4.0
-    text_vocab_size: int = 64         # len(toy_tokenizer(...).vocab)
-    text_hidden_size: int = 64        # Dt
+    text_vocab_size: int = 52         # len(toy_tokenizer(VOCABULARY).vocab): 4 specials + the world's 48 words
+    text_hidden_size: int = 32        # Dt
     text_layers: int = 2
     text_heads: int = 4
     text_max_length: int = 40         # L: [CLS] + words + [SEP] (level 4: up to 35); longer ones are refused
@@ -242,7 +242,10 @@ def parameter_groups(model: ToyT2I) -> dict[str, int]:
 # --------------------------------------------------------------------------------------------
 # Presets: one parameter budget (within ±3 %), the same text encoder, patch and width
 # --------------------------------------------------------------------------------------------
-ADALN = ToyT2IConfig(design="adaln", hidden_size=128, depth=4)
-CROSS = replace(ADALN, design="cross", hidden_size=132)      # PixArt blocks are ~2D^2 lighter: a little wider
-MMDIT = replace(ADALN, design="mmdit", hidden_size=96)       # two streams: twice the weights per layer, narrower
+ADALN = ToyT2IConfig(design="adaln", hidden_size=68, depth=3)
+# PixArt's block is 2D^2 lighter than DiT's (no per-block adaLN Linear) but shares one 6D^2 t_block:
+# at depth 3 the two cancel, so the same width. MM-DiT carries a second set of weights for the text
+# stream: narrower. (Totals: 327 392 / 319 368 / 323 456, within 2.5 %.)
+CROSS = replace(ADALN, design="cross")
+MMDIT = replace(ADALN, design="mmdit", hidden_size=52)
 PRESETS = {"adaln": ADALN, "cross": CROSS, "mmdit": MMDIT}

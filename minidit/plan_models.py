@@ -21,8 +21,11 @@ from . import plan as P
 from .dit import CHECKPOINTS as DIT_CHECKPOINTS, DiT
 from .errors import InputError
 from .hunyuan import HUNYUAN_V12, PRESETS as HUNYUAN_PRESETS, HunyuanDiT
+from .latte import Latte
 from .mmdit import PRESETS as MMDIT_PRESETS, SD3_MEDIUM, MMDiT
 from .pixart import CAPTION_TOKENS, PIXART_SIGMA_1024_MS, PRESETS as PIXART_PRESETS, KVCompressConfig, PixArt
+from .stdit import STDiT
+from .stdit3 import STDiT3
 from .text.bert import HUNYUAN_BERT, BertModel
 from .text.clip import CLIP_L, OPENCLIP_BIGG, CLIPTextModel
 from .text.t5 import MT5_XL, T5_V1_1_XXL, T5EncoderModel
@@ -80,8 +83,8 @@ def stack(entry) -> Stack:
 
 @functools.lru_cache(maxsize=None)
 def module_on_meta(kind: str, config):
-    build = {"pixart": PixArt, "dit": DiT, "sd3": MMDiT, "hunyuan": HunyuanDiT, "t5": T5EncoderModel,
-             "clip": CLIPTextModel, "bert": BertModel, "vae": AutoencoderKL}[kind]
+    build = {"pixart": PixArt, "dit": DiT, "sd3": MMDiT, "hunyuan": HunyuanDiT, "stdit": STDiT, "stdit3": STDiT3,
+             "latte": Latte, "t5": T5EncoderModel, "clip": CLIPTextModel, "bert": BertModel, "vae": AutoencoderKL}[kind]
     return P.on_meta(lambda: build(config))
 
 
@@ -92,11 +95,16 @@ def weights_of(kind: str, config) -> int:
 
 
 @functools.lru_cache(maxsize=None)
-def denoiser_flops(family: str, config, h: int, w: int, B: int, L: int) -> float:
-    """FLOPs of one forward of batch B on an h x w latent, counted on meta tensors."""
+def denoiser_flops(family: str, config, h: int, w: int, B: int, L: int, frames: int = 1) -> float:
+    """FLOPs of one forward of batch B on an h x w latent (`frames` latent frames for the video families
+    stdit, stdit3, latte), counted on meta tensors."""
     m = module_on_meta(family, config)
     e = lambda *shape: torch.empty(*shape, device="meta")        # noqa: E731
     C, t = config.in_channels, e(B)
+    if family in ("stdit", "stdit3", "latte"):
+        video, y = e(B, C, frames, h, w), e(B, L, config.caption_channels)
+        pixels = dict(fps=24, height=8 * h, width=8 * w) if family == "stdit3" else {}
+        return P.count_flops(m, video, t, y, None, **pixels)
     if family == "pixart":
         micro = dict(img_hw=e(B, 2), aspect_ratio=e(B, 1)) if config.micro_condition else {}
         return P.count_flops(m, e(B, C, h, w), t, e(B, L, config.caption_channels), None, **micro)

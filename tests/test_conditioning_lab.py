@@ -199,4 +199,23 @@ def test_experiment_tiny_writes_the_documented_results(tmp_path):
         assert [a["step"] for a in r["accuracy"]] == [2, 4]
         assert set(r["accuracy"][-1]["per_level"]) == {str(v) for v in toy_world.LEVELS}
         assert all(0 <= v <= 1 for v in r["accuracy"][-1]["per_level"].values())
-    assert "level 4" in out.with_suffix(".txt").read_text()
+        partial = r["accuracy"][-1]["partial"]
+        assert set(partial) == {str(v) for v in toy_world.LEVELS} and partial["1"]["relations"] is None
+        assert all(0 <= partial["2"][k] <= 1 for k in ("items", "colours", "count", "relations"))
+    text = out.with_suffix(".txt").read_text()
+    assert "level 4" in text and "Partial credit" in text
+
+
+def test_saved_weights_load_back_strictly(tmp_path):
+    """--save writes the EMA weights with the config and the vocabulary; `pipelines.toy.load_toy_model` loads them."""
+    from minidit.pipelines.toy import load_toy_model, read_toy_metadata
+    from minidit.conditioning_lab import ToyT2IConfig
+    path = tmp_path / "t2i.safetensors"
+    experiment.main(["--tiny", "--designs", "cross", "--ddpm-designs", "", "--seeds", "0", "--threads", "1",
+                     "--save", str(path), "--out", str(tmp_path / "c.json")])
+    model = load_toy_model(path, ToyT2I, ToyT2IConfig)
+    config, info = read_toy_metadata(path, ToyT2IConfig)
+    assert config.design == "cross" and info["vocabulary"] == list(toy_world.VOCABULARY) and info["steps"] == 4
+    x, t = inputs(1)
+    a, am = ids("a red 3")
+    assert model(x, t, a, am).shape == (1, 3, 24, 24)
