@@ -2,6 +2,7 @@
 
     python -m minidit sample                      the built-in digits model, no download needed
     python -m minidit sample-video                the built-in video model: a digit moving, as a GIF
+    python -m minidit generate --prompt "a red 3 left of a blue 7"   the built-in text-to-image model
     python -m minidit generate --model NAME ...   an official checkpoint you downloaded
     python -m minidit models                      what `generate` can run and how to get the weights
     python -m minidit plan --model NAME ...       memory and FLOPs per stage, and the settings that fit a card
@@ -26,7 +27,7 @@ from pathlib import Path
 from weights_loader import CheckpointError
 from . import plan_fit, plan_models, plan_train
 from .errors import InputError, NonFiniteError
-from .pipelines import dit_cli, hunyuan_cli, pixart_cli, sd3_cli, toy, toy_video, video_cli
+from .pipelines import dit_cli, hunyuan_cli, pixart_cli, sd3_cli, toy, toy_t2i, toy_video, video_cli
 from .pipelines.checks import (check_device, check_guidance, check_int, check_output_path, check_seed,
                                check_steps)
 from .pipelines.common import hub_download
@@ -66,7 +67,20 @@ def check_generate_arguments(args) -> None:
         check_device(args.device)
 
 
+BUILT_IN_OPTIONS = ("command", "func", "debug", "prompt", "steps", "guidance", "seed", "out")
+
+
 def _generate(args) -> int:
+    if args.model is None:           # the built-in text-to-image model: the real models' options are refused
+        default = vars(build_parser().parse_args(["generate"]))
+        given = sorted(f"--{k.replace('_', '-')}" for k, v in vars(args).items()
+                       if k not in BUILT_IN_OPTIONS and v != default.get(k))
+        if given:
+            raise InputError(f"{', '.join(given)} belong to the downloaded models: add --model NAME "
+                             "(`python -m minidit models`); the built-in text-to-image model (no --model) takes "
+                             "--prompt, --steps, --guidance, --seed and --out")
+        check_generate_arguments(args)
+        return toy_t2i.cli_generate(args)
     entry = MODELS[args.model]
     family = FAMILIES[entry.family]
     check_generate_arguments(args)
@@ -134,12 +148,15 @@ def build_parser() -> argparse.ArgumentParser:
     toy_video.add_sample_video_arguments(p)
     p.set_defaults(func=toy_video.cli_sample_video)
 
-    p = sub.add_parser("generate", help="generate with an official checkpoint",
-                       description="Generate with an official checkpoint you downloaded. Models (defaults from "
-                                   "each pipeline):\n\n" + model_table(),
+    p = sub.add_parser("generate", help="generate with an official checkpoint, or the built-in text-to-image model",
+                       description="Generate with an official checkpoint you downloaded (--model NAME --weights ...), "
+                                   "or, without --model, with the built-in text-to-image model (offline, seconds: "
+                                   "captions of the toy world, e.g. --prompt 'a red 3 left of a blue 7'). Models "
+                                   "(defaults from each pipeline):\n\n" + model_table(),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, choices=list(MODELS), metavar="NAME",
-                   help="one of: " + ", ".join(MODELS) + " (see `python -m minidit models`)")
+    p.add_argument("--model", default=None, choices=list(MODELS), metavar="NAME",
+                   help="one of: " + ", ".join(MODELS) + " (see `python -m minidit models`); "
+                        "none: the built-in text-to-image model")
     p.add_argument("--weights", type=str, default=None, help="folder or file with the downloaded weights")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's, in the table above)")
     p.add_argument("--guidance", type=float, default=None,
