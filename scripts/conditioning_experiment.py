@@ -49,13 +49,11 @@ from minidit.conditioning_lab import BUILT_IN, PRESETS, ToyT2I, drop_captions, p
 from minidit.diffusion import get_beta_schedule, make_schedule, training_losses  # noqa: E402
 from minidit.flow import flow_loss, training_sigmas  # noqa: E402
 from minidit.pipelines import toy_world  # noqa: E402
-from minidit.pipelines.common import guided_model_fn  # noqa: E402
 from minidit.pipelines.toy import save_toy_model  # noqa: E402
-from minidit.samplers import Sampler  # noqa: E402
+from minidit.pipelines.toy_t2i import BETA_SCHEDULE, sample_images  # noqa: E402
 from train_toy import fit  # noqa: E402   scripts/train_toy.py: the toys' loop
 
 NUM_TIMESTEPS = 1000
-BETA_SCHEDULE = "squaredcos_cap_v2"      # IDDPM's cosine schedule, as the DDPM digits toy (small images)
 OBJECTIVES = ("flow", "ddpm")
 P_UNCOND = 0.1
 
@@ -114,13 +112,6 @@ def loss_fn(objective: str, schedule, generator):
     return terms
 
 
-def sampler_for(objective: str) -> Sampler:
-    if objective == "flow":
-        return Sampler("euler", prediction_type="flow", spacing="flow", num_train_timesteps=NUM_TIMESTEPS)
-    return Sampler("ddim", clip_denoised=True, spacing="leading", num_train_timesteps=NUM_TIMESTEPS,
-                   beta_schedule=BETA_SCHEDULE)
-
-
 def eval_set(per_level: int):
     """The fixed caption set: per level, `per_level` captions from a generator seeded by the level."""
     return {level: toy_world.draw_batch(per_level, torch.Generator().manual_seed(1000 + level), levels=(level,))[1]
@@ -129,20 +120,14 @@ def eval_set(per_level: int):
 
 @torch.no_grad()
 def evaluate(model, tokenizer, captions_by_level, objective, args, length) -> dict:
-    """Sample every caption (CFG, fixed noise) and grade it: {level: fraction correct}, {level: partial_credit}."""
-    model.eval()
-    empty_ids, empty_mask = text_inputs(tokenizer, [""], length)
-    sampler, result, partial = sampler_for(objective), {}, {}
+    """Sample every caption (CFG, fixed noise) through the built-in model's own sampling code
+    (`pipelines/toy_t2i.sample_images`) and grade it: {level: fraction correct}, {level: partial_credit}."""
+    result, partial = {}, {}
     for level, captions in captions_by_level.items():
-        ids, mask = text_inputs(tokenizer, captions, length)
-        n = len(captions)
-        ids2 = torch.cat([ids, empty_ids.expand(n, -1)])
-        mask2 = torch.cat([mask, empty_mask.expand(n, -1)])
-        model_fn = guided_model_fn(lambda x, t: model(x, t, ids2, mask2), args.guidance)
-        c = model.config
+        c, n = model.config, len(captions)
         x_T = torch.randn(n, c.in_channels, c.input_size, c.input_size, generator=torch.Generator().manual_seed(level))
-        images = sampler.run(model_fn, x_T, args.sample_steps, progress=False)
-        images = ((images + 1) / 2).clamp(0, 1)                                          # (n, 3, 24, 24)
+        images = sample_images(model, tokenizer, captions, objective, x_T, steps=args.sample_steps,
+                               guidance=args.guidance)                                 # (n, 3, 24, 24) in [0, 1]
         result[level] = sum(toy_world.check_batch(images, captions)) / n
         partial[level] = partial_credit([toy_world.check_details(img, cap) for img, cap in zip(images, captions)])
     return result, partial
