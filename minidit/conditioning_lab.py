@@ -249,3 +249,6 @@ ADALN = ToyT2IConfig(design="adaln", hidden_size=68, depth=3)
 CROSS = replace(ADALN, design="cross")
 MMDIT = replace(ADALN, design="mmdit", hidden_size=52)
 PRESETS = {"adaln": ADALN, "cross": CROSS, "mmdit": MMDIT}
+# The built-in text-to-image model (`pipelines/toy_t2i.py`): the cross-attention design, wider and deeper
+# than the experiment's budget (1.4 M parameters), trained longer (`conditioning_experiment.py --built-in`).
+BUILT_IN = replace(CROSS, hidden_size=128, depth=4, text_hidden_size=64)

@@ -28,14 +28,21 @@ from dataclasses import dataclass
 from . import plan as P
 from . import plan_models as M
 from .errors import InputError
+from .flops import card
+
+
+def _bf16(name: str) -> float:
+    """A card's dense bf16 tensor-core peak, FLOP/s (the data-sheet table, `flops.CARDS`)."""
+    return card(name).dense * 1e12
+
 
 # Dense peak throughput, FLOP/s: bf16/fp16 tensor cores, fp32 without TF32 (PyTorch's default for matmuls),
 # TF32 (its default for convolutions: an fp32 VAE decode runs at this rate), and the card's memory in GiB.
 GPUS = {
-    "a100": ("NVIDIA A100", 312e12, 19.5e12, 156e12, 80),
-    "h100": ("NVIDIA H100 SXM", 989e12, 67e12, 495e12, 80),
-    "h200": ("NVIDIA H200", 989e12, 67e12, 495e12, 141),
-    "4090": ("NVIDIA RTX 4090", 165e12, 82.6e12, 82.6e12, 24),
+    "a100": ("NVIDIA A100", _bf16("A100"), 19.5e12, 156e12, 80),
+    "h100": ("NVIDIA H100 SXM", _bf16("H100 SXM"), 67e12, 495e12, 80),
+    "h200": ("NVIDIA H200", _bf16("H200"), 67e12, 495e12, 141),
+    "4090": ("NVIDIA RTX 4090", _bf16("RTX 4090"), 82.6e12, 82.6e12, 24),
 }
 
 

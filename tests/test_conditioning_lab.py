@@ -1,7 +1,6 @@
 """minidit/conditioning_lab.py and scripts/conditioning_experiment.py: the three conditioning designs are the
 library's blocks, at one parameter budget, the text reaches the output, the zero-initialised parts start
-where the papers say, the strict tokenizer, and a short run of the experiment's own loop and script.
-(The recorded experiment: benchmarks/results/conditioning.txt.)"""
+where the papers say, the strict tokenizer, and a short run of the experiment's own loop and script."""
 import importlib.util
 import json
 from dataclasses import replace
