@@ -7,8 +7,12 @@
     python scripts/train_toy_video.py --init minidit/assets/toy_video.safetensors --lr 2e-3 --warmup 50 --threads 2
     python scripts/train_toy_video.py --init minidit/assets/toy_video.safetensors --minutes 13 --lr 1e-3 \
         --final-lr 0 --ema 0.998 --warmup 50 --threads 2
+    python scripts/train_toy_video.py --init minidit/assets/toy_video.safetensors --steps 6000 --lr 1e-3 \
+        --final-lr 0 --ema 0.999 --warmup 50 --threads 2
+    python scripts/train_toy_video.py --init minidit/assets/toy_video.safetensors --steps 5000 --lr 5e-4 \
+        --final-lr 0 --ema 0.999 --warmup 50 --threads 1
                                                          # the shipped file: the factorized arm of --compare,
-                                                         # continued by these two (metadata "history")
+                                                         # continued by these four (metadata "history")
     python scripts/train_toy_video.py --steps 100        # a quick look
 
 The digits toys' loop (`scripts/train_toy.py`'s `fit`: AdamW, warm-up + cosine learning rate,
