@@ -6,6 +6,9 @@ toy world and grade its samples with the world's caption checker.
     python scripts/conditioning_experiment.py --built-in --designs cross --ddpm-designs '' --seeds 0 \\
         --steps 6000 --lr 1e-3 --ema 0.999 --checkpoints 3 --threads 1 \\
         --save minidit/assets/toy_t2i.safetensors                   # the built-in model (conditioning_lab.BUILT_IN)
+    python scripts/conditioning_experiment.py --built-in --designs cross --ddpm-designs '' --seeds 0 \\
+        --steps 6000 --lr 5e-4 --ema 0.999 --checkpoints 3 --threads 1 \\
+        --init minidit/assets/toy_t2i.safetensors --save /tmp/toy_t2i.safetensors   # continue it (its record: "history")
 
 Every run: one design x one objective x one seed, the same data stream (`toy_world.draw_batch`, a fresh
 batch every step, all levels mixed, from a generator seeded by the seed alone), the same noise and
@@ -45,11 +48,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))                                   # run from a checkout without installing
 sys.path.insert(0, str(ROOT / "scripts"))
-from minidit.conditioning_lab import BUILT_IN, PRESETS, ToyT2I, drop_captions, parameter_groups, toy_tokenizer  # noqa: E402
+from minidit.conditioning_lab import (BUILT_IN, PRESETS, ToyT2I, ToyT2IConfig, drop_captions,  # noqa: E402
+                                      parameter_groups, toy_tokenizer)
 from minidit.diffusion import get_beta_schedule, make_schedule, training_losses  # noqa: E402
 from minidit.flow import flow_loss, training_sigmas  # noqa: E402
 from minidit.pipelines import toy_world  # noqa: E402
-from minidit.pipelines.toy import save_toy_model  # noqa: E402
+from minidit.pipelines.toy import load_toy_model, read_toy_metadata, save_toy_model  # noqa: E402
 from minidit.pipelines.toy_t2i import BETA_SCHEDULE, sample_images  # noqa: E402
 from train_toy import fit  # noqa: E402   scripts/train_toy.py: the toys' loop
 
@@ -78,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-every", type=int, default=250)
     p.add_argument("--built-in", action="store_true",
                    help="train conditioning_lab.BUILT_IN (the built-in model's size) instead of the design's preset")
+    p.add_argument("--init", default=None,
+                   help="continue a saved run (a --save file): its weights as the start, its config; recorded as 'history'")
     p.add_argument("--tiny", action="store_true", help="tiny models, a few steps: a smoke test of the whole script")
     p.add_argument("--save", default=None, help="write the EMA weights of the (single) run here (safetensors)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "conditioning.json"))
@@ -150,6 +156,15 @@ def run_one(design, objective, seed, args, tokenizer, length, captions_by_level)
     config = replace(config, text_vocab_size=len(tokenizer.vocab), text_max_length=length)
     torch.manual_seed(seed)
     model = ToyT2I(config).train()
+    history = []
+    if args.init:                                  # continue a run: its (EMA) weights, its config, its record
+        init_config, init_info = read_toy_metadata(args.init, ToyT2IConfig)
+        if init_config != config or init_info.get("objective") != objective:
+            raise SystemExit(f"--init {args.init} holds a {init_info.get('objective')} {init_config.design} model "
+                             f"with another config than this run's {objective} {design} (--built-in / --tiny?)")
+        model.load_state_dict(load_toy_model(args.init, ToyT2I, ToyT2IConfig).state_dict())
+        earlier = {k: v for k, v in init_info.items() if k not in ("history", "loss_log", "vocabulary")}
+        history = init_info.get("history", []) + [{"file": Path(args.init).name, **earlier}]
     groups = parameter_groups(model)
     data_gen = torch.Generator().manual_seed(seed)
     noise_gen = torch.Generator().manual_seed(10_000 + seed)
@@ -181,7 +196,8 @@ def run_one(design, objective, seed, args, tokenizer, length, captions_by_level)
     ema, info = fit(fit_args, model, batch, loss_fn(objective, schedule, noise_gen), on_step)
     if args.save:
         save_toy_model(ema, args.save, {**info, "design": design, "objective": objective,
-                                        "vocabulary": list(toy_world.VOCABULARY)})
+                                        "vocabulary": list(toy_world.VOCABULARY), "accuracy": accuracy,
+                                        **({"history": history} if history else {})})
     return {"design": design, "objective": objective, "seed": seed, "params": groups["total"],
             "param_groups": groups, "config": asdict(config), "steps": info["steps"],
             "seconds": round(info["train_seconds"] - eval_seconds[0], 1), "eval_seconds": round(eval_seconds[0], 1),

@@ -218,3 +218,18 @@ def test_saved_weights_load_back_strictly(tmp_path):
     x, t = inputs(1)
     a, am = ids("a red 3")
     assert model(x, t, a, am).shape == (1, 3, 24, 24)
+
+
+def test_init_continues_a_saved_run_and_records_it(tmp_path):
+    """--init starts from a --save file (same config and objective, else refused) and keeps its record as history."""
+    from minidit.pipelines.toy import read_toy_metadata
+    from minidit.conditioning_lab import ToyT2IConfig
+    first, second = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    common = ["--tiny", "--ddpm-designs", "", "--seeds", "0", "--threads", "1", "--out", str(tmp_path / "c.json")]
+    experiment.main([*common, "--designs", "cross", "--save", str(first)])
+    experiment.main([*common, "--designs", "cross", "--save", str(second), "--init", str(first)])
+    _, info = read_toy_metadata(second, ToyT2IConfig)
+    assert [h["file"] for h in info["history"]] == ["a.safetensors"] and info["history"][0]["steps"] == 4
+    assert info["accuracy"][-1]["step"] == 4
+    with pytest.raises(SystemExit, match="another config"):
+        experiment.main([*common, "--designs", "adaln", "--init", str(first)])
