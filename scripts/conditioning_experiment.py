@@ -54,11 +54,9 @@ from minidit.diffusion import get_beta_schedule, make_schedule, training_losses 
 from minidit.flow import flow_loss, training_sigmas  # noqa: E402
 from minidit.pipelines import toy_world  # noqa: E402
 from minidit.pipelines.toy import load_toy_model, read_toy_metadata, save_toy_model  # noqa: E402
-from minidit.pipelines.toy_t2i import BETA_SCHEDULE, sample_images  # noqa: E402
+from minidit.pipelines.toy_t2i import BETA_SCHEDULE, NUM_TIMESTEPS, OBJECTIVES, sample_images  # noqa: E402
 from train_toy import fit  # noqa: E402   scripts/train_toy.py: the toys' loop
 
-NUM_TIMESTEPS = 1000
-OBJECTIVES = ("flow", "ddpm")
 P_UNCOND = 0.1
 
 

@@ -32,11 +32,10 @@ from minidit.samplers import Sampler
 from . import toy_world
 from .checks import check_guidance, check_output_path, check_seed, check_steps
 from .common import guided_model_fn, initial_noise
-from .toy import NUM_TIMESTEPS, load_toy_model, read_toy_metadata, save_grid
+from .toy import BETA_SCHEDULE, NUM_TIMESTEPS, load_toy_model, read_toy_metadata, save_grid   # the DDPM arm: the digits toy's schedule
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "assets" / "toy_t2i.safetensors"
 OBJECTIVES = ("flow", "ddpm")
-BETA_SCHEDULE = "squaredcos_cap_v2"   # the DDPM arm's schedule (IDDPM's cosine, as the DDPM digits toy)
 DEFAULT_STEPS = 20                    # sampler steps
 DEFAULT_GUIDANCE = 3.0                # classifier-free guidance against the empty caption
 
