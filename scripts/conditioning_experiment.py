@@ -66,13 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--objectives", default="flow", help="trained for every design (comma-separated: flow, ddpm)")
     p.add_argument("--ddpm-designs", default="cross", help="designs also trained with DDPM ('' for none)")
-    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--steps", type=int, default=4000)
     p.add_argument("--batch-size", type=int, default=48)
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (AdamW)")
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--final-lr", type=float, default=0.1, help="the cosine's end, a fraction of --lr")
     p.add_argument("--ema", type=float, default=0.995)
-    p.add_argument("--checkpoints", type=int, default=2, help="evaluations per run, evenly spaced (the last at the end)")
+    p.add_argument("--checkpoints", type=int, default=4, help="evaluations per run, evenly spaced (the last at the end)")
     p.add_argument("--eval-per-level", type=int, default=32, help="captions per level in the fixed evaluation set")
     p.add_argument("--sample-steps", type=int, default=20)
     p.add_argument("--guidance", type=float, default=3.0)
@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save", default=None, help="write the EMA weights of the (single) run here (safetensors)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "conditioning.json"))
     p.add_argument("--table", default=None, help="the text table (default: --out with .txt)")
+    p.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                   help="train nothing: join the runs of results files written with the same settings but other "
+                        "seeds (e.g. one process per core) into --out and its table")
     return p
 
 
@@ -259,8 +262,46 @@ def machine() -> str:
     return name
 
 
+SEED_FREE = ("seeds", "threads", "merge")             # settings that may differ between files --merge joins
+
+
+def merge(paths) -> dict:
+    """One results dict from several files of one experiment (same settings but seeds and threads, same
+    machine kind and evaluation captions); refused if a (design, objective, seed) run appears twice."""
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    first = parts[0]
+    for path, part in zip(paths[1:], parts[1:]):
+        for key in ("settings", "eval_captions", "torch", "machine"):
+            a, b = first[key], part[key]
+            if key == "settings":
+                a, b = ({k: v for k, v in x.items() if k not in SEED_FREE} for x in (a, b))
+            if a != b:
+                raise SystemExit(f"--merge: {path} has other {key} than {paths[0]}: "
+                                 f"{ {k: (a[k], b.get(k)) for k in a if a[k] != b.get(k)} if key == 'settings' else ''}"
+                                 " (only the seeds and thread counts may differ)")
+    runs = [r for part in parts for r in part["runs"]]
+    seen = [(r["design"], r["objective"], r["seed"]) for r in runs]
+    twice = sorted({k for k in seen if seen.count(k) > 1})
+    if twice:
+        raise SystemExit(f"--merge: run(s) {twice} appear in more than one file")
+    seeds = sorted({r["seed"] for r in runs})
+    threads = sorted({part["settings"]["threads"] for part in parts})
+    settings = {**first["settings"], "seeds": ",".join(map(str, seeds)),
+                "threads": threads[0] if len(threads) == 1 else threads}
+    return {**first, "settings": settings, "merged_from": [Path(p).name for p in paths], "runs": runs}
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.merge:
+        results = merge(args.merge)
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=1))
+        text = table(results)
+        Path(args.table or out.with_suffix(".txt")).write_text(text)
+        print(text)
+        return
     if args.tiny:
         args.steps, args.batch_size, args.warmup, args.checkpoints = 4, 4, 1, 2
         args.eval_per_level, args.sample_steps, args.log_every = 2, 2, 2

@@ -233,3 +233,22 @@ def test_init_continues_a_saved_run_and_records_it(tmp_path):
     assert info["accuracy"][-1]["step"] == 4
     with pytest.raises(SystemExit, match="another config"):
         experiment.main([*common, "--designs", "adaln", "--init", str(first)])
+
+
+def test_merge_joins_seeds_run_in_separate_processes(tmp_path):
+    """One process per seed, then --merge: the same runs (losses, accuracies) as one process over both seeds,
+    since every draw of a run comes from generators seeded by its seed alone; a run in two files is refused."""
+    common = ["--tiny", "--designs", "adaln", "--ddpm-designs", "", "--threads", "1"]
+    for seeds, name in [("0", "a"), ("1", "b"), ("0,1", "both")]:
+        experiment.main([*common, "--seeds", seeds, "--out", str(tmp_path / f"{name}.json")])
+    experiment.main(["--merge", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--out", str(tmp_path / "m.json")])
+    merged, both = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("m", "both"))
+    assert merged["settings"]["seeds"] == "0,1" and merged["merged_from"] == ["a.json", "b.json"]
+    key = lambda r: (r["seed"], r["final_loss"], json.dumps(r["accuracy"]))           # noqa: E731
+    assert [key(r) for r in merged["runs"]] == [key(r) for r in both["runs"]]
+    assert "mean ± std over seeds" in (tmp_path / "m.txt").read_text()
+    with pytest.raises(SystemExit, match="more than one file"):
+        experiment.main(["--merge", str(tmp_path / "a.json"), str(tmp_path / "both.json"), "--out", str(tmp_path / "x.json")])
+    experiment.main([*common, "--seeds", "2", "--guidance", "2", "--out", str(tmp_path / "c.json")])
+    with pytest.raises(SystemExit, match="other settings"):
+        experiment.main(["--merge", str(tmp_path / "a.json"), str(tmp_path / "c.json"), "--out", str(tmp_path / "y.json")])
