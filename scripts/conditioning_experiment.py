@@ -1,7 +1,11 @@
 """adaLN vs cross-attention vs MM-DiT, measured: train `minidit.conditioning_lab.ToyT2I` on the captioned
 toy world and grade its samples with the world's caption checker.
 
-    python scripts/conditioning_experiment.py                        # the full experiment (~41 min, 2 cores)
+    python scripts/conditioning_experiment.py                        # the full experiment, one process
+    # the recorded one (benchmarks/results/conditioning.json): one process per core, then joined
+    python scripts/conditioning_experiment.py --threads 1 --seeds 0,1 --out /tmp/c01.json &
+    python scripts/conditioning_experiment.py --threads 1 --seeds 2 --out /tmp/c2.json
+    python scripts/conditioning_experiment.py --merge /tmp/c01.json /tmp/c2.json
     python scripts/conditioning_experiment.py --tiny --out /tmp/c.json   # a seconds-long smoke run
     python scripts/conditioning_experiment.py --built-in --designs cross --ddpm-designs '' --seeds 0 \\
         --steps 6000 --lr 1e-3 --ema 0.999 --checkpoints 3 --threads 1 \\
@@ -24,9 +28,10 @@ run the EMA weights sample a fixed, seeded caption set (`--eval-per-level` per l
 (`pipelines.common.guided_model_fn`) — Euler on the flow grid for flow, DDIM for DDPM, the same
 number of steps — and `toy_world.check_batch` grades each image against its caption: accuracy per level,
 plus partial credit from `toy_world.check_details` (items right, colours right, object count, relations).
-Measured with the presets (AMD EPYC, 2 threads, batch 48): 0.10 s per step (adaln), 0.13 (cross),
-0.11 (mmdit) with flow, 0.16 (cross, DDPM); one seed of the four runs took 13.8 min with evaluation.
-At the default 1500 steps every design is still below 4 % caption accuracy: too short to tell them apart.
+Measured with the presets (AMD EPYC, batch 48, one thread per process with a second process on the other
+core): 0.125 s per step (adaln), 0.139 (cross), 0.150 (mmdit) with flow, 0.126 (cross, DDPM); one seed of the
+four runs of 4000 steps took about 50 min with evaluation. (An earlier 1500-step budget left every design
+below 4 % caption accuracy.)
 
 Output: `--out` (JSON: every run's settings, parameter counts, seconds, loss curve, accuracy per level
 per checkpoint, the machine) and `--table` (mean ± std over seeds per design / objective / level).
