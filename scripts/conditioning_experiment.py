@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -203,12 +204,20 @@ def run_one(design, objective, seed, args, tokenizer, length, captions_by_level)
     if args.save:
         save_toy_model(ema, args.save, {**info, "design": design, "objective": objective,
                                         "vocabulary": list(toy_world.VOCABULARY), "accuracy": accuracy,
-                                        **({"history": history} if history else {})})
+                                        **saved_record(args), **({"history": history} if history else {})})
     return {"design": design, "objective": objective, "seed": seed, "params": groups["total"],
             "param_groups": groups, "config": asdict(config), "steps": info["steps"],
             "seconds": round(info["train_seconds"] - eval_seconds[0], 1), "eval_seconds": round(eval_seconds[0], 1),
             "seconds_per_step": round((info["train_seconds"] - eval_seconds[0]) / info["steps"], 4),
             "loss_log": info["loss_log"], "final_loss": info["final_loss"], "accuracy": accuracy}
+
+
+def saved_record(args) -> dict:
+    """What a --save file records besides the training: the command line, and how `accuracy` was measured."""
+    return {"command": shlex.join(["python", "scripts/conditioning_experiment.py", *args.argv]),
+            "evaluation": {"captions_per_level": args.eval_per_level, "sample_steps": args.sample_steps,
+                           "guidance": args.guidance,
+                           "set": f"conditioning_experiment.eval_set({args.eval_per_level}): draw_batch seeded 1000 + level"}}
 
 
 def mean_std(values):
@@ -297,7 +306,9 @@ def merge(paths) -> dict:
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     if args.merge:
         results = merge(args.merge)
         out = Path(args.out)
@@ -326,7 +337,7 @@ def main(argv=None):
     length = PRESETS["adaln"].text_max_length
     tokenizer = toy_tokenizer(toy_world.VOCABULARY, length)
     captions_by_level = eval_set(args.eval_per_level)
-    settings = {k: v for k, v in vars(args).items() if k not in ("out", "table", "save")}
+    settings = {k: v for k, v in vars(args).items() if k not in ("out", "table", "save", "argv")}
     results = {"experiment": "conditioning: adaln vs cross vs mmdit", "settings": settings, "machine": machine(),
                "torch": torch.__version__, "eval_captions": {str(k): v for k, v in captions_by_level.items()},
                "runs": []}

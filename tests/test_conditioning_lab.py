@@ -215,6 +215,9 @@ def test_saved_weights_load_back_strictly(tmp_path):
     model = load_toy_model(path, ToyT2I, ToyT2IConfig)
     config, info = read_toy_metadata(path, ToyT2IConfig)
     assert config.design == "cross" and info["vocabulary"] == list(toy_world.VOCABULARY) and info["steps"] == 4
+    assert info["command"].startswith("python scripts/conditioning_experiment.py --tiny --designs cross")
+    assert f"--save {path}" in info["command"]
+    assert info["evaluation"]["captions_per_level"] == 2 and info["evaluation"]["guidance"] == 3.0
     x, t = inputs(1)
     a, am = ids("a red 3")
     assert model(x, t, a, am).shape == (1, 3, 24, 24)
