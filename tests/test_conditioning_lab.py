@@ -3,7 +3,7 @@ library's blocks, at one parameter budget, the text reaches the output, the zero
 where the papers say, the strict tokenizer, and a short run of the experiment's own loop and script."""
 import importlib.util
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -255,3 +255,21 @@ def test_merge_joins_seeds_run_in_separate_processes(tmp_path):
     experiment.main([*common, "--seeds", "2", "--guidance", "2", "--out", str(tmp_path / "c.json")])
     with pytest.raises(SystemExit, match="other settings"):
         experiment.main(["--merge", str(tmp_path / "a.json"), str(tmp_path / "c.json"), "--out", str(tmp_path / "y.json")])
+
+
+def test_the_recorded_experiment_is_the_scripts_output_for_todays_presets():
+    """benchmarks/results/conditioning.json was written by the script for the current PRESETS (same parameter
+    counts and configs) and the same evaluation captions; its .txt table is the script's table of it."""
+    path = ROOT / "benchmarks" / "results" / "conditioning.json"
+    results = json.loads(path.read_text())
+    assert results["eval_captions"] == {str(k): v for k, v in experiment.eval_set(results["settings"]["eval_per_level"]).items()}
+    for run in results["runs"]:
+        config = replace(PRESETS[run["design"]], text_vocab_size=len(TOK.vocab))
+        assert run["config"] == asdict(config)
+        assert run["params"] == sum(p.numel() for p in ToyT2I(config).parameters())
+        assert [a["step"] for a in run["accuracy"]][-1] == run["steps"] == results["settings"]["steps"]
+    seeds = {(r["design"], r["objective"]): set() for r in results["runs"]}
+    for r in results["runs"]:
+        seeds[(r["design"], r["objective"])].add(r["seed"])
+    assert all(len(s) >= 3 for s in seeds.values()), seeds
+    assert path.with_suffix(".txt").read_text() == experiment.table(results)
