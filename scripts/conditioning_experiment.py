@@ -2,7 +2,8 @@
 toy world and grade its samples with the world's caption checker.
 
     python scripts/conditioning_experiment.py                        # the full experiment, one process
-    # the recorded one (benchmarks/results/conditioning.json): one process per core, then joined
+    # the recorded one (benchmarks/results/conditioning.json): one process per core, then joined (its first
+    # process was started with --seeds 0,1,2 and stopped after seed 1: a run depends on its seed alone)
     python scripts/conditioning_experiment.py --threads 1 --seeds 0,1 --out /tmp/c01.json &
     python scripts/conditioning_experiment.py --threads 1 --seeds 2 --out /tmp/c2.json
     python scripts/conditioning_experiment.py --merge /tmp/c01.json /tmp/c2.json
@@ -290,9 +291,9 @@ def merge(paths) -> dict:
             if key == "settings":
                 a, b = ({k: v for k, v in x.items() if k not in SEED_FREE} for x in (a, b))
             if a != b:
-                raise SystemExit(f"--merge: {path} has other {key} than {paths[0]}: "
-                                 f"{ {k: (a[k], b.get(k)) for k in a if a[k] != b.get(k)} if key == 'settings' else ''}"
-                                 " (only the seeds and thread counts may differ)")
+                differ = {k: (a[k], b.get(k)) for k in a if a[k] != b.get(k)} if key == "settings" else ""
+                raise SystemExit(f"--merge: {path} has other {key} than {paths[0]}: {differ} "
+                                 "(only the seeds and thread counts may differ)")
     runs = [r for part in parts for r in part["runs"]]
     seen = [(r["design"], r["objective"], r["seed"]) for r in runs]
     twice = sorted({k for k in seen if seen.count(k) > 1})
@@ -305,18 +306,26 @@ def merge(paths) -> dict:
     return {**first, "settings": settings, "merged_from": [Path(p).name for p in paths], "runs": runs}
 
 
+def write_results(results: dict, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1))
+
+
+def write_table(results: dict, args) -> None:
+    """The text table of `results` into --table (default: --out with .txt), and on stdout."""
+    text = table(results)
+    Path(args.table or Path(args.out).with_suffix(".txt")).write_text(text)
+    print(text)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
     if args.merge:
         results = merge(args.merge)
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results, indent=1))
-        text = table(results)
-        Path(args.table or out.with_suffix(".txt")).write_text(text)
-        print(text)
+        write_results(results, Path(args.out))
+        write_table(results, args)
         return
     if args.tiny:
         args.steps, args.batch_size, args.warmup, args.checkpoints = 4, 4, 1, 2
@@ -346,11 +355,8 @@ def main(argv=None):
         for design, objective in plan:
             print(f"== {design} / {objective} / seed {seed}", flush=True)
             results["runs"].append(run_one(design, objective, seed, args, tokenizer, length, captions_by_level))
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(results, indent=1))                    # after every run: partial results
-    text = table(results)
-    Path(args.table or out.with_suffix(".txt")).write_text(text)
-    print(text)
+            write_results(results, out)                                     # after every run: partial results
+    write_table(results, args)
 
 
 if __name__ == "__main__":
