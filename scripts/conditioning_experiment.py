@@ -14,6 +14,7 @@ toy world and grade its samples with the world's caption checker.
     python scripts/conditioning_experiment.py --built-in --designs cross --ddpm-designs '' --seeds 0 \\
         --steps 6000 --lr 5e-4 --ema 0.999 --checkpoints 3 --threads 1 \\
         --init minidit/assets/toy_t2i.safetensors --save /tmp/toy_t2i.safetensors   # continue it (its record: "history")
+    # --levels 1,2,2,3,3,4,4: a continuation that draws one-object captions half as often as each of the others
 
 Every run: one design x one objective x one seed, the same data stream (`toy_world.draw_batch`, a fresh
 batch every step, all levels mixed, from a generator seeded by the seed alone), the same noise and
@@ -24,7 +25,8 @@ EMA); the losses are the library's:
     flow   sigma ~ logit-normal, loss = || v_theta(x_sigma, 1000 sigma) - (eps - x0) ||^2   `flow.flow_loss`
     ddpm   t ~ U{0..999} on IDDPM's cosine schedule, loss = || eps_theta - eps ||^2      `diffusion.training_losses`
 
-with 10 % of the captions dropped to "" (classifier-free guidance). At `--checkpoints` points of each
+with 10 % of the captions dropped to "" (classifier-free guidance); flow's sigma = sigmoid(m + n), n ~ N(0, 1),
+m = --sigma-loc (SD3's 0 by default). At `--checkpoints` points of each
 run the EMA weights sample a fixed, seeded caption set (`--eval-per-level` per level) with CFG
 (`pipelines.common.guided_model_fn`) — Euler on the flow grid for flow, DDIM for DDPM, the same
 number of steps — and `toy_world.check_batch` grades each image against its caption: accuracy per level,
@@ -57,6 +59,7 @@ sys.path.insert(0, str(ROOT))                                   # run from a che
 sys.path.insert(0, str(ROOT / "scripts"))
 from minidit.conditioning_lab import (BUILT_IN, PRESETS, ToyT2I, ToyT2IConfig, drop_captions,  # noqa: E402
                                       parameter_groups, toy_tokenizer)
+from minidit.errors import InputError  # noqa: E402
 from minidit.diffusion import get_beta_schedule, make_schedule, training_losses  # noqa: E402
 from minidit.flow import flow_loss, training_sigmas  # noqa: E402
 from minidit.pipelines import toy_world  # noqa: E402
@@ -75,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ddpm-designs", default="cross", help="designs also trained with DDPM ('' for none)")
     p.add_argument("--steps", type=int, default=4000)
     p.add_argument("--batch-size", type=int, default=48)
+    p.add_argument("--levels", default="1,2,3,4",
+                   help="the training batches' caption levels, each example's drawn uniformly from this list: a level "
+                        "named twice is drawn twice as often (e.g. 1,2,2,3,3,4,4); the evaluation set is unchanged")
+    p.add_argument("--sigma-loc", type=float, default=0.0,
+                   help="flow: the location m of the logit-normal sigma density (SD3 §3.1; 0 = its default)")
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (AdamW)")
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--final-lr", type=float, default=0.1, help="the cosine's end, a fraction of --lr")
@@ -110,15 +118,17 @@ def text_inputs(tokenizer, captions, length):
     return enc["input_ids"], enc["attention_mask"]                                       # (B, L) each
 
 
-def loss_fn(objective: str, schedule, generator):
+def loss_fn(objective: str, schedule, generator, sigma_loc: float = 0.0):
     """loss_terms(model, x0, (ids, mask)) for `fit`: caption dropout, then the objective's per-sample loss.
-    All draws come from `generator`, so two designs with one seed see the same noise, t and dropout."""
+    All draws come from `generator`, so two designs with one seed see the same noise, t and dropout.
+    sigma_loc: the logit-normal's location m (flow; SD3's default 0, > 0 trains more often at high noise,
+    where the layout is decided)."""
     def terms(model, x0, caption):
         ids, mask, empty_ids, empty_mask = caption
         ids, mask, _ = drop_captions(ids, mask, empty_ids, empty_mask, P_UNCOND, generator)
         noise = torch.randn(x0.shape, generator=generator)
         if objective == "flow":
-            sigma = training_sigmas(len(x0), "logit_normal", generator=generator)          # (B,)
+            sigma = training_sigmas(len(x0), "logit_normal", loc=sigma_loc, generator=generator)   # (B,)
             return {"loss": flow_loss(lambda x, t: model(x, t, ids, mask), x0, sigma, noise, NUM_TIMESTEPS)}
         t = torch.randint(0, NUM_TIMESTEPS, (len(x0),), generator=generator)
         out = training_losses(lambda x, tt: model(x, tt, ids, mask), schedule, x0, t, noise, learn_sigma=False)
@@ -179,7 +189,7 @@ def run_one(design, objective, seed, args, tokenizer, length, captions_by_level)
     empty_ids, empty_mask = text_inputs(tokenizer, [""], length)
 
     def batch(size):
-        images, captions, _ = toy_world.draw_batch(size, data_gen)                       # all levels mixed
+        images, captions, _ = toy_world.draw_batch(size, data_gen, levels=args.train_levels)   # levels mixed
         ids, mask = text_inputs(tokenizer, captions, length)
         return images, (ids, mask, empty_ids, empty_mask)
 
@@ -201,9 +211,10 @@ def run_one(design, objective, seed, args, tokenizer, length, captions_by_level)
                                   final_lr=args.final_lr, ema=args.ema, seed=seed, threads=args.threads,
                                   log_every=args.log_every, minutes=None)
     schedule = make_schedule(get_beta_schedule(BETA_SCHEDULE, NUM_TIMESTEPS))
-    ema, info = fit(fit_args, model, batch, loss_fn(objective, schedule, noise_gen), on_step)
+    ema, info = fit(fit_args, model, batch, loss_fn(objective, schedule, noise_gen, args.sigma_loc), on_step)
     if args.save:
-        save_toy_model(ema, args.save, {**info, "design": design, "objective": objective,
+        save_toy_model(ema, args.save, {**info, "design": design, "objective": objective, "levels": args.levels,
+                                        "sigma_loc": args.sigma_loc,
                                         "vocabulary": list(toy_world.VOCABULARY), "accuracy": accuracy,
                                         **saved_record(args), **({"history": history} if history else {})})
     return {"design": design, "objective": objective, "seed": seed, "params": groups["total"],
@@ -337,6 +348,12 @@ def main(argv=None):
     plan = [(d, o) for o in args.objectives.split(",") for d in designs]
     plan += [(d, "ddpm") for d in args.ddpm_designs.split(",") if d and (d, "ddpm") not in plan]
     seeds = [int(s) for s in args.seeds.split(",")]
+    try:
+        args.train_levels = tuple(int(v) for v in args.levels.split(","))
+        toy_world.draw_batch(1, torch.Generator(), levels=args.train_levels)
+    except (ValueError, InputError) as e:
+        raise SystemExit(f"--levels {args.levels!r}: give comma-separated levels of {toy_world.LEVELS}, "
+                         f"e.g. 1,2,2,3,3,4,4 ({e})")
     if args.built_in and {d for d, _ in plan} != {BUILT_IN.design}:
         raise SystemExit(f"--built-in trains the {BUILT_IN.design!r} design: give --designs {BUILT_IN.design} --ddpm-designs ''")
     if args.save and len(plan) * len(seeds) != 1:
@@ -346,7 +363,7 @@ def main(argv=None):
     length = PRESETS["adaln"].text_max_length
     tokenizer = toy_tokenizer(toy_world.VOCABULARY, length)
     captions_by_level = eval_set(args.eval_per_level)
-    settings = {k: v for k, v in vars(args).items() if k not in ("out", "table", "save", "argv")}
+    settings = {k: v for k, v in vars(args).items() if k not in ("out", "table", "save", "argv", "train_levels")}
     results = {"experiment": "conditioning: adaln vs cross vs mmdit", "settings": settings, "machine": machine(),
                "torch": torch.__version__, "eval_captions": {str(k): v for k, v in captions_by_level.items()},
                "runs": []}

@@ -273,3 +273,36 @@ def test_the_recorded_experiment_is_the_scripts_output_for_todays_presets():
         seeds[(r["design"], r["objective"])].add(r["seed"])
     assert all(len(s) >= 3 for s in seeds.values()), seeds
     assert path.with_suffix(".txt").read_text() == experiment.table(results)
+
+
+def test_levels_and_sigma_loc_reach_the_training_and_bad_levels_are_refused(tmp_path, monkeypatch):
+    """--levels 2,2,4 trains on level-2 and level-4 captions only (drawn 2:1), --sigma-loc is the logit-normal's
+    location of every training draw; the saved file records both; a level
+    outside toy_world.LEVELS or a non-number is a SystemExit that names the flag."""
+    from minidit.pipelines.toy import read_toy_metadata
+    from minidit.conditioning_lab import ToyT2IConfig
+    seen = []
+    real = toy_world.draw_batch
+
+    def spy(batch, generator, levels=toy_world.LEVELS):
+        seen.append(tuple(levels))
+        return real(batch, generator, levels=levels)
+    monkeypatch.setattr(toy_world, "draw_batch", spy)
+    path = tmp_path / "t2i.safetensors"
+    locs = []
+    real_sigmas = experiment.training_sigmas
+
+    def sigmas(batch, density, **kw):
+        locs.append(kw.get("loc"))
+        return real_sigmas(batch, density, **kw)
+    monkeypatch.setattr(experiment, "training_sigmas", sigmas)
+    experiment.main(["--tiny", "--designs", "cross", "--ddpm-designs", "", "--seeds", "0", "--threads", "1",
+                     "--levels", "2,2,4", "--sigma-loc", "0.5", "--save", str(path), "--out", str(tmp_path / "c.json")])
+    assert (2, 2, 4) in seen and set(seen) <= {(2, 2, 4), (1,), (2,), (3,), (4,)}   # training / eval-set draws
+    assert locs and set(locs) == {0.5}
+    info = read_toy_metadata(path, ToyT2IConfig)[1]
+    assert info["levels"] == "2,2,4" and info["sigma_loc"] == 0.5
+    for bad in ("2,5", "two"):
+        with pytest.raises(SystemExit, match="--levels"):
+            experiment.main(["--tiny", "--designs", "cross", "--ddpm-designs", "", "--seeds", "0", "--levels", bad,
+                             "--out", str(tmp_path / "d.json")])
