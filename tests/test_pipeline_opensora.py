@@ -47,6 +47,13 @@ def big_captions(name: str) -> float:
     return 0.5 if "y_embedder" in name or "scale_shift_table" in name else 0.15
 
 
+def conditioned_chain(name: str) -> float:
+    """big_captions with the other weights at 0.05 (not 0.15): 10 guided IDDPM steps of the random STDiT stay a
+    well-conditioned computation. At 0.15 the latents reached 7e11 and the official loop itself moved by 7e-4 of
+    that between float32 and float64, more than the parity bound; at 0.05 (latents ~2e3) by 3e-6."""
+    return 0.5 if "y_embedder" in name or "scale_shift_table" in name else 0.05
+
+
 @pytest.fixture(scope="module")
 def parts(tmp_path_factory):
     """A folder as the user downloads it for Open-Sora 1.0 (the .pth, t5-v1_1-xxl/, sd-vae-ft-ema/) + the oracle's
@@ -57,7 +64,7 @@ def parts(tmp_path_factory):
     tokenizer.save_pretrained(folder / "t5-v1_1-xxl")
     shutil.copy(spiece / "spiece.model", folder / "t5-v1_1-xxl" / "spiece.model")
     vae.save_pretrained(folder / "sd-vae-ft-ema")
-    stdit = randomize(STDiT(STDIT), seed=1, scale=big_captions).eval()
+    stdit = randomize(STDiT(STDIT), seed=1, scale=conditioned_chain).eval()
     sd = dict(stdit.state_dict())
     sd["pos_embed"], sd["pos_embed_temporal"] = stdit.pos_embed(4, 4), stdit.pos_embed_temporal(16)
     torch.save(sd, folder / "OpenSora-v1-tiny-16x64x64.pth")
