@@ -15,6 +15,7 @@ toy world and grade its samples with the world's caption checker.
         --steps 6000 --lr 5e-4 --ema 0.999 --checkpoints 3 --threads 1 \\
         --init minidit/assets/toy_t2i.safetensors --save /tmp/toy_t2i.safetensors   # continue it (its record: "history")
     # --levels 1,2,2,3,3,4,4: a continuation that draws one-object captions half as often as each of the others
+    # --relations 'left of,above': captions with these relations only (a curriculum's first phase)
 
 Every run: one design x one objective x one seed, the same data stream (`toy_world.draw_batch`, a fresh
 batch every step, all levels mixed, from a generator seeded by the seed alone), the same noise and
@@ -81,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--levels", default="1,2,3,4",
                    help="the training batches' caption levels, each example's drawn uniformly from this list: a level "
                         "named twice is drawn twice as often (e.g. 1,2,2,3,3,4,4); the evaluation set is unchanged")
+    p.add_argument("--relations", default=",".join(toy_world.RELATIONS),
+                   help="the relations the training captions may use, comma-separated (a curriculum: first "
+                        "'left of,above', where being named first alone tells where an item goes, then all four); "
+                        "the evaluation set is unchanged")
     p.add_argument("--sigma-loc", type=float, default=0.0,
                    help="flow: the location m of the logit-normal sigma density (SD3 §3.1; 0 = its default)")
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (AdamW)")
@@ -189,7 +194,8 @@ def run_one(design, objective, seed, args, tokenizer, length, captions_by_level)
     empty_ids, empty_mask = text_inputs(tokenizer, [""], length)
 
     def batch(size):
-        images, captions, _ = toy_world.draw_batch(size, data_gen, levels=args.train_levels)   # levels mixed
+        images, captions, _ = toy_world.draw_batch(size, data_gen, levels=args.train_levels,
+                                                        relations=args.train_relations)   # levels mixed
         ids, mask = text_inputs(tokenizer, captions, length)
         return images, (ids, mask, empty_ids, empty_mask)
 
@@ -214,7 +220,7 @@ def run_one(design, objective, seed, args, tokenizer, length, captions_by_level)
     ema, info = fit(fit_args, model, batch, loss_fn(objective, schedule, noise_gen, args.sigma_loc), on_step)
     if args.save:
         save_toy_model(ema, args.save, {**info, "design": design, "objective": objective, "levels": args.levels,
-                                        "sigma_loc": args.sigma_loc,
+                                        "relations": args.relations, "sigma_loc": args.sigma_loc,
                                         "vocabulary": list(toy_world.VOCABULARY), "accuracy": accuracy,
                                         **saved_record(args), **({"history": history} if history else {})})
     return {"design": design, "objective": objective, "seed": seed, "params": groups["total"],
@@ -354,6 +360,12 @@ def main(argv=None):
     except (ValueError, InputError) as e:
         raise SystemExit(f"--levels {args.levels!r}: give comma-separated levels of {toy_world.LEVELS}, "
                          f"e.g. 1,2,2,3,3,4,4 ({e})")
+    args.train_relations = tuple(r.strip() for r in args.relations.split(","))
+    try:
+        toy_world.draw_batch(1, torch.Generator(), levels=args.train_levels, relations=args.train_relations)
+    except InputError as e:
+        raise SystemExit(f"--relations {args.relations!r}: give comma-separated relations of "
+                         f"{', '.join(toy_world.RELATIONS)}, e.g. 'left of,above' ({e})")
     if args.built_in and {d for d, _ in plan} != {BUILT_IN.design}:
         raise SystemExit(f"--built-in trains the {BUILT_IN.design!r} design: give --designs {BUILT_IN.design} --ddpm-designs ''")
     if args.save and len(plan) * len(seeds) != 1:
@@ -363,7 +375,8 @@ def main(argv=None):
     length = PRESETS["adaln"].text_max_length
     tokenizer = toy_tokenizer(toy_world.VOCABULARY, length)
     captions_by_level = eval_set(args.eval_per_level)
-    settings = {k: v for k, v in vars(args).items() if k not in ("out", "table", "save", "argv", "train_levels")}
+    settings = {k: v for k, v in vars(args).items() if k not in ("out", "table", "save", "argv", "train_levels",
+                                                                "train_relations")}
     results = {"experiment": "conditioning: adaln vs cross vs mmdit", "settings": settings, "machine": machine(),
                "torch": torch.__version__, "eval_captions": {str(k): v for k, v in captions_by_level.items()},
                "runs": []}

@@ -275,18 +275,19 @@ def test_the_recorded_experiment_is_the_scripts_output_for_todays_presets():
     assert path.with_suffix(".txt").read_text() == experiment.table(results)
 
 
-def test_levels_and_sigma_loc_reach_the_training_and_bad_levels_are_refused(tmp_path, monkeypatch):
+def test_levels_relations_and_sigma_loc_reach_the_training_and_bad_ones_are_refused(tmp_path, monkeypatch):
     """--levels 2,2,4 trains on level-2 and level-4 captions only (drawn 2:1), --sigma-loc is the logit-normal's
     location of every training draw; the saved file records both; a level
     outside toy_world.LEVELS or a non-number is a SystemExit that names the flag."""
     from minidit.pipelines.toy import read_toy_metadata
     from minidit.conditioning_lab import ToyT2IConfig
-    seen = []
+    seen, relations_seen = [], []
     real = toy_world.draw_batch
 
-    def spy(batch, generator, levels=toy_world.LEVELS):
+    def spy(batch, generator, levels=toy_world.LEVELS, relations=toy_world.RELATIONS):
         seen.append(tuple(levels))
-        return real(batch, generator, levels=levels)
+        relations_seen.append((batch, tuple(relations)))
+        return real(batch, generator, levels=levels, relations=relations)
     monkeypatch.setattr(toy_world, "draw_batch", spy)
     path = tmp_path / "t2i.safetensors"
     locs = []
@@ -297,11 +298,18 @@ def test_levels_and_sigma_loc_reach_the_training_and_bad_levels_are_refused(tmp_
         return real_sigmas(batch, density, **kw)
     monkeypatch.setattr(experiment, "training_sigmas", sigmas)
     experiment.main(["--tiny", "--designs", "cross", "--ddpm-designs", "", "--seeds", "0", "--threads", "1",
-                     "--levels", "2,2,4", "--sigma-loc", "0.5", "--save", str(path), "--out", str(tmp_path / "c.json")])
+                     "--levels", "2,2,4", "--sigma-loc", "0.5", "--relations", "left of,above",
+                     "--save", str(path), "--out", str(tmp_path / "c.json")])
     assert (2, 2, 4) in seen and set(seen) <= {(2, 2, 4), (1,), (2,), (3,), (4,)}   # training / eval-set draws
+    training = {r for lv, (n, r) in zip(seen, relations_seen) if lv == (2, 2, 4) and n > 1}   # n 1: checking the flags
+    assert training == {("left of", "above")}
+    assert {r for lv, (n, r) in zip(seen, relations_seen) if lv != (2, 2, 4) and n > 1} == {toy_world.RELATIONS}  # eval
     assert locs and set(locs) == {0.5}
     info = read_toy_metadata(path, ToyT2IConfig)[1]
-    assert info["levels"] == "2,2,4" and info["sigma_loc"] == 0.5
+    assert info["levels"] == "2,2,4" and info["sigma_loc"] == 0.5 and info["relations"] == "left of,above"
+    with pytest.raises(SystemExit, match="--relations"):
+        experiment.main(["--tiny", "--designs", "cross", "--ddpm-designs", "", "--seeds", "0", "--relations", "beside",
+                         "--out", str(tmp_path / "e.json")])
     for bad in ("2,5", "two"):
         with pytest.raises(SystemExit, match="--levels"):
             experiment.main(["--tiny", "--designs", "cross", "--ddpm-designs", "", "--seeds", "0", "--levels", bad,

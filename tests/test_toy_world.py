@@ -260,6 +260,21 @@ def test_draw_batch_is_deterministic_with_shapes_and_ranges():
         W.draw_batch(4, torch.Generator(), levels=(5,))
 
 
+@pytest.mark.parametrize("subset", [("left of", "above"), ("below",)])
+def test_draw_batch_keeps_to_a_relation_subset(subset):
+    """A curriculum's batches: every relation of every caption is one of the subset, and true of the drawn
+    cells (level-3 scenes' second relation too); each relation of the subset is used; bad subsets are refused."""
+    _, captions, scenes = W.draw_batch(400, torch.Generator().manual_seed(3), levels=(2, 3, 4), relations=subset)
+    used = [(s, i, r, j) for s in scenes for i, r, j in s.relations]
+    assert {r for _, _, r, _ in used} == set(subset)
+    assert sum(len(s.relations) == 2 for s in scenes) > 100                       # level-3 cores are there
+    assert all(W.relation_holds(s.items[i].cell, r, s.items[j].cell) for s, i, r, j in used)
+    assert [W.parse_caption(t).relations for t in captions] == [s.relations for s in scenes]
+    for bad in [(), ("left",), "left of", ("left of", "beside")]:
+        with pytest.raises(InputError, match="relations"):
+            W.draw_batch(4, torch.Generator(), relations=bad)
+
+
 def test_prompt_set_is_fixed_and_covers_every_level():
     prompts = W.prompt_set()
     assert prompts == W.prompt_set() and 30 <= len(prompts) <= 50 and len(set(prompts)) == len(prompts)

@@ -86,8 +86,10 @@ def _true_relations(ci: torch.Tensor, cj: torch.Tensor) -> torch.Tensor:
     return torch.stack([coli < colj, coli > colj, ri < rj, ri > rj], 1)
 
 
-def _sample_scenes(levels: torch.Tensor, generator) -> tuple[list[Scene], torch.Tensor]:
-    """Scenes for the given levels (B,) -> (scenes, per-scene random numbers for the level-4 phrases)."""
+def _sample_scenes(levels: torch.Tensor, generator, relations=RELATIONS) -> tuple[list[Scene], torch.Tensor]:
+    """Scenes for the given levels (B,) -> (scenes, per-scene random numbers for the level-4 phrases).
+    relations: the relations captions may use; a scene in which none of them holds between the items
+    a relation joins gets its cells redrawn (never with all four: two distinct cells always satisfy one)."""
     B = len(levels)
     cells = torch.rand(B, GRID * GRID, generator=generator).argsort(1)[:, :MAX_ITEMS]        # (B, 3) distinct
     pairs = torch.rand(B, 10 * len(COLOURS), generator=generator).argsort(1)[:, :MAX_ITEMS]  # distinct (digit, colour)
@@ -96,16 +98,26 @@ def _sample_scenes(levels: torch.Tensor, generator) -> tuple[list[Scene], torch.
     pick = torch.rand(B, 2, len(RELATIONS), generator=generator)
     plans = torch.randint(0, 1 << 20, (B, 4 + len(DISTRACTORS)), generator=generator)
     n_items = torch.where(levels == 4, core, levels)
-    rel0 = torch.where(_true_relations(cells[:, 0], cells[:, 1]), pick[:, 0], -1.0).argmax(1)
-    other = cells.gather(1, ref[:, None])[:, 0]
-    rel1 = torch.where(_true_relations(cells[:, 2], other), pick[:, 1], -1.0).argmax(1)
+    allowed = torch.tensor([r in relations for r in RELATIONS])                     # (4,)
+    for _ in range(1000):                       # a subset of the relations: redraw the scenes it cannot caption
+        other = cells.gather(1, ref[:, None])[:, 0]
+        true0 = _true_relations(cells[:, 0], cells[:, 1]) & allowed                  # (B, 4)
+        true1 = _true_relations(cells[:, 2], other) & allowed
+        bad = ((n_items >= 2) & ~true0.any(1)) | ((n_items == 3) & ~true1.any(1))    # (B,)
+        if not bad.any():
+            break
+        cells[bad] = torch.rand(int(bad.sum()), GRID * GRID, generator=generator).argsort(1)[:, :MAX_ITEMS]
+    else:                                       # a non-empty subset holds with probability >= 1/4 per draw
+        raise RuntimeError(f"no scene found for the relations {relations} in 1000 draws")
+    rel0 = torch.where(true0, pick[:, 0], -1.0).argmax(1)
+    rel1 = torch.where(true1, pick[:, 1], -1.0).argmax(1)
     cells, digits, colours = cells.tolist(), (pairs // len(COLOURS)).tolist(), (pairs % len(COLOURS)).tolist()
     scenes = []
     for b, (k, r0, r1, j) in enumerate(zip(n_items.tolist(), rel0.tolist(), rel1.tolist(), ref.tolist())):
         items = tuple(Item(digits[b][i], COLOUR_NAMES[colours[b][i]], divmod(cells[b][i], GRID)) for i in range(k))
-        relations = ((0, RELATIONS[r0], 1),) if k >= 2 else ()
-        relations += ((2, RELATIONS[r1], j),) if k == 3 else ()
-        scenes.append(Scene(items, relations))
+        joined = ((0, RELATIONS[r0], 1),) if k >= 2 else ()
+        joined += ((2, RELATIONS[r1], j),) if k == 3 else ()
+        scenes.append(Scene(items, joined))
     return scenes, plans
 
 
@@ -175,14 +187,18 @@ def render(scene: Scene, generator: torch.Generator | None = None) -> torch.Tens
     return render_batch([scene], generator)[0]
 
 
-def draw_batch(batch: int, generator: torch.Generator, levels=LEVELS):
+def draw_batch(batch: int, generator: torch.Generator, levels=LEVELS, relations=RELATIONS):
     """A random training batch: images (B, 3, 24, 24) in [-1, 1], captions list[str], scenes list[Scene].
-    Each example's level is drawn uniformly from `levels`; deterministic given the generator."""
+    Each example's level is drawn uniformly from `levels`; deterministic given the generator.
+    `relations`: the relations the captions may use (all four by default; a subset, e.g. ("left of",
+    "above"), makes a curriculum: then which item is named first alone tells where it goes)."""
     if any(level not in LEVELS for level in levels) or not levels:
         raise InputError(f"levels must be a non-empty subset of {LEVELS}, got {levels!r}")
+    if isinstance(relations, str) or not relations or any(r not in RELATIONS for r in relations):
+        raise InputError(f"relations must be a non-empty subset of {RELATIONS}, got {relations!r}")
     pick = torch.randint(0, len(levels), (batch,), generator=generator)
     level = torch.tensor(list(levels))[pick]                                # (B,)
-    scenes, plans = _sample_scenes(level, generator)
+    scenes, plans = _sample_scenes(level, generator, tuple(relations))
     images = render_batch(scenes, generator)
     captions = [_compose(s, p if lv == 4 else None) for s, p, lv in zip(scenes, plans.tolist(), level.tolist())]
     return images * 2.0 - 1.0, captions, scenes
