@@ -53,8 +53,8 @@ def graded_prompt_set():
 
 
 @pytest.mark.xfail(strict=True, reason="the issue's target (>= 80 % of the prompt set) is not reached yet: the shipped "
-                   "model (33 000 CPU steps) draws all 10 one-object prompts, 2 of 10 two-object, none of the others (30 %): "
-                   "it places objects without regard to the relation (chance level); "
+                   "model (45 700 CPU steps; the last 12 700 a relation curriculum, 10 200 of them at high noise) draws 30 of the 40 "
+                   "prompts (10, 8, 6, 6 per level: 75 %); three objects and long captions still fail; "
                    "strict, so this flips to a failure once a model does")
 def test_the_shipped_model_draws_the_prompt_set(graded_prompt_set):
     ok = [good for level in graded_prompt_set.values() for good in level]
@@ -66,6 +66,13 @@ def test_the_shipped_model_draws_single_objects(graded_prompt_set):
     # measured 10/10; held as a floor below the target above
     ones = graded_prompt_set[1]
     assert sum(ones) / len(ones) >= 0.7, f"only {sum(ones)}/{len(ones)} one-object prompts drawn right"
+
+
+def test_the_shipped_model_follows_relations(graded_prompt_set):
+    # measured 8/10; placing two objects at random satisfies a relation 3 times in 8, so a model that ignores
+    # the relation word (as the 33 000-step one did: 2/10) fails this floor
+    twos = graded_prompt_set[2]
+    assert sum(twos) / len(twos) >= 0.6, f"only {sum(twos)}/{len(twos)} two-object prompts drawn right"
 
 
 def test_the_shipped_file_records_its_training():
