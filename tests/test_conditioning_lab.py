@@ -276,9 +276,10 @@ def test_the_recorded_experiment_is_the_scripts_output_for_todays_presets():
 
 
 def test_levels_relations_and_sigma_loc_reach_the_training_and_bad_ones_are_refused(tmp_path, monkeypatch):
-    """--levels 2,2,4 trains on level-2 and level-4 captions only (drawn 2:1), --sigma-loc is the logit-normal's
-    location of every training draw; the saved file records both; a level
-    outside toy_world.LEVELS or a non-number is a SystemExit that names the flag."""
+    """--levels 2,2,4 trains on level-2 and level-4 captions only (drawn 2:1), --relations limits the training
+    captions' relations (the evaluation set keeps all four), --sigma-loc is the logit-normal's location of every
+    training draw; the saved file records all three; a level outside toy_world.LEVELS, a non-number or an
+    unknown relation is a SystemExit that names the flag."""
     from minidit.pipelines.toy import read_toy_metadata
     from minidit.conditioning_lab import ToyT2IConfig
     seen, relations_seen = [], []
