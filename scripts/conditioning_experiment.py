@@ -17,10 +17,13 @@ toy world and grade its samples with the world's caption checker.
     # --levels 1,2,2,3,3,4,4: a continuation that draws one-object captions half as often as each of the others
     # --relations 'left of,above': captions with these relations only (a curriculum's first phase)
     # how the shipped model learned the relations, after 33 000 steps on all captions (each run --init the
-    # one before, all with --levels 1,2,2,3,3,4,4 --ema 0.998; the exact commands are in the file's "history"):
+    # one before, all with --ema 0.998 and --levels 1,2,2,3,3,4,4 unless shown; the exact commands are in the
+    # file's "history"):
     #   --relations 'left of,above' --sigma-loc 0.5 --lr 4e-4 --steps 2500   (changed nothing measurable)
     #   --relations 'left of,above' --sigma-loc 2.0 --lr 1e-3 --steps 2000   (being named first -> left / top)
     #   --sigma-loc 2.0 --lr 1e-3 --steps 6000, then --lr 5e-4 --steps 2200  (all four relations: when to flip it)
+    # then three objects and long captions drawn more often, --sigma-loc 2.0 --lr 5e-4 (87.5 % of the prompt set):
+    #   --levels 1,2,2,3,3,3,4,4,4 --steps 3000, then --levels 1,2,3,3,3,4,4,4 --steps 5000
 
 Every run: one design x one objective x one seed, the same data stream (`toy_world.draw_batch`, a fresh
 batch every step, all levels mixed, from a generator seeded by the seed alone), the same noise and

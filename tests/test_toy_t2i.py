@@ -162,3 +162,28 @@ def test_the_tokenizer_is_the_worlds_vocabulary():
     tok = toy_tokenizer(toy_world.VOCABULARY)
     words = [w for w in tok.vocab if not w.startswith("[")]
     assert tuple(words) == toy_world.VOCABULARY
+
+
+def _figure_script():
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "scripts" / "toy_t2i_figure.py"
+    spec = importlib.util.spec_from_file_location("toy_t2i_figure", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_readme_figure_script_draws_eight_graded_prompts(tmp_path, capsys):
+    from PIL import Image
+    png = tmp_path / "t2i.png"
+    assert _figure_script().main(["--png", str(png)]) == 0
+    assert Image.open(png).size == (4 * (24 * 6 + 2) + 2, 2 * (24 * 6 + 2) + 2)    # 2 rows of 4, 6x, 2-px frame
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(": ", 1)[1] for line in lines[1:]] == [f'"{t}"' for t in toy_world.prompt_set()[::5]]
+
+
+def test_the_figure_script_grades_any_file(tiny_file, capsys):
+    assert _figure_script().main(["--grade", str(tiny_file)]) == 0
+    out = capsys.readouterr().out
+    assert "prompt set, 3 seeds: level 1 " in out and "/120 = " in out and "64 other captions per level" in out
