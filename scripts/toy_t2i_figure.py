@@ -5,11 +5,11 @@
 
 The picture: two prompts per level of the fixed prompt set (`toy_world.prompt_set()[::5]`), seed 0, the
 default steps and guidance, every image shown, pass or fail. `--grade`, per level, with the caption checker:
-the whole prompt set from noise seeds 0, 1, 2 (what `tests/test_toy_t2i.py` asserts), and 64 other captions
-per level (`toy_world.draw_batch` seeded 5000 + level; not the experiment's evaluation set, seeded 1000 + level,
-on which the training runs were compared) from seeds 1 and 2. Each call of `generate_toy_images` draws the
-noise for its whole batch from one generator, so an image depends on the batch it was drawn in: the
-picture's eight are not the test's first eight.
+the whole prompt set from noise seeds 0, 1, 2 (`toy_t2i.grade_prompt_set`, what `tests/test_toy_t2i.py`
+asserts), and 64 other captions per level (`toy_world.draw_batch` seeded 5000 + level; not the experiment's
+evaluation set, seeded 1000 + level, on which the training runs were compared) from seeds 1 and 2. Each
+call of `generate_toy_images` draws the noise for its whole batch from one generator, so an image depends
+on the batch it was drawn in: the picture's eight are not the test's first eight.
 """
 from __future__ import annotations
 
@@ -47,15 +47,11 @@ def main(argv=None) -> int:
 
 
 def grade(path) -> None:
-    prompts = toy_world.prompt_set()
-    levels = [toy_world.parse_caption(text).level for text in prompts]
-    right = dict.fromkeys(toy_world.LEVELS, 0)
-    for seed in (0, 1, 2):
-        ok = toy_world.check_batch(toy_t2i.generate_toy_images(prompts, seed=seed, weights=path), prompts)
-        for level, good in zip(levels, ok):
-            right[level] += good
-    print(f"{path}: prompt set, 3 seeds: " + ", ".join(f"level {k} {v}/{3 * levels.count(k)}" for k, v in right.items())
-          + f"; all {sum(right.values())}/{3 * len(prompts)} = {sum(right.values()) / (3 * len(prompts)):.1%}")
+    graded = toy_t2i.grade_prompt_set(path)
+    right = sum(map(sum, graded.values()))
+    total = sum(map(len, graded.values()))
+    print(f"{path}: prompt set, 3 seeds: " + ", ".join(f"level {k} {sum(v)}/{len(v)}" for k, v in sorted(graded.items()))
+          + f"; all {right}/{total} = {right / total:.1%}")
     other = {}
     for level in toy_world.LEVELS:
         captions = toy_world.draw_batch(64, torch.Generator().manual_seed(5000 + level), levels=(level,))[1]

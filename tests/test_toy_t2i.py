@@ -47,12 +47,7 @@ def tiny_file(tmp_path_factory):
 def graded_prompt_set():
     """The shipped model's images of the world's fixed prompt set (10 per level), one per noise seed, graded:
     {level: [ok, ...]} (30 per level)."""
-    prompts = toy_world.prompt_set()
-    by_level = {}
-    for seed in SEEDS:
-        ok = toy_world.check_batch(toy_t2i.generate_toy_images(prompts, seed=seed), prompts)
-        for prompt, good in zip(prompts, ok):
-            by_level.setdefault(toy_world.parse_caption(prompt).level, []).append(good)
+    by_level = toy_t2i.grade_prompt_set(seeds=SEEDS)
     print(f"built-in T2I: images right per level ({len(SEEDS)} seeds)",
           {k: f"{sum(v)}/{len(v)}" for k, v in sorted(by_level.items())})
     return by_level

@@ -114,6 +114,18 @@ def generate_toy_images(prompts, seed: int = 0, *, steps: int = DEFAULT_STEPS, g
     return sample_images(model, tokenizer, prompts, objective, x_T, steps=steps, guidance=guidance, progress=progress)
 
 
+def grade_prompt_set(weights=None, seeds=(0, 1, 2)) -> dict[int, list[bool]]:
+    """The fixed prompt set (`toy_world.prompt_set()`) drawn once per noise seed and graded by the caption
+    checker: {level: [ok, ...]}, 10 x len(seeds) per level. The measure the built-in model is held to."""
+    prompts = toy_world.prompt_set()
+    by_level: dict[int, list[bool]] = {}
+    for seed in seeds:
+        ok = toy_world.check_batch(generate_toy_images(prompts, seed=seed, weights=weights), prompts)
+        for prompt, good in zip(prompts, ok):
+            by_level.setdefault(toy_world.parse_caption(prompt).level, []).append(good)
+    return by_level
+
+
 # --------------------------------------------------------------------------------------------
 # python -m minidit generate --prompt "..."   (no --model)
 # --------------------------------------------------------------------------------------------
